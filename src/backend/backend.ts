@@ -1,0 +1,173 @@
+/**
+ * The Backend: every hot loop of llm.ts goes through this interface.
+ *
+ * Conventions shared by all kernels (so a native backend can replace any of them):
+ * - Tensors are Float32Array, row-major; `rows x dim` means `rows` contiguous rows of `dim` floats.
+ * - Forward kernels OVERWRITE their outputs.
+ * - Backward kernels ACCUMULATE (+=) into the gradient buffers they are given, because
+ *   autograd sums the contributions of every consumer of a tensor.
+ * - Kernels never allocate buffers that outlive the call; the caller owns all memory.
+ */
+
+/** C[b] = alpha * op(A[b]) · op(B[b]) + beta * C[b]   for b in [0, batch). */
+export interface GemmArgs {
+  /** rows of op(A) and of C */
+  M: number;
+  /** columns of op(B) and of C */
+  N: number;
+  /** columns of op(A) = rows of op(B) */
+  K: number;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  /** op(A) = A^T when true; A is then stored K x M. */
+  transA?: boolean;
+  /** op(B) = B^T when true; B is then stored N x K. */
+  transB?: boolean;
+  alpha?: number;
+  /** 0 overwrites C (C may hold garbage), 1 accumulates. */
+  beta?: number;
+  batch?: number;
+  /** element offsets of the first matrix */
+  aOffset?: number;
+  bOffset?: number;
+  cOffset?: number;
+  /** leading dimensions (row strides of the stored matrices); default: contiguous */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** element distance between consecutive matrices of the batch; 0 broadcasts one matrix */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+}
+
+/** Shapes for fused causal self-attention with grouped-query heads. */
+export interface AttentionShape {
+  B: number;
+  T: number;
+  /** query heads */
+  nHead: number;
+  /** key/value heads; nHead % nKvHead == 0 (nKvHead == nHead is plain multi-head attention) */
+  nKvHead: number;
+  headDim: number;
+  /** usually 1/sqrt(headDim) */
+  scale: number;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  // ---- matrix products -------------------------------------------------------
+  gemm(args: GemmArgs): void;
+
+  // ---- elementwise (n = element count) ----------------------------------------
+  /** out = a + b */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+  /** out = a * b */
+  mul(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+  /** y += alpha * x */
+  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void;
+  /** out = alpha * x */
+  scale(alpha: number, x: Float32Array, out: Float32Array, n: number): void;
+  /** out[r, j] = x[r, j] + bias[j] for r < rows, j < dim */
+  addBias(x: Float32Array, bias: Float32Array, out: Float32Array, rows: number, dim: number): void;
+  /** dbias[j] += sum_r dout[r, j] */
+  sumRows(dout: Float32Array, dbias: Float32Array, rows: number, dim: number): void;
+  /** sum of squares of x[0..n) in double precision */
+  sumSquares(x: Float32Array, n: number): number;
+
+  // ---- activations ----------------------------------------------------------------
+  /** GELU, tanh approximation (GPT-2) */
+  geluForward(x: Float32Array, out: Float32Array, n: number): void;
+  geluBackward(x: Float32Array, dout: Float32Array, dx: Float32Array, n: number): void;
+  siluForward(x: Float32Array, out: Float32Array, n: number): void;
+  siluBackward(x: Float32Array, dout: Float32Array, dx: Float32Array, n: number): void;
+  /** out = silu(gate) * up (Llama MLP) */
+  swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  swigluBackward(
+    gate: Float32Array, up: Float32Array, dout: Float32Array,
+    dgate: Float32Array | null, dup: Float32Array | null, n: number,
+  ): void;
+
+  // ---- normalisation ------------------------------------------------------------
+  /** Saves mean and rstd (one per row) for the backward pass. weight/bias may be null. */
+  layerNormForward(
+    x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, out: Float32Array,
+    mean: Float32Array, rstd: Float32Array, rows: number, dim: number, eps: number,
+  ): void;
+  layerNormBackward(
+    dout: Float32Array, x: Float32Array, weight: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    dx: Float32Array | null, dweight: Float32Array | null, dbias: Float32Array | null, rows: number, dim: number,
+  ): void;
+  /** Saves rstd (one per row). */
+  rmsNormForward(
+    x: Float32Array, weight: Float32Array | null, out: Float32Array, rstd: Float32Array,
+    rows: number, dim: number, eps: number,
+  ): void;
+  rmsNormBackward(
+    dout: Float32Array, x: Float32Array, weight: Float32Array | null, rstd: Float32Array,
+    dx: Float32Array | null, dweight: Float32Array | null, rows: number, dim: number,
+  ): void;
+
+  // ---- softmax over the last dimension --------------------------------------------
+  softmaxForward(x: Float32Array, out: Float32Array, rows: number, dim: number): void;
+  /** dx += y * (dy - sum(dy * y)) */
+  softmaxBackward(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, dim: number): void;
+
+  // ---- attention ------------------------------------------------------------------
+  /**
+   * Fused causal attention. q, out: (B, T, nHead*headDim); k, v: (B, T, nKvHead*headDim).
+   * lse: (B, nHead, T) receives the log-sum-exp of each query row's scaled scores,
+   * which is all the backward pass needs to recompute the probabilities.
+   */
+  attentionForward(
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape,
+  ): void;
+  attentionBackward(
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, dout: Float32Array,
+    dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null, s: AttentionShape,
+  ): void;
+
+  // ---- rotary position embedding -----------------------------------------------------
+  /**
+   * x, out: (B, T, nHeads*headDim), rotate-half convention (Hugging Face Llama):
+   * pairs (i, i + headDim/2) of every head are rotated by angle pos * theta^(-2i/headDim).
+   * cos, sin: (maxPos, headDim/2) tables; position of row t is posOffset + t.
+   * inverse = true rotates by the negative angle (the backward pass). out may alias x.
+   */
+  rope(
+    x: Float32Array, out: Float32Array, cos: Float32Array, sin: Float32Array,
+    B: number, T: number, nHeads: number, headDim: number, posOffset: number, inverse: boolean,
+  ): void;
+
+  // ---- embeddings --------------------------------------------------------------------
+  /** out[i, :] = weight[ids[i], :] */
+  embeddingForward(weight: Float32Array, ids: Int32Array, out: Float32Array, n: number, dim: number): void;
+  /** dweight[ids[i], :] += dout[i, :] */
+  embeddingBackward(dout: Float32Array, ids: Int32Array, dweight: Float32Array, n: number, dim: number): void;
+
+  // ---- loss ---------------------------------------------------------------------------
+  /**
+   * Per-row cross-entropy of softmax(logits) against targets; rows whose target equals
+   * ignoreIndex get loss 0. Returns the number of rows that counted.
+   */
+  crossEntropyForward(
+    logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, vocab: number, ignoreIndex: number,
+  ): number;
+  /** dlogits += scale * (softmax(logits) - onehot(target)) on rows that count. */
+  crossEntropyBackward(
+    logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
+    ignoreIndex: number, scale: number,
+  ): void;
+
+  // ---- optimizer -----------------------------------------------------------------------
+  /**
+   * One AdamW update, PyTorch semantics: p -= lr*wd*p; m, v moments; bias-corrected step.
+   * `step` is the 1-based step number used for bias correction.
+   */
+  adamw(
+    param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
+  ): void;
+}

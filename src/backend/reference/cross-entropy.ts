@@ -1,0 +1,43 @@
+/**
+ * Reference fused cross-entropy from logits: loss_r = logsumexp(logits_r) - logits_r[target_r].
+ * The backward recomputes the softmax from the logits instead of storing probabilities.
+ */
+
+export function crossEntropyForward(
+  logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, vocab: number, ignoreIndex: number,
+): number {
+  let count = 0;
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t === ignoreIndex) {
+      losses[r] = 0;
+      continue;
+    }
+    const o = r * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) if (logits[o + j] > max) max = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j] - max);
+    losses[r] = max + Math.log(sum) - logits[o + t];
+    count++;
+  }
+  return count;
+}
+
+export function crossEntropyBackward(
+  logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
+  ignoreIndex: number, scale: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t === ignoreIndex) continue;
+    const o = r * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) if (logits[o + j] > max) max = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j] - max);
+    const inv = 1 / sum;
+    for (let j = 0; j < vocab; j++) dlogits[o + j] += scale * Math.exp(logits[o + j] - max) * inv;
+    dlogits[o + t] -= scale;
+  }
+}

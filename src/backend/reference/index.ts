@@ -1,0 +1,31 @@
+/**
+ * The reference backend: readable pure-TypeScript kernels. It always works and is the
+ * oracle the native backend is tested against.
+ */
+import type { Backend } from '../backend.js';
+import { gemm } from './gemm.js';
+import { add, mul, axpy, scale, addBias, sumRows, sumSquares } from './elementwise.js';
+import {
+  geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
+} from './activation.js';
+import { layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward } from './norm.js';
+import { softmaxForward, softmaxBackward } from './softmax.js';
+import { attentionForward, attentionBackward } from './attention.js';
+import { rope } from './rope.js';
+import { embeddingForward, embeddingBackward } from './embedding.js';
+import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
+import { adamw } from './adamw.js';
+
+export const referenceBackend: Backend = {
+  name: 'reference',
+  gemm,
+  add, mul, axpy, scale, addBias, sumRows, sumSquares,
+  geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
+  layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,
+  softmaxForward, softmaxBackward,
+  attentionForward, attentionBackward,
+  rope,
+  embeddingForward, embeddingBackward,
+  crossEntropyForward, crossEntropyBackward,
+  adamw,
+};

@@ -1,0 +1,20 @@
+/** The tensor engine: Tensor with autograd, and every differentiable op. */
+export { Tensor, noGrad, isGradEnabled, shapeSize, shapeToString } from './tensor.js';
+export { matmul } from './ops/matmul.js';
+export type { MatmulOptions } from './ops/matmul.js';
+export { linear } from './ops/linear.js';
+export type { WeightLayout } from './ops/linear.js';
+export { add, sub, mul, div, scale, addScalar } from './ops/elementwise.js';
+export { sum, mean } from './ops/reduce.js';
+export { reshape, splitLastDim, concatLastDim } from './ops/shape.js';
+export { embedding } from './ops/embedding.js';
+export { layerNorm, rmsNorm } from './ops/norm.js';
+export { gelu, silu, swiglu } from './ops/activation.js';
+export { softmax } from './ops/softmax.js';
+export { causalSelfAttention } from './ops/attention.js';
+export type { AttentionOptions } from './ops/attention.js';
+export { rope, ropeTables } from './ops/rope.js';
+export type { RopeTables } from './ops/rope.js';
+export { crossEntropy, IGNORE_INDEX } from './ops/cross-entropy.js';
+export { dropout } from './ops/dropout.js';
+export { allocFloats, withFloat64Storage } from './storage.js';
