@@ -126,7 +126,7 @@ function tensorBytes(name: string, t: TensorToWrite): Uint8Array {
   if (!(t.dtype in SAFETENSORS_DTYPE_SIZE)) {
     throw new LlmError(`${what}: unsupported dtype ${JSON.stringify(t.dtype)} (use one of ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
   }
-  const count = checkShape(t.shape, Number.MAX_SAFE_INTEGER);
+  const count = checkShape(t.shape);
   if (count === null) throw new LlmError(`${what}: shape ${JSON.stringify(t.shape)} must be an array of non-negative integers`);
   if (t.data.length !== count) {
     throw new LlmError(`${what}: shape ${JSON.stringify(t.shape)} needs ${count} elements but data has ${t.data.length}`);
@@ -181,7 +181,10 @@ export function parseSafetensors(buf: Uint8Array, source: string): Safetensors {
   const base = 8 + n;
   const tensors = new Map<string, LoadedTensor>();
   for (const e of entries) {
-    tensors.set(e.name, decode(e, buf.slice(base + e.begin, base + e.end).buffer));
+    // Copy explicitly: on a Node Buffer, slice() would return a view, not a copy.
+    const bytes = new Uint8Array(e.end - e.begin);
+    bytes.set(buf.subarray(base + e.begin, base + e.end));
+    tensors.set(e.name, decode(e, bytes.buffer));
   }
   return { tensors, metadata };
 }
@@ -273,7 +276,7 @@ function parseEntry(name: string, raw: unknown, dataLen: number, source: string)
   }
   const dt = dtype as SafetensorsDtype;
   const size = SAFETENSORS_DTYPE_SIZE[dt];
-  const count = checkShape(raw.shape, Math.floor(dataLen / size) + 1);
+  const count = checkShape(raw.shape);
   if (count === null) throw new LlmError(`${what}: shape ${JSON.stringify(raw.shape)} must be an array of non-negative integers`);
   const offs = raw.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1]) {
@@ -284,7 +287,7 @@ function parseEntry(name: string, raw: unknown, dataLen: number, source: string)
     throw new LlmError(`${what}: data_offsets [${begin}, ${end}] run past the ${dataLen}-byte data buffer (file truncated or corrupt)`);
   }
   if (count * size !== end - begin) {
-    const need = count * size > dataLen ? `more than ${dataLen}` : String(count * size);
+    const need = Number.isSafeInteger(count * size) ? String(count * size) : `more than ${dataLen}`;
     throw new LlmError(`${what}: shape ${JSON.stringify(raw.shape)} of ${dt} needs ${need} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
   }
   return { name, dtype: dt, shape: (raw.shape as number[]).slice(), begin, end };
@@ -292,17 +295,14 @@ function parseEntry(name: string, raw: unknown, dataLen: number, source: string)
 
 /**
  * Number of elements of a valid shape, or null if it is not an array of
- * non-negative integers. Counts above `cap` are returned as `cap` (so a
- * hostile shape cannot overflow into a plausible-looking size).
+ * non-negative integers. Huge shapes give huge (possibly inexact or infinite)
+ * counts, never small ones, so size checks against them stay sound.
  */
-function checkShape(shape: unknown, cap: number): number | null {
+function checkShape(shape: unknown): number | null {
   if (!Array.isArray(shape)) return null;
-  let count = 1;
-  for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) return null;
-    count = Math.min(count * d, cap);
-  }
-  return count;
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return null;
+  if (shape.includes(0)) return 0;
+  return shape.reduce((a: number, d: number) => a * d, 1);
 }
 
 function decode(e: HeaderEntry, buf: ArrayBuffer): LoadedTensor {

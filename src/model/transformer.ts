@@ -1,0 +1,244 @@
+/**
+ * The decoder-only Transformer, one definition for GPT-2 and Llama (see config.ts):
+ *
+ *   x = embed(tokens) [+ positions]                      (B, T, C)
+ *   for each Block:  x = x + attn(norm_1(x));  x = x + mlp(norm_2(x))
+ *   logits = lm_head(norm_f(x))                          (B, T, V)
+ *
+ * Parameters live in one Map keyed by their Hugging Face names (parameters.ts); the classes
+ * below only look them up, so loading or exporting a checkpoint is a map copy.
+ */
+import {
+  Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, layerNorm, linear,
+  rmsNorm, rope, ropeTables, splitLastDim, swiglu, type RopeTables, type WeightLayout,
+} from '../tensor/index.js';
+import { LlmError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+import { headDim, validateConfig, type ModelConfig } from './config.js';
+import { initParameters } from './init.js';
+import { parameterSpecs, type ParamSpec } from './parameters.js';
+
+type Params = Map<string, Tensor>;
+
+/** Shared per-forward context: dropout state and position tables. */
+interface Context {
+  cfg: ModelConfig;
+  training: boolean;
+  rng: Rng;
+  rope: RopeTables | null;
+}
+
+function get(params: Params, name: string): Tensor {
+  const t = params.get(name);
+  if (!t) throw new LlmError(`model is missing parameter '${name}'`);
+  return t;
+}
+
+function getOptional(params: Params, name: string): Tensor | null {
+  return params.get(name) ?? null;
+}
+
+/** LayerNorm (gpt2) or RMSNorm (llama) with its gain (and bias). */
+class Norm {
+  private readonly weight: Tensor;
+  private readonly bias: Tensor | null;
+  constructor(params: Params, name: string, private readonly ctx: Context) {
+    this.weight = get(params, `${name}.weight`);
+    this.bias = getOptional(params, `${name}.bias`);
+  }
+  forward(x: Tensor): Tensor {
+    const eps = this.ctx.cfg.normEps;
+    return this.ctx.cfg.family === 'gpt2' ? layerNorm(x, this.weight, this.bias, eps) : rmsNorm(x, this.weight, eps);
+  }
+}
+
+class Linear {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(params: Params, name: string, private readonly layout: WeightLayout) {
+    this.weight = get(params, `${name}.weight`);
+    this.bias = getOptional(params, `${name}.bias`);
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias, this.layout);
+  }
+}
+
+export class CausalSelfAttention {
+  private readonly qkv: Linear | null = null; // gpt2: fused c_attn
+  private readonly q: Linear | null = null; // llama: separate projections
+  private readonly k: Linear | null = null;
+  private readonly v: Linear | null = null;
+  private readonly proj: Linear;
+
+  constructor(params: Params, prefix: string, private readonly ctx: Context) {
+    if (ctx.cfg.family === 'gpt2') {
+      this.qkv = new Linear(params, `${prefix}.attn.c_attn`, 'in_out');
+      this.proj = new Linear(params, `${prefix}.attn.c_proj`, 'in_out');
+    } else {
+      this.q = new Linear(params, `${prefix}.self_attn.q_proj`, 'out_in');
+      this.k = new Linear(params, `${prefix}.self_attn.k_proj`, 'out_in');
+      this.v = new Linear(params, `${prefix}.self_attn.v_proj`, 'out_in');
+      this.proj = new Linear(params, `${prefix}.self_attn.o_proj`, 'out_in');
+    }
+  }
+
+  forward(x: Tensor): Tensor {
+    const { cfg } = this.ctx;
+    const kvDim = cfg.nKvHead * headDim(cfg);
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (this.qkv) {
+      [q, k, v] = splitLastDim(this.qkv.forward(x), [cfg.nEmbd, kvDim, kvDim]); // (B, T, C), (B, T, kv) x 2
+    } else {
+      q = this.q!.forward(x);
+      k = this.k!.forward(x);
+      v = this.v!.forward(x);
+    }
+    if (this.ctx.rope) {
+      q = rope(q, cfg.nHead, this.ctx.rope);
+      k = rope(k, cfg.nKvHead, this.ctx.rope);
+    }
+    const y = causalSelfAttention(q, k, v, { nHead: cfg.nHead, nKvHead: cfg.nKvHead }); // (B, T, C)
+    return dropout(this.proj.forward(y), cfg.dropout, this.ctx.rng, this.ctx.training);
+  }
+}
+
+export class MLP {
+  private readonly fc: Linear | null = null; // gpt2
+  private readonly gate: Linear | null = null; // llama
+  private readonly up: Linear | null = null;
+  private readonly down: Linear;
+
+  constructor(params: Params, prefix: string, private readonly ctx: Context) {
+    if (ctx.cfg.family === 'gpt2') {
+      this.fc = new Linear(params, `${prefix}.mlp.c_fc`, 'in_out');
+      this.down = new Linear(params, `${prefix}.mlp.c_proj`, 'in_out');
+    } else {
+      this.gate = new Linear(params, `${prefix}.mlp.gate_proj`, 'out_in');
+      this.up = new Linear(params, `${prefix}.mlp.up_proj`, 'out_in');
+      this.down = new Linear(params, `${prefix}.mlp.down_proj`, 'out_in');
+    }
+  }
+
+  forward(x: Tensor): Tensor {
+    const h = this.fc ? gelu(this.fc.forward(x)) : swiglu(this.gate!.forward(x), this.up!.forward(x)); // (B, T, hidden)
+    return dropout(this.down.forward(h), this.ctx.cfg.dropout, this.ctx.rng, this.ctx.training);
+  }
+}
+
+export class Block {
+  private readonly norm1: Norm;
+  private readonly attn: CausalSelfAttention;
+  private readonly norm2: Norm;
+  private readonly mlp: MLP;
+
+  constructor(params: Params, layer: number, ctx: Context) {
+    const gpt2 = ctx.cfg.family === 'gpt2';
+    const prefix = gpt2 ? `transformer.h.${layer}` : `model.layers.${layer}`;
+    this.norm1 = new Norm(params, gpt2 ? `${prefix}.ln_1` : `${prefix}.input_layernorm`, ctx);
+    this.attn = new CausalSelfAttention(params, prefix, ctx);
+    this.norm2 = new Norm(params, gpt2 ? `${prefix}.ln_2` : `${prefix}.post_attention_layernorm`, ctx);
+    this.mlp = new MLP(params, prefix, ctx);
+  }
+
+  forward(x: Tensor): Tensor {
+    x = add(x, this.attn.forward(this.norm1.forward(x)));
+    return add(x, this.mlp.forward(this.norm2.forward(x)));
+  }
+}
+
+export interface ForwardResult {
+  /** (B, T, V), or (B, 1, V) with lastOnly */
+  logits: Tensor;
+  /** mean cross-entropy when targets were given */
+  loss: Tensor | null;
+}
+
+export class Transformer {
+  readonly config: ModelConfig;
+  readonly params: Params;
+  readonly specs: ParamSpec[];
+  private readonly ctx: Context;
+  private readonly blocks: Block[];
+  private readonly tokenEmbedding: Tensor;
+  private readonly positionEmbedding: Tensor | null;
+  private readonly finalNorm: Norm;
+  private readonly head: Tensor;
+
+  /** Build around existing parameters (checked against the config), or initialise fresh ones. */
+  constructor(config: ModelConfig, params: Params | Rng) {
+    this.config = validateConfig(config);
+    this.specs = parameterSpecs(config);
+    this.params = params instanceof Rng ? initParameters(config, params) : params;
+    checkParameters(this.specs, this.params);
+    const gpt2 = config.family === 'gpt2';
+    this.ctx = {
+      cfg: config,
+      training: false,
+      rng: new Rng(0),
+      rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta),
+    };
+    this.tokenEmbedding = get(this.params, gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight');
+    this.positionEmbedding = gpt2 ? get(this.params, 'transformer.wpe.weight') : null;
+    this.blocks = Array.from({ length: config.nLayer }, (_, l) => new Block(this.params, l, this.ctx));
+    this.finalNorm = new Norm(this.params, gpt2 ? 'transformer.ln_f' : 'model.norm', this.ctx);
+    this.head = config.tiedEmbeddings ? this.tokenEmbedding : get(this.params, 'lm_head.weight');
+  }
+
+  /** Training mode enables dropout, drawing masks from rng. */
+  train(rng: Rng): void {
+    this.ctx.training = true;
+    this.ctx.rng = rng;
+  }
+
+  eval(): void {
+    this.ctx.training = false;
+  }
+
+  /** Parameters in a fixed order (the order of the spec table). */
+  parameters(): Tensor[] {
+    return this.specs.map((s) => this.params.get(s.name)!);
+  }
+
+  /**
+   * tokens: (B, T) ids; targets: (B, T) next-token ids (IGNORE_INDEX rows are masked).
+   * lastOnly computes the head for the final position only (sampling).
+   */
+  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: { lastOnly?: boolean } = {}): ForwardResult {
+    const cfg = this.config;
+    if (tokens.length !== B * T) throw new LlmError(`forward: ${tokens.length} tokens do not form a (${B}, ${T}) batch`);
+    if (T > cfg.blockSize) throw new LlmError(`sequence of ${T} tokens is longer than the model's context of ${cfg.blockSize}`);
+    let x = embedding(this.tokenEmbedding, tokens, [B, T]); // (B, T, C)
+    if (this.positionEmbedding) {
+      const positions = new Int32Array(T).map((_, t) => t);
+      x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
+    }
+    x = dropout(x, cfg.dropout, this.ctx.rng, this.ctx.training);
+    for (const block of this.blocks) x = block.forward(x);
+    if (opts.lastOnly) x = lastPosition(x, B, T);
+    x = this.finalNorm.forward(x);
+    const logits = linear(x, this.head, null, 'out_in'); // (B, T, V)
+    const loss = targets ? crossEntropy(logits, targets) : null;
+    return { logits, loss };
+  }
+}
+
+/** (B, T, C) -> (B, 1, C), no gradient (used for sampling only). */
+function lastPosition(x: Tensor, B: number, T: number): Tensor {
+  const C = x.lastDim;
+  const out = Tensor.zeros([B, 1, C]);
+  for (let b = 0; b < B; b++) out.data.set(x.data.subarray((b * T + T - 1) * C, (b * T + T) * C), b * C);
+  return out;
+}
+
+function checkParameters(specs: ParamSpec[], params: Params): void {
+  for (const s of specs) {
+    const t = params.get(s.name);
+    if (!t) throw new LlmError(`checkpoint is missing parameter '${s.name}'`);
+    if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
+      throw new LlmError(`parameter '${s.name}' has shape [${t.shape.join(', ')}] but the config needs [${s.shape.join(', ')}]`);
+    }
+    t.name = s.name;
+    t.requiresGrad = true;
+  }
+}

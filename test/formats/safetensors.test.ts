@@ -1,0 +1,205 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  loadSafetensors,
+  parseSafetensors,
+  saveSafetensors,
+  serializeSafetensors,
+  type TensorToWrite,
+} from '../../src/formats/safetensors.js';
+import { LlmError } from '../../src/util/errors.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const dir = tmpDir('safetensors');
+
+const sample: Record<string, TensorToWrite> = {
+  'h.0.attn.w': { dtype: 'F32', shape: [2, 3], data: new Float32Array([1, -2, 3.5, 0, 1e-8, -7]) },
+  half: { dtype: 'F16', shape: [3], data: new Float32Array([1, -0.5, 65504]) },
+  brain: { dtype: 'BF16', shape: [2], data: new Float32Array([1.5, -256]) },
+  ids: { dtype: 'I32', shape: [4], data: new Int32Array([0, -1, 2147483647, -2147483648]) },
+  step: { dtype: 'I64', shape: [], data: new BigInt64Array([9007199254740993n]) },
+  widened: { dtype: 'I64', shape: [2], data: new Int32Array([-3, 4]) },
+  bytes: { dtype: 'U8', shape: [3], data: new Uint8Array([0, 128, 255]) },
+  shorts: { dtype: 'U16', shape: [1, 1], data: new Uint16Array([65535]) },
+  empty: { dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
+};
+
+/** Build a file by hand: u64 LE header length, header text, data. */
+function rawFile(header: string, data: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const h = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + h.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(data, 8 + h.length);
+  return out;
+}
+
+function expectError(fn: () => unknown, ...parts: (string | RegExp)[]): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof LlmError, `expected LlmError, got ${String(e)}`);
+    for (const p of parts) {
+      if (typeof p === 'string') assert.ok(e.message.includes(p), `"${e.message}" should contain "${p}"`);
+      else assert.match(e.message, p);
+    }
+    return true;
+  });
+}
+
+test('round trip of every dtype plus metadata through a file', () => {
+  const p = join(dir, 'all.safetensors');
+  saveSafetensors(p, sample, { format: 'pt', note: 'héllo' });
+  const { tensors, metadata } = loadSafetensors(p);
+  assert.deepEqual(metadata, { format: 'pt', note: 'héllo' });
+  assert.deepEqual([...tensors.keys()].sort(), Object.keys(sample).sort());
+
+  const get = (name: string) => tensors.get(name)!;
+  assert.deepEqual(get('h.0.attn.w'), { dtype: 'F32', shape: [2, 3], data: sample['h.0.attn.w'].data });
+  assert.deepEqual(get('half'), { dtype: 'F16', shape: [3], data: new Float32Array([1, -0.5, 65504]) });
+  assert.deepEqual(get('brain'), { dtype: 'BF16', shape: [2], data: new Float32Array([1.5, -256]) });
+  assert.deepEqual(get('ids'), { dtype: 'I32', shape: [4], data: sample.ids.data });
+  assert.deepEqual(get('step'), { dtype: 'I64', shape: [], data: new BigInt64Array([9007199254740993n]) });
+  assert.deepEqual(get('widened'), { dtype: 'I64', shape: [2], data: new BigInt64Array([-3n, 4n]) });
+  assert.deepEqual(get('bytes'), { dtype: 'U8', shape: [3], data: sample.bytes.data });
+  assert.deepEqual(get('shorts'), { dtype: 'U16', shape: [1, 1], data: sample.shorts.data });
+  assert.deepEqual(get('empty'), { dtype: 'F32', shape: [0, 4], data: new Float32Array(0) });
+
+  // parseSafetensors on the same bytes gives the same answer.
+  const parsed = parseSafetensors(readFileSync(p), p);
+  assert.deepEqual(parsed.tensors, tensors);
+});
+
+test('loaded arrays are fresh, own their buffer and start at offset 0', () => {
+  const src = new Float32Array([1, 2, 3]);
+  const p = join(dir, 'own.safetensors');
+  saveSafetensors(p, { a: { dtype: 'U8', shape: [1], data: new Uint8Array([7]) }, w: { dtype: 'F32', shape: [3], data: src } });
+  for (const t of [loadSafetensors(p).tensors.get('w')!, parseSafetensors(readFileSync(p), p).tensors.get('w')!]) {
+    assert.equal(t.data.byteOffset, 0);
+    assert.equal(t.data.buffer.byteLength, 12);
+    (t.data as Float32Array)[0] = 42;
+    assert.equal(src[0], 1);
+  }
+});
+
+test('Uint16Array data for F16/BF16 is written as raw bits', () => {
+  const parts = serializeSafetensors({ h: { dtype: 'F16', shape: [2], data: new Uint16Array([0x3c00, 0xc000]) } });
+  const buf = concat(parts);
+  assert.deepEqual(parseSafetensors(buf, 'mem').tensors.get('h')!.data, new Float32Array([1, -2]));
+});
+
+test('writer layout: 8-byte aligned header, space padding, aligned data, offsets relative to data start', () => {
+  const parts = serializeSafetensors(
+    {
+      b: { dtype: 'U8', shape: [3], data: new Uint8Array([1, 2, 3]) },
+      a: { dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) },
+    },
+    { x: 'y' },
+  );
+  const buf = concat(parts);
+  const n = Number(new DataView(buf.buffer).getBigUint64(0, true));
+  assert.equal((8 + n) % 8, 0);
+  assert.equal(parts[0].byteLength, 8 + n);
+  const text = new TextDecoder().decode(buf.subarray(8, 8 + n));
+  assert.match(text, /^\{.*\} *$/);
+  const header = JSON.parse(text);
+  assert.deepEqual(header.__metadata__, { x: 'y' });
+  // The F32 tensor comes first so that it is 4-byte aligned.
+  assert.deepEqual(header.a, { dtype: 'F32', shape: [2], data_offsets: [0, 8] });
+  assert.deepEqual(header.b, { dtype: 'U8', shape: [3], data_offsets: [8, 11] });
+  assert.equal(buf.byteLength, 8 + n + 11);
+  const data = new DataView(buf.buffer, 8 + n);
+  assert.equal(data.getFloat32(0, true), 1);
+  assert.equal(data.getFloat32(4, true), 2);
+  assert.deepEqual([...buf.subarray(8 + n + 8)], [1, 2, 3]);
+});
+
+test('reads a file written by hand following the spec byte by byte', () => {
+  const header =
+    '{"__metadata__":{"format":"pt"},' +
+    '"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},' +
+    '"n":{"dtype":"I64","shape":[1],"data_offsets":[8,16]},' +
+    '"h":{"dtype":"BF16","shape":[1],"data_offsets":[16,18]}}    ';
+  const data = new Uint8Array(18);
+  const dv = new DataView(data.buffer);
+  dv.setFloat32(0, 0.25, true);
+  dv.setFloat32(4, -3, true);
+  dv.setBigInt64(8, -5n, true);
+  dv.setUint16(16, 0x4049, true); // bf16 3.140625
+  const { tensors, metadata } = parseSafetensors(rawFile(header, data), 'hand.safetensors');
+  assert.deepEqual(metadata, { format: 'pt' });
+  assert.deepEqual(tensors.get('w'), { dtype: 'F32', shape: [2], data: new Float32Array([0.25, -3]) });
+  assert.deepEqual(tensors.get('n'), { dtype: 'I64', shape: [1], data: new BigInt64Array([-5n]) });
+  assert.deepEqual(tensors.get('h'), { dtype: 'BF16', shape: [1], data: new Float32Array([3.140625]) });
+});
+
+test('corrupt files give LlmErrors naming the file', () => {
+  const good = join(dir, 'good.safetensors');
+  saveSafetensors(good, { w: { dtype: 'F32', shape: [4], data: new Float32Array(4) } });
+  const size = readFileSync(good).byteLength;
+
+  const truncated = join(dir, 'truncated.safetensors');
+  writeFileSync(truncated, readFileSync(good));
+  truncateSync(truncated, size - 4);
+  expectError(() => loadSafetensors(truncated), truncated, 'data_offsets [0, 16]', /truncated/);
+
+  const tiny = join(dir, 'tiny.safetensors');
+  writeFileSync(tiny, new Uint8Array(5));
+  expectError(() => loadSafetensors(tiny), tiny, '5 bytes');
+
+  const headerCut = join(dir, 'header-cut.safetensors');
+  writeFileSync(headerCut, readFileSync(good).subarray(0, 20));
+  expectError(() => loadSafetensors(headerCut), headerCut, 'larger than the 20-byte file');
+
+  const cases: [string, Uint8Array, string][] = [
+    ['bad-json', rawFile('{"w": {"dtype": "F32",'), 'not valid JSON'],
+    ['not-object', rawFile('[1, 2]'), 'must be a JSON object'],
+    ['unknown-dtype', rawFile('{"w":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}', new Uint8Array(1)), 'unsupported dtype "Q4"'],
+    ['bad-shape', rawFile('{"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}', new Uint8Array(1)), 'non-negative integers'],
+    ['shape-not-array', rawFile('{"w":{"dtype":"U8","shape":"1","data_offsets":[0,1]}}', new Uint8Array(1)), 'shape "1"'],
+    ['offsets-range', rawFile('{"w":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}', new Uint8Array(4)), 'run past the 4-byte data buffer'],
+    ['offsets-shape', rawFile('{"w":{"dtype":"U8","shape":[1],"data_offsets":[3]}}', new Uint8Array(4)), 'data_offsets [3]'],
+    ['offsets-reversed', rawFile('{"w":{"dtype":"U8","shape":[0],"data_offsets":[3,2]}}', new Uint8Array(4)), 'begin <= end'],
+    ['wrong-size', rawFile('{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', new Uint8Array(8)), 'needs 12 bytes'],
+    ['huge-shape', rawFile('{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}', new Uint8Array(8)), 'more than 8'],
+    ['bad-metadata', rawFile('{"__metadata__":{"a":1}}'), '__metadata__ "a"'],
+  ];
+  for (const [name, bytes, msg] of cases) {
+    const p = join(dir, `${name}.safetensors`);
+    writeFileSync(p, bytes);
+    expectError(() => loadSafetensors(p), p, msg);
+    expectError(() => parseSafetensors(bytes, p), p, msg);
+  }
+
+  // A header length far beyond the limit is rejected before anything is allocated.
+  const huge = new Uint8Array(16);
+  new DataView(huge.buffer).setBigUint64(0, 1n << 60n, true);
+  expectError(() => parseSafetensors(huge, 'huge.safetensors'), 'huge.safetensors', 'over the 100000000-byte limit');
+
+  expectError(() => loadSafetensors(join(dir, 'missing.safetensors')), 'missing.safetensors');
+});
+
+test('writer rejects inconsistent tensors', () => {
+  expectError(() => serializeSafetensors({ w: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }), '"w"', 'needs 3 elements');
+  expectError(() => serializeSafetensors({ w: { dtype: 'I32', shape: [2], data: new Float32Array(2) } }), 'Float32Array');
+  expectError(() => serializeSafetensors({ w: { dtype: 'F64' as 'F32', shape: [1], data: new Float32Array(1) } }), 'unsupported dtype "F64"');
+  expectError(() => serializeSafetensors({ w: { dtype: 'U8', shape: [1.5], data: new Uint8Array(1) } }), 'non-negative integers');
+  expectError(() => serializeSafetensors({ __metadata__: { dtype: 'U8', shape: [1], data: new Uint8Array(1) } }), 'reserved');
+});
+
+test('a tensor named __proto__ survives the round trip', () => {
+  const t: Record<string, TensorToWrite> = {};
+  Object.defineProperty(t, '__proto__', { value: { dtype: 'U8', shape: [1], data: new Uint8Array([5]) }, enumerable: true });
+  const back = parseSafetensors(concat(serializeSafetensors(t)), 'mem');
+  assert.deepEqual(back.tensors.get('__proto__')!.data, new Uint8Array([5]));
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
