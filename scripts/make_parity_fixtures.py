@@ -16,7 +16,7 @@ PyTorch's own float32 run is ~1e-4 (relative) away from the float64 trajectory, 
 tolerance of the test, while our float32 TypeScript is ~3e-5 away. A float64 reference measures
 our error alone instead of the sum of two float32 errors.
 
-The two model families are written here in plain PyTorch (float32), with exactly the parameter
+The two model families are written here in plain PyTorch, with exactly the parameter
 names, weight layouts and math of src/model/transformer.ts:
 
   gpt2:  x = wte[tokens] + wpe[0..T); blocks x += attn(ln_1(x)); x += mlp(ln_2(x));
@@ -35,7 +35,6 @@ import os
 import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

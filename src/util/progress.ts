@@ -63,6 +63,8 @@ export interface ProgressState {
   format?: (n: number) => string;
   /** Whether to draw the bar (TTY only). */
   bar?: boolean;
+  /** Units already done when timing started (a resumed run); excluded from the rate. */
+  initial?: number;
 }
 
 /** One progress line, e.g. 'train [####......]  40% 40/100 loss=2.3 ETA 1m30s'. */
@@ -80,8 +82,9 @@ export function formatProgressLine(s: ProgressState): string {
     parts.push(fmt(s.done));
   }
   if (s.fields && Object.keys(s.fields).length > 0) parts.push(formatFields(s.fields));
-  if (known && s.done > 0 && s.done < s.total) {
-    parts.push(`ETA ${formatDuration((s.elapsedSec / s.done) * (s.total - s.done))}`);
+  const timed = s.done - (s.initial ?? 0);
+  if (known && timed > 0 && s.done < s.total) {
+    parts.push(`ETA ${formatDuration((s.elapsedSec / timed) * (s.total - s.done))}`);
   } else if (s.done >= s.total || !known) {
     parts.push(formatDuration(s.elapsedSec));
   }
@@ -102,6 +105,8 @@ export interface ProgressLineOptions {
   intervalSec?: number;
   /** Formats done/total, e.g. formatBytes for downloads. */
   format?: (n: number) => string;
+  /** Units already done before this line started (a resumed run), for the ETA. */
+  initial?: number;
   /** Clock in milliseconds (for tests); default Date.now. */
   now?: () => number;
 }
@@ -149,6 +154,13 @@ export class ProgressLine {
     }
   }
 
+  /** Print a full line of text (e.g. an evaluation result) without breaking the progress line. */
+  log(text: string, out: ProgressStream = this.stream): void {
+    if (this.tty) this.stream.write('\r\x1b[K');
+    out.write(text + '\n');
+    if (this.tty && !this.finished) this.lastPrint = -Infinity;
+  }
+
   /** Finish: print `finalText`, or the last state, and end the line. */
   done(finalText?: string): void {
     if (this.finished) return;
@@ -166,6 +178,7 @@ export class ProgressLine {
       elapsedSec: (t - this.start) / 1000,
       format: this.opts.format,
       bar: this.tty,
+      initial: this.opts.initial,
     });
   }
 
