@@ -131,14 +131,9 @@ interface RunSetup {
 }
 
 async function newRun(p: Parsed, preset: string, outDir: string): Promise<RunSetup> {
-  const dataPath = await resolveDataset(stringFlag(p, 'data') ?? 'tinyshakespeare');
-  if (statSync(dataPath).size === 0) throw new LlmError(`data file ${dataPath} is empty; give a text file with some content`);
-  const text = readFileSync(dataPath, 'utf8');
-  const tokenizer = CharTokenizer.fromText(text);
-  const data = prepareTextDataset({ text, tokenizer, outDir: join(outDir, 'data') });
+  // every flag is checked before any download or file is touched
   const blockSize = numberFlag(p, 'block-size', { integer: true, min: 1 }) ?? PRESETS[preset].blockSize;
   const overrides: ConfigOverrides = {
-    vocabSize: tokenizer.vocabSize,
     blockSize,
     nLayer: numberFlag(p, 'n-layer', { integer: true, min: 1 }),
     nHead: numberFlag(p, 'n-head', { integer: true, min: 1 }),
@@ -147,8 +142,17 @@ async function newRun(p: Parsed, preset: string, outDir: string): Promise<RunSet
     hiddenDim: numberFlag(p, 'hidden-dim', { integer: true, min: 1 }),
     dropout: numberFlag(p, 'dropout', { min: 0, max: 0.99 }),
   };
-  const config = resolveConfig(preset, overrides);
+  resolveConfig(preset, overrides);
   const options = trainOptions(p, outDir, blockSize);
+  numberFlag(p, 'final-eval-iters', { integer: true, min: 1 });
+  numberFlag(p, 'sample-tokens', { integer: true, min: 0 });
+
+  const dataPath = await resolveDataset(stringFlag(p, 'data') ?? 'tinyshakespeare');
+  if (statSync(dataPath).size === 0) throw new LlmError(`data file ${dataPath} is empty; give a text file with some content`);
+  const text = readFileSync(dataPath, 'utf8');
+  const tokenizer = CharTokenizer.fromText(text);
+  const data = prepareTextDataset({ text, tokenizer, outDir: join(outDir, 'data') });
+  const config = resolveConfig(preset, { ...overrides, vocabSize: tokenizer.vocabSize });
   const model = new Transformer(config, new Rng(options.seed));
   return { model, tokenizer, data, options };
 }
