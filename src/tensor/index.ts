@@ -6,7 +6,7 @@ export { linear } from './ops/linear.js';
 export type { WeightLayout } from './ops/linear.js';
 export { add, sub, mul, div, scale, addScalar } from './ops/elementwise.js';
 export { sum, mean } from './ops/reduce.js';
-export { reshape, splitLastDim, concatLastDim } from './ops/shape.js';
+export { reshape, narrow, splitLastDim, concatLastDim } from './ops/shape.js';
 export { embedding } from './ops/embedding.js';
 export { layerNorm, rmsNorm } from './ops/norm.js';
 export { gelu, silu, swiglu } from './ops/activation.js';

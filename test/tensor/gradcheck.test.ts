@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   Tensor, matmul, linear, add, sub, mul, div, scale, addScalar, sum, mean, reshape, splitLastDim,
   concatLastDim, embedding, layerNorm, rmsNorm, gelu, silu, swiglu, softmax, causalSelfAttention,
-  rope, ropeTables, crossEntropy, dropout,
+  rope, ropeTables, crossEntropy, dropout, narrow,
 } from '../../src/tensor/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { gradcheck, param } from '../helpers/gradcheck.js';
@@ -72,6 +72,10 @@ describe('gradient checks (float64 central differences)', () => {
       const [a, b, c] = splitLastDim(x, [2, 3, 4]);
       return concatLastDim([mul(a, a), b, scale(c, 3)]);
     });
+  });
+
+  it('narrow (a view of leading rows)', () => {
+    gradcheck('narrow', (r) => [param(r, [5, 2, 3])], ([x]) => mul(narrow(x, 1, 3), narrow(x, 2, 3)));
   });
 
   it('embedding (scatter-add backward with repeated ids)', () => {

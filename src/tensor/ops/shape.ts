@@ -71,3 +71,16 @@ export function concatLastDim(parts: Tensor[]): Tensor {
     });
   });
 }
+
+/** Rows [start, start+length) of the first dimension, as a view sharing x's data: [N, ...] -> [length, ...]. */
+export function narrow(x: Tensor, start: number, length: number): Tensor {
+  const N = x.shape[0];
+  if (x.ndim < 1 || start < 0 || length < 0 || start + length > N || !Number.isInteger(start) || !Number.isInteger(length)) {
+    shapeError('narrow', `rows [${start}, ${start + length}) are outside ${shapeToString(x.shape)}`);
+  }
+  const row = x.size / N;
+  const out = new Tensor(x.data.subarray(start * row, (start + length) * row), [length, ...x.shape.slice(1)]);
+  return record(out, [x], () => {
+    backend().axpy(1, out.grad!, x.ensureGrad().subarray(start * row), out.size);
+  });
+}
