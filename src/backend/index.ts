@@ -1,14 +1,22 @@
 /**
- * Backend selection. The reference backend is always available; the native backend
- * (a later addition) is chosen when it loads, and `LLMTS_BACKEND=reference|native` forces one.
+ * Backend selection, once per process: the native backend when its addon loads, else the
+ * reference backend with a one-line warning. `LLMTS_BACKEND=reference|native` forces one
+ * (forcing native when it cannot load is an error).
  */
 import type { Backend } from './backend.js';
 import { referenceBackend } from './reference/index.js';
+import { loadNativeBackend, type NativeInfo } from './native.js';
+import { LlmError } from '../util/errors.js';
 
 export type { Backend, GemmArgs, AttentionShape } from './backend.js';
+export type { NativeInfo } from './native.js';
 export { referenceBackend };
 
 let current: Backend | null = null;
+let nativeInfo: NativeInfo | null = null;
+let nativeTried = false;
+let nativeBackendCache: Backend | null = null;
+let nativeError: string | null = null;
 
 /** The backend every op uses. */
 export function backend(): Backend {
@@ -16,15 +24,50 @@ export function backend(): Backend {
   return current;
 }
 
-/** Replace the backend (tests run the same suite on each). */
+/** Replace the backend (tests run the same checks on each). */
 export function setBackend(b: Backend): void {
   current = b;
 }
 
+/** The native backend, or null with the reason in nativeLoadError(). */
+export function nativeBackend(): Backend | null {
+  if (!nativeTried) {
+    nativeTried = true;
+    const load = loadNativeBackend();
+    nativeBackendCache = load.backend;
+    nativeInfo = load.info;
+    nativeError = load.error;
+  }
+  return nativeBackendCache;
+}
+
+export function nativeLoadError(): string | null {
+  nativeBackend();
+  return nativeError;
+}
+
+/** SIMD level, threads and native kernel list of the native backend (null if not loaded). */
+export function nativeBackendInfo(): NativeInfo | null {
+  nativeBackend();
+  return nativeInfo;
+}
+
+/** One line describing the backend in use, e.g. "native (avx512, 2 threads)". */
+export function describeBackend(): string {
+  const b = backend();
+  if (b.name === 'native' && nativeInfo) return `native (${nativeInfo.simd}, ${nativeInfo.threads} threads)`;
+  return b.name;
+}
+
 function chooseBackend(): Backend {
   const wanted = process.env.LLMTS_BACKEND;
-  if (wanted && wanted !== 'reference' && wanted !== 'native') {
-    process.stderr.write(`llmts: unknown LLMTS_BACKEND=${wanted} (use reference or native); using reference\n`);
+  if (wanted === 'reference') return referenceBackend;
+  if (wanted && wanted !== 'native') {
+    throw new LlmError(`LLMTS_BACKEND=${wanted} is not a backend (use reference or native)`);
   }
+  const native = nativeBackend();
+  if (native) return native;
+  if (wanted === 'native') throw new LlmError(`LLMTS_BACKEND=native but ${nativeError}`);
+  process.stderr.write(`llmts: warning: ${nativeError}; using the slower reference backend\n`);
   return referenceBackend;
 }

@@ -8,7 +8,7 @@ import { resolveDataset, KNOWN_DATASETS } from '../data/fetch.js';
 import { PRESETS, presetNames, resolveConfig, type ConfigOverrides } from '../model/config.js';
 import { countParameters } from '../model/parameters.js';
 import { Transformer } from '../model/transformer.js';
-import { backend } from '../backend/index.js';
+import { describeBackend } from '../backend/index.js';
 import { CharTokenizer } from '../tokenizer/char.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
@@ -83,7 +83,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   log(`model: ${cfg.family} ${cfg.nLayer} layers, ${cfg.nHead} heads (${cfg.nKvHead} kv), dim ${cfg.nEmbd}, ` +
     `context ${cfg.blockSize}, vocab ${cfg.vocabSize}: ${(countParameters(cfg) / 1e6).toFixed(2)}M parameters`);
   log(`data: ${data.train.length.toLocaleString('en-US')} train / ${data.val.length.toLocaleString('en-US')} val tokens; ` +
-    `backend: ${backend().name}; run dir: ${outDir}`);
+    `backend: ${describeBackend()}; run dir: ${outDir}`);
   if (trainer.step > 0) log(`resuming from step ${trainer.step}`);
 
   let stopRequested = false;

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { Tensor, noGrad, withFloat64Storage } from '../../src/tensor/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { backend, referenceBackend, setBackend } from '../../src/backend/index.js';
 
 export interface GradcheckOptions {
   h?: number;
@@ -28,8 +29,22 @@ export function gradcheck(
   const h = opts.h ?? 1e-6;
   const tol = opts.tol ?? 1e-6;
   const maxElements = opts.maxElements ?? 200;
+  // float64 storage runs on the reference kernels only
+  const previous = backend();
+  setBackend(referenceBackend);
+  try {
+    gradcheckFloat64(label, makeInputs, f, h, tol, maxElements, opts.seed ?? 42);
+  } finally {
+    setBackend(previous);
+  }
+}
+
+function gradcheckFloat64(
+  label: string, makeInputs: (rng: Rng) => Tensor[], f: (inputs: Tensor[]) => Tensor,
+  h: number, tol: number, maxElements: number, seed: number,
+): void {
   withFloat64Storage(() => {
-    const rng = new Rng(opts.seed ?? 42);
+    const rng = new Rng(seed);
     const inputs = makeInputs(rng);
     const out = f(inputs);
     const R = new Float64Array(out.size);

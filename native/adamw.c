@@ -1,0 +1,4 @@
+/* adamw kernels (not yet native: the reference backend is used for these). */
+#include "napi_args.h"
+
+const export_t adamw_exports[] = {{NULL, NULL}};

@@ -1,0 +1,61 @@
+/* llmts_native: the N-API addon. Starts the thread pool and registers every kernel family's
+ * exports (each kernel file lists its own in an export_t table). */
+#include <node_api.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cpu.h"
+#include "napi_args.h"
+#include "threadpool.h"
+
+extern const export_t gemm_exports[];
+extern const export_t elementwise_exports[];
+extern const export_t activation_exports[];
+extern const export_t norm_exports[];
+extern const export_t softmax_exports[];
+extern const export_t attention_exports[];
+extern const export_t rope_exports[];
+extern const export_t embedding_exports[];
+extern const export_t cross_entropy_exports[];
+extern const export_t adamw_exports[];
+
+static const export_t *const all_exports[] = {
+    gemm_exports,    elementwise_exports, activation_exports, norm_exports,          softmax_exports,
+    attention_exports, rope_exports,      embedding_exports,  cross_entropy_exports, adamw_exports,
+};
+
+static int thread_count(void) {
+  const char *env = getenv("LLMTS_THREADS");
+  if (env && atoi(env) > 0) return atoi(env);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+/* info() -> { simd: 'avx512' | 'avx2' | 'portable', threads: n } */
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, simd, threads;
+  napi_create_object(env, &obj);
+  napi_create_string_utf8(env, cpu_simd_name(cpu_simd()), NAPI_AUTO_LENGTH, &simd);
+  napi_create_int32(env, pool_size(), &threads);
+  napi_set_named_property(env, obj, "simd", simd);
+  napi_set_named_property(env, obj, "threads", threads);
+  return obj;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  pool_init(thread_count());
+  cpu_simd();
+  napi_value fn;
+  napi_create_function(env, "info", NAPI_AUTO_LENGTH, js_info, NULL, &fn);
+  napi_set_named_property(env, exports, "info", fn);
+  for (size_t t = 0; t < sizeof all_exports / sizeof all_exports[0]; t++) {
+    for (const export_t *e = all_exports[t]; e->name; e++) {
+      napi_create_function(env, e->name, NAPI_AUTO_LENGTH, e->fn, NULL, &fn);
+      napi_set_named_property(env, exports, e->name, fn);
+    }
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

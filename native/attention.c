@@ -1,0 +1,4 @@
+/* attention kernels (not yet native: the reference backend is used for these). */
+#include "napi_args.h"
+
+const export_t attention_exports[] = {{NULL, NULL}};
