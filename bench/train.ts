@@ -15,7 +15,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { backend } from '../src/backend/index.js';
+import { describeBackend } from '../src/backend/index.js';
 import { resolveConfig, type ModelConfig } from '../src/model/config.js';
 import { Transformer } from '../src/model/transformer.js';
 import { AdamW, clipGradNorm } from '../src/train/adamw.js';
@@ -276,7 +276,7 @@ function main(): void {
   out.push(...rows);
   out.push('');
   out.push(`- date: ${new Date().toISOString()}`);
-  out.push(`- ours: backend ${backend().name}, node ${process.version}, single thread`);
+  out.push(`- ours: backend ${describeBackend()}, node ${process.version}`);
   out.push(`- PyTorch: ${torch ? `torch ${torch} via ${o.python}` : 'not run'}`);
   if (torch) {
     out.push(`- PyTorch BLAS: ${blas ?? 'unknown'}`);
