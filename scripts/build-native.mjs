@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 if (process.env.LLMTS_SKIP_NATIVE === '1') {
@@ -35,8 +35,30 @@ function nodedirArgs() {
   return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 }
 
+/** One build at a time in this checkout (parallel `node-gyp rebuild`s delete each other's files). */
+function acquireLock(dir) {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      return;
+    } catch {
+      try {
+        if (Date.now() - statSync(dir).mtimeMs > 300_000) rmdirSync(dir); // stale lock
+      } catch {}
+      if (Date.now() > deadline) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+}
+
+const lock = new URL('../.native-build.lock', import.meta.url).pathname;
+acquireLock(lock);
 const [cmd, pre] = nodeGypCommand();
 const result = spawnSync(cmd, [...pre, 'rebuild', ...nodedirArgs()], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+try {
+  rmdirSync(lock);
+} catch {}
 if (result.status === 0) {
   console.log('llm.ts: native backend built (build/Release/llmts_native.node)');
 } else {

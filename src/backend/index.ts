@@ -5,7 +5,7 @@
  */
 import type { Backend } from './backend.js';
 import { referenceBackend } from './reference/index.js';
-import { loadNativeBackend, type NativeInfo } from './native.js';
+import { addonFunction, loadNativeBackend, type NativeInfo } from './native.js';
 import { LlmError } from '../util/errors.js';
 
 export type { Backend, GemmArgs, AttentionShape } from './backend.js';
@@ -50,6 +50,12 @@ export function nativeLoadError(): string | null {
 export function nativeBackendInfo(): NativeInfo | null {
   nativeBackend();
   return nativeInfo;
+}
+
+/** A non-kernel function of the native addon (benchmark helpers such as fmaPeak). */
+export function nativeFunction<F>(name: string): F | undefined {
+  nativeBackend();
+  return addonFunction<F>(name);
 }
 
 /** One line describing the backend in use, e.g. "native (avx512, 2 threads)". */

@@ -32,6 +32,13 @@ export interface NativeLoad {
 
 const ADDON_CANDIDATES = ['../../../build/Release/llmts_native.node', '../../build/Release/llmts_native.node'];
 
+let loadedAddon: Addon | null = null;
+
+/** A non-kernel export of the loaded addon (e.g. fmaPeak for benchmarks). */
+export function addonFunction<F>(name: string): F | undefined {
+  return (loadedAddon?.[name] as F | undefined) ?? undefined;
+}
+
 export function loadNativeBackend(): NativeLoad {
   const require = createRequire(import.meta.url);
   const path = ADDON_CANDIDATES.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).find((p) => existsSync(p));
@@ -42,6 +49,7 @@ export function loadNativeBackend(): NativeLoad {
   } catch (err) {
     return { backend: null, info: null, error: `the native addon failed to load: ${(err as Error).message.split('\n')[0]}` };
   }
+  loadedAddon = addon;
   const backend = makeBackend(addon);
   const nativeKernels = Object.keys(referenceBackend).filter((k) => k !== 'name' && typeof addon[k] === 'function');
   return { backend, info: { ...addon.info(), nativeKernels, path }, error: null };
