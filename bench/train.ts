@@ -19,6 +19,7 @@ import { describeBackend } from '../src/backend/index.js';
 import { resolveConfig, type ModelConfig } from '../src/model/config.js';
 import { Transformer } from '../src/model/transformer.js';
 import { AdamW, clipGradNorm } from '../src/train/adamw.js';
+import { withBufferScope } from '../src/tensor/index.js';
 import { DEFAULT_TRAIN_OPTIONS } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -143,12 +144,15 @@ function benchOurs(cfg: ModelConfig, B: number, T: number, warmup: number, steps
   let firstLoss = NaN;
   batches.forEach(({ x, y }, i) => {
     const t0 = performance.now();
-    opt.zeroGrad();
-    const loss = model.forward(x, B, T, y).loss!;
-    const value = loss.item();
-    loss.backward();
-    clipGradNorm(params, HYPER.gradClip);
-    opt.step(HYPER.lr);
+    const value = withBufferScope(() => {
+      opt.zeroGrad();
+      const loss = model.forward(x, B, T, y).loss!;
+      const v = loss.item();
+      loss.backward();
+      clipGradNorm(params, HYPER.gradClip);
+      opt.step(HYPER.lr);
+      return v;
+    });
     const ms = performance.now() - t0;
     if (i === 0) firstLoss = value;
     if (i >= warmup) times.push(ms);

@@ -5,7 +5,7 @@
  *
  *   for (const id of generateTokens(model, promptIds, { maxTokens: 100, temperature: 0.8, topK: 200, seed: 1 })) ...
  */
-import { noGrad } from '../tensor/index.js';
+import { noGrad, withBufferScope } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
@@ -24,8 +24,10 @@ export function* generateTokens(model: Transformer, prompt: number[], opts: Gene
   model.eval();
   for (let n = 0; n < opts.maxTokens; n++) {
     const ids = Int32Array.from(context.slice(-window));
-    const { logits } = noGrad(() => model.forward(ids, 1, ids.length, undefined, { lastOnly: true }));
-    const next = sampleToken(logits.data, opts, rng);
+    const next = withBufferScope(() => {
+      const { logits } = noGrad(() => model.forward(ids, 1, ids.length, undefined, { lastOnly: true }));
+      return sampleToken(logits.data, opts, rng);
+    });
     context.push(next);
     yield next;
   }

@@ -1,14 +1,64 @@
 /**
- * Where tensor memory comes from. Normally float32. Gradient checks switch the whole
- * engine to float64 storage (the reference kernels are written over plain indexable arrays,
- * so they compute in float64 unchanged), which lets finite differences be exact to ~1e-9.
+ * Where tensor memory comes from.
  *
- *   withFloat64Storage(() => gradcheck(...));   // tests only
+ * Buffer reuse: inside `withBufferScope(fn)` every buffer the engine allocates (activations,
+ * intermediate gradients, saved statistics) is recorded, and when fn returns they all go back
+ * to a pool keyed by length, to be handed out again by the next scope. A training step is one
+ * scope, so after the first step the step allocates no new memory and resident memory stays
+ * flat. Buffers that must outlive a step (parameters, their gradients, optimizer state) are
+ * allocated outside any scope. Nothing allocated inside a scope may be used after it ends.
+ *
+ *   const loss = withBufferScope(() => { const l = model.forward(x, B, T, y).loss!; l.backward(); return l.item(); });
+ *
+ * Float64 storage: gradient checks switch the engine to Float64Array buffers (the reference
+ * kernels compute in float64 unchanged), which makes finite differences exact to ~1e-9.
  */
 let float64 = false;
+const pool = new Map<number, Float32Array[]>();
+const scopes: Float32Array[][] = [];
 
+/** A zero-filled buffer of n floats (pooled inside a buffer scope). */
 export function allocFloats(n: number): Float32Array {
+  if (float64) return new Float64Array(n) as unknown as Float32Array;
+  const scope = scopes[scopes.length - 1];
+  if (!scope) return new Float32Array(n);
+  const free = pool.get(n);
+  const buf = free && free.length > 0 ? free.pop()!.fill(0) : new Float32Array(n);
+  scope.push(buf);
+  return buf;
+}
+
+/** A zero-filled buffer that outlives buffer scopes (parameter gradients, optimizer state). */
+export function allocPersistentFloats(n: number): Float32Array {
   return float64 ? (new Float64Array(n) as unknown as Float32Array) : new Float32Array(n);
+}
+
+/** Run fn; every buffer allocated meanwhile returns to the pool when it ends. */
+export function withBufferScope<T>(fn: () => T): T {
+  const scope: Float32Array[] = [];
+  scopes.push(scope);
+  try {
+    return fn();
+  } finally {
+    scopes.pop();
+    for (const buf of scope) {
+      let free = pool.get(buf.length);
+      if (!free) pool.set(buf.length, (free = []));
+      free.push(buf);
+    }
+  }
+}
+
+/** Bytes held by the pool (for tests and diagnostics). */
+export function pooledBytes(): number {
+  let n = 0;
+  for (const list of pool.values()) for (const b of list) n += b.byteLength;
+  return n;
+}
+
+/** Drop all pooled buffers (after a model is discarded). */
+export function clearBufferPool(): void {
+  pool.clear();
 }
 
 /** Run fn with every tensor allocated as Float64Array (reference backend only; for tests). */

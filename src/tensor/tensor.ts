@@ -11,7 +11,7 @@
  *
  * Inside `noGrad(() => ...)` nothing is recorded (inference, evaluation).
  */
-import { allocFloats } from './storage.js';
+import { allocFloats, allocPersistentFloats } from './storage.js';
 import type { Rng } from '../util/rng.js';
 
 let gradEnabled = true;
@@ -104,7 +104,8 @@ export class Tensor {
 
   /** The gradient buffer, allocated (zeros) on first use. */
   ensureGrad(): Float32Array {
-    if (this.grad === null) this.grad = allocFloats(this.size);
+    // a leaf's gradient (a parameter's) outlives the step; an intermediate's is scoped
+    if (this.grad === null) this.grad = this.backwardFn === null ? allocPersistentFloats(this.size) : allocFloats(this.size);
     return this.grad;
   }
 

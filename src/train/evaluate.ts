@@ -3,7 +3,7 @@
  * The batches come from their own generator, seeded per call, so evaluating never changes
  * the training data order (and a resumed run sees the same batches).
  */
-import { noGrad } from '../tensor/index.js';
+import { noGrad, withBufferScope } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { Rng } from '../util/rng.js';
 import { BatchSampler } from './text-dataset.js';
@@ -17,7 +17,7 @@ export function estimateLoss(
   noGrad(() => {
     for (let i = 0; i < batches; i++) {
       const { x, y } = sampler.next();
-      total += model.forward(x, batchSize, blockSize, y).loss!.item();
+      total += withBufferScope(() => model.forward(x, batchSize, blockSize, y).loss!.item());
     }
   });
   return total / batches;

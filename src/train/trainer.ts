@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
-import { scale } from '../tensor/index.js';
+import { scale, withBufferScope } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
@@ -139,7 +139,6 @@ export class Trainer {
     const o = this.opts;
     const log = new MetricsLog(this.metricsPath);
     this.truncateMetricsAfter(this.step);
-    const params = this.model.parameters();
     const tokensPerStep = o.batchSize * o.blockSize * o.gradAccum;
     const losses: number[] = [];
     let lastEval: EvalRecord | null = null;
@@ -151,19 +150,8 @@ export class Trainer {
     while (this.step < o.maxIters) {
       const t0 = performance.now();
       const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
-      this.optimizer.zeroGrad();
-      let loss = 0;
-      for (let micro = 0; micro < o.gradAccum; micro++) {
-        const { x, y } = this.sampler.next();
-        const out = this.model.forward(x, o.batchSize, o.blockSize, y).loss!;
-        const value = out.item();
-        if (!Number.isFinite(value)) this.failNonFinite(value);
-        loss += value / o.gradAccum;
-        (o.gradAccum > 1 ? scale(out, 1 / o.gradAccum) : out).backward();
-      }
-      const gradNorm = o.gradClip > 0 ? clipGradNorm(params, o.gradClip) : 0;
-      if (!Number.isFinite(gradNorm)) this.failNonFinite(gradNorm, 'gradient norm');
-      this.optimizer.step(lr);
+      // one buffer scope per step: activations and intermediate gradients are recycled
+      const { loss, gradNorm } = withBufferScope(() => this.trainStep(lr));
       this.step++;
       const seconds = (performance.now() - t0) / 1000;
       if (this.step > 1) {
@@ -194,6 +182,25 @@ export class Trainer {
     this.model.eval();
     writeLossCurve(this.metricsPath, join(o.outDir, 'loss.svg'), { title: `${this.model.config.family} training loss` });
     return { step: this.step, interrupted, losses, lastEval, checkpointPath: this.checkpointPath, tokensPerSec };
+  }
+
+  /** Forward, backward (with accumulation), clip and update; returns the mean loss. */
+  private trainStep(lr: number): { loss: number; gradNorm: number } {
+    const o = this.opts;
+    this.optimizer.zeroGrad();
+    let loss = 0;
+    for (let micro = 0; micro < o.gradAccum; micro++) {
+      const { x, y } = this.sampler.next();
+      const out = this.model.forward(x, o.batchSize, o.blockSize, y).loss!;
+      const value = out.item();
+      if (!Number.isFinite(value)) this.failNonFinite(value);
+      loss += value / o.gradAccum;
+      (o.gradAccum > 1 ? scale(out, 1 / o.gradAccum) : out).backward();
+    }
+    const gradNorm = o.gradClip > 0 ? clipGradNorm(this.model.parameters(), o.gradClip) : 0;
+    if (!Number.isFinite(gradNorm)) this.failNonFinite(gradNorm, 'gradient norm');
+    this.optimizer.step(lr);
+    return { loss, gradNorm };
   }
 
   /** Mean train and val loss over `batches` random batches each. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Transformer } from '../../src/model/transformer.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { Trainer } from '../../src/train/trainer.js';
+import { pooledBytes } from '../../src/tensor/index.js';
 import { readMetrics } from '../../src/train/metrics-log.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
@@ -57,6 +58,15 @@ describe('Trainer', () => {
       return true;
     });
     assert.deepEqual(readFileSync(ckPath), before);
+  });
+
+  it('reuses its buffers: after the first steps a step allocates no new tensor memory', async () => {
+    const cfg = tinyConfig('llama', data.tokenizer.vocabSize);
+    const trainer = new Trainer(new Transformer(cfg, new Rng(2)), data.tokenizer, data, tinyOptions(tmpDir('pool'), { maxIters: 12, evalInterval: 100 }));
+    const pooled: number[] = [];
+    await trainer.run({ onStep: () => pooled.push(pooledBytes()) });
+    assert.ok(pooled[2] > 0, 'steps run inside a buffer scope');
+    assert.deepEqual(pooled.slice(2), new Array(pooled.length - 2).fill(pooled[2]), `pool size per step: ${pooled.join(', ')}`);
   });
 
   it('rejects a training block size beyond the model context', () => {

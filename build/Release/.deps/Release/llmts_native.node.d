@@ -1,1 +1,0 @@
-cmd_Release/llmts_native.node := ln -f "Release/obj.target/llmts_native.node" "Release/llmts_native.node" 2>/dev/null || (rm -rf "Release/llmts_native.node" && cp -af "Release/obj.target/llmts_native.node" "Release/llmts_native.node")
