@@ -19,11 +19,29 @@ const scopes: Float32Array[][] = [];
 
 /** A zero-filled buffer of n floats (pooled inside a buffer scope). */
 export function allocFloats(n: number): Float32Array {
+  return take(n, true);
+}
+
+/**
+ * A buffer of n floats with unspecified contents, for outputs that a kernel overwrites
+ * completely (a recycled buffer is not cleared first).
+ */
+export function allocFloatsUninit(n: number): Float32Array {
+  return take(n, false);
+}
+
+function take(n: number, zero: boolean): Float32Array {
   if (float64) return new Float64Array(n) as unknown as Float32Array;
   const scope = scopes[scopes.length - 1];
   if (!scope) return new Float32Array(n);
   const free = pool.get(n);
-  const buf = free && free.length > 0 ? free.pop()!.fill(0) : new Float32Array(n);
+  let buf: Float32Array;
+  if (free && free.length > 0) {
+    buf = free.pop()!;
+    if (zero) buf.fill(0);
+  } else {
+    buf = new Float32Array(n);
+  }
   scope.push(buf);
   return buf;
 }

@@ -11,7 +11,7 @@
  *
  * Inside `noGrad(() => ...)` nothing is recorded (inference, evaluation).
  */
-import { allocFloats, allocPersistentFloats } from './storage.js';
+import { allocFloats, allocFloatsUninit, allocPersistentFloats } from './storage.js';
 import type { Rng } from '../util/rng.js';
 
 let gradEnabled = true;
@@ -68,6 +68,11 @@ export class Tensor {
 
   static zeros(shape: readonly number[], requiresGrad = false): Tensor {
     return new Tensor(allocFloats(shapeSize(shape)), shape, requiresGrad);
+  }
+
+  /** A tensor whose contents will be overwritten (op outputs); not zeroed when recycled. */
+  static empty(shape: readonly number[]): Tensor {
+    return new Tensor(allocFloatsUninit(shapeSize(shape)), shape);
   }
 
   static full(shape: readonly number[], value: number, requiresGrad = false): Tensor {

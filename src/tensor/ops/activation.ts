@@ -4,14 +4,14 @@ import { Tensor, record, shapeError, shapeToString } from '../tensor.js';
 
 export function gelu(x: Tensor): Tensor {
   const be = backend();
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   be.geluForward(x.data, out.data, x.size);
   return record(out, [x], () => be.geluBackward(x.data, out.grad!, x.ensureGrad(), x.size));
 }
 
 export function silu(x: Tensor): Tensor {
   const be = backend();
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   be.siluForward(x.data, out.data, x.size);
   return record(out, [x], () => be.siluBackward(x.data, out.grad!, x.ensureGrad(), x.size));
 }
@@ -19,7 +19,7 @@ export function silu(x: Tensor): Tensor {
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (gate.size !== up.size) shapeError('swiglu', `gate ${shapeToString(gate.shape)} and up ${shapeToString(up.shape)} differ`);
   const be = backend();
-  const out = Tensor.zeros(gate.shape);
+  const out = Tensor.empty(gate.shape);
   be.swigluForward(gate.data, up.data, out.data, gate.size);
   return record(out, [gate, up], () => {
     be.swigluBackward(

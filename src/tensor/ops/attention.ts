@@ -37,7 +37,7 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, opts: Atten
   }
   const s: AttentionShape = { B, T, nHead, nKvHead, headDim, scale: opts.scale ?? 1 / Math.sqrt(headDim) };
   const be = backend();
-  const out = Tensor.zeros(q.shape);
+  const out = Tensor.empty(q.shape);
   const lse = allocFloats(B * nHead * T);
   be.attentionForward(q.data, k.data, v.data, out.data, lse, s);
   return record(out, [q, k, v], () => {

@@ -14,7 +14,7 @@ export function dropout(x: Tensor, p: number, rng: Rng, training = true): Tensor
   const mask = allocFloats(x.size);
   for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < p ? 0 : keep;
   const be = backend();
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   be.mul(x.data, mask, out.data, x.size);
   return record(out, [x], () => {
     const g = out.grad!;

@@ -28,7 +28,7 @@ function binary(op: Binary, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes(a.shape, b.shape, op);
   const ia = broadcastIndex(shape, a.shape);
   const ib = broadcastIndex(shape, b.shape);
-  const out = Tensor.zeros(shape);
+  const out = Tensor.empty(shape);
   const x = a.data, y = b.data, o = out.data;
   for (let i = 0; i < o.length; i++) o[i] = apply(op, x[ia[i]], y[ib[i]]);
   return record(out, [a, b], () => {
@@ -45,7 +45,7 @@ function binary(op: Binary, a: Tensor, b: Tensor): Tensor {
 
 function binarySameShape(op: Binary, a: Tensor, b: Tensor): Tensor {
   const be = backend();
-  const out = Tensor.zeros(a.shape);
+  const out = Tensor.empty(a.shape);
   const n = out.size;
   const x = a.data, y = b.data, o = out.data;
   if (op === 'add') be.add(x, y, o, n);
@@ -99,7 +99,7 @@ function dRight(op: Binary, x: number, y: number): number {
 /** x * s for a number s. */
 export function scale(x: Tensor, s: number): Tensor {
   const be = backend();
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   be.scale(s, x.data, out.data, x.size);
   return record(out, [x], () => {
     be.axpy(s, out.grad!, x.ensureGrad(), x.size);
@@ -108,7 +108,7 @@ export function scale(x: Tensor, s: number): Tensor {
 
 /** x + s for a number s. */
 export function addScalar(x: Tensor, s: number): Tensor {
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   for (let i = 0; i < x.size; i++) out.data[i] = x.data[i] + s;
   return record(out, [x], () => {
     backend().axpy(1, out.grad!, x.ensureGrad(), x.size);

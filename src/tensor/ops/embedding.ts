@@ -12,7 +12,7 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: number[] = 
       shapeError('embedding', `token id ${ids[i]} at position ${i} is outside the vocabulary [0, ${V})`);
     }
   }
-  const out = Tensor.zeros([...idsShape, C]);
+  const out = Tensor.empty([...idsShape, C]);
   const be = backend();
   be.embeddingForward(weight.data, ids, out.data, ids.length, C);
   return record(out, [weight], () => {

@@ -20,7 +20,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, layout: W
   }
   if (bias && (bias.ndim !== 1 || bias.size !== outDim)) shapeError('linear', `bias ${shapeToString(bias.shape)} should be [${outDim}]`);
   const rows = x.size / inDim;
-  const out = Tensor.zeros([...x.shape.slice(0, -1), outDim]);
+  const out = Tensor.empty([...x.shape.slice(0, -1), outDim]);
   const be = backend();
   be.gemm({ M: rows, N: outDim, K: inDim, a: x.data, b: weight.data, c: out.data, transB });
   if (bias) be.addBias(out.data, bias.data, out.data, rows, outDim);

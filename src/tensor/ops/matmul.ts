@@ -37,7 +37,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   // A shared b with an untransposed a is one big (batch*M, K) x (K, N) product.
   const flat = sharedB && !transA;
-  const out = Tensor.zeros([...lead, M, N]);
+  const out = Tensor.empty([...lead, M, N]);
   const be = backend();
   if (flat) {
     be.gemm({ M: batch * M, N, K, a: a.data, b: b.data, c: out.data, transB });

@@ -15,7 +15,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   checkParam('layerNorm', x, bias);
   const dim = x.lastDim;
   const rows = x.size / dim;
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   const mean = allocFloats(rows);
   const rstd = allocFloats(rows);
   const be = backend();
@@ -37,7 +37,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, eps = 1e-5): Tensor {
   checkParam('rmsNorm', x, weight);
   const dim = x.lastDim;
   const rows = x.size / dim;
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   const rstd = allocFloats(rows);
   const be = backend();
   be.rmsNormForward(x.data, weight?.data ?? null, out.data, rstd, rows, dim, eps);

@@ -40,7 +40,7 @@ export function rope(x: Tensor, nHeads: number, tables: RopeTables, posOffset = 
   if (headDim !== tables.headDim) shapeError('rope', `head dim ${headDim} does not match tables (${tables.headDim})`);
   if (posOffset + T > tables.maxPos) shapeError('rope', `position ${posOffset + T} beyond the ${tables.maxPos} precomputed`);
   const be = backend();
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   be.rope(x.data, out.data, tables.cos, tables.sin, B, T, nHeads, headDim, posOffset, false);
   return record(out, [x], () => {
     const tmp = allocFloats(x.size);

@@ -29,8 +29,12 @@ export function splitLastDim(x: Tensor, sizes: number[]): Tensor[] {
   return sizes.map((w) => {
     const off = start;
     start += w;
-    const out = Tensor.zeros([...lead, w]);
-    for (let r = 0; r < rows; r++) out.data.set(x.data.subarray(r * D + off, r * D + off + w), r * w);
+    const out = Tensor.empty([...lead, w]);
+    const src = x.data, dst = out.data;
+    for (let r = 0; r < rows; r++) {
+      const i = r * D + off, o = r * w;
+      for (let j = 0; j < w; j++) dst[o + j] = src[i + j];
+    }
     return record(out, [x], () => {
       const g = out.grad!;
       const gx = x.ensureGrad();
@@ -51,11 +55,14 @@ export function concatLastDim(parts: Tensor[]): Tensor {
     }
   }
   const D = parts.reduce((s, p) => s + p.lastDim, 0);
-  const out = Tensor.zeros([...lead, D]);
+  const out = Tensor.empty([...lead, D]);
   let off = 0;
   const offsets = parts.map((p) => {
     const o = off;
-    for (let r = 0; r < rows; r++) out.data.set(p.data.subarray(r * p.lastDim, (r + 1) * p.lastDim), r * D + o);
+    const src = p.data, dst = out.data, w = p.lastDim;
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < w; j++) dst[r * D + o + j] = src[r * w + j];
+    }
     off += p.lastDim;
     return o;
   });
