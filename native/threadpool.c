@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sched.h>
 
@@ -24,18 +25,32 @@ static pthread_t workers[MAX_THREADS];
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 
+/* The job being run. Tasks are claimed through one 64-bit ticket word holding the job number,
+ * the task count and the next unclaimed index, so a worker that is late from an earlier job can
+ * never claim a task of the next one (its compare-and-swap sees a different word) and never
+ * acts on half-written job parameters (they only change once every task of a job is claimed). */
 static pool_task_fn job_fn;
 static void *job_ctx;
-static int job_tasks;
-static atomic_int next_task;
+static int job_offset;
+static _Atomic uint64_t ticket;
 static atomic_int tasks_done;
 static atomic_uint generation;
 
+#define FIELD_BITS 20
+#define FIELD_MASK ((1u << FIELD_BITS) - 1)
+#define MAX_JOB_TASKS ((int)FIELD_MASK)
+
 static void run_tasks(int thread) {
   for (;;) {
-    int i = atomic_fetch_add_explicit(&next_task, 1, memory_order_acq_rel);
-    if (i >= job_tasks) break;
-    job_fn(job_ctx, i, thread);
+    uint64_t t = atomic_load_explicit(&ticket, memory_order_acquire);
+    unsigned n = (unsigned)(t >> FIELD_BITS) & FIELD_MASK;
+    unsigned next = (unsigned)t & FIELD_MASK;
+    if (next >= n) return;
+    pool_task_fn fn = job_fn;
+    void *ctx = job_ctx;
+    int offset = job_offset;
+    if (!atomic_compare_exchange_weak_explicit(&ticket, &t, t + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+    fn(ctx, offset + (int)next, thread);
     atomic_fetch_add_explicit(&tasks_done, 1, memory_order_release);
   }
 }
@@ -76,21 +91,32 @@ void pool_init(int nthreads) {
 
 int pool_size(void) { return n_threads > 0 ? n_threads : 1; }
 
-void pool_run(pool_task_fn fn, void *ctx, int ntasks) {
-  if (ntasks <= 0) return;
-  if (ntasks == 1 || n_threads <= 1) {
-    for (int i = 0; i < ntasks; i++) fn(ctx, i, 0);
-    return;
-  }
+/* One job of at most MAX_JOB_TASKS tasks: publish, work along, wait for the stragglers. */
+static void run_job(pool_task_fn fn, void *ctx, int offset, int ntasks) {
+  static uint64_t job_number = 0;
   job_fn = fn;
   job_ctx = ctx;
-  job_tasks = ntasks;
+  job_offset = offset;
   atomic_store_explicit(&tasks_done, 0, memory_order_relaxed);
-  atomic_store_explicit(&next_task, 0, memory_order_release);
+  job_number = (job_number + 1) & 0xFFFFFF;
+  uint64_t word = (job_number << (2 * FIELD_BITS)) | ((uint64_t)ntasks << FIELD_BITS);
+  atomic_store_explicit(&ticket, word, memory_order_release);
   pthread_mutex_lock(&mutex);
   atomic_fetch_add_explicit(&generation, 1, memory_order_release);
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&mutex);
   run_tasks(0);
   while (atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks) CPU_RELAX();
+}
+
+void pool_run(pool_task_fn fn, void *ctx, int ntasks) {
+  if (ntasks <= 0) return;
+  if (ntasks == 1 || n_threads <= 1) {
+    for (int i = 0; i < ntasks; i++) fn(ctx, i, 0);
+    return;
+  }
+  for (int offset = 0; offset < ntasks; offset += MAX_JOB_TASKS) {
+    int n = ntasks - offset < MAX_JOB_TASKS ? ntasks - offset : MAX_JOB_TASKS;
+    run_job(fn, ctx, offset, n);
+  }
 }

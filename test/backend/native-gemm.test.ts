@@ -35,6 +35,18 @@ describe('native gemm', () => {
     });
   }
 
+  it('survives 20,000 back-to-back threaded calls (thread-pool hand-over)', (t) => {
+    if (!native) return t.skip('native backend not available');
+    const [M, N, K] = [200, 300, 50];
+    const a = new Float32Array(M * K).fill(0.5), b = new Float32Array(K * N).fill(0.25), c = new Float32Array(M * N);
+    for (let i = 0; i < 20000; i++) {
+      native.gemm({ M, N, K, a, b, c, transB: i % 2 === 1, beta: 0 });
+      native.gemm({ M: 1, N, K, a, b, c, beta: 0 });
+    }
+    native.gemm({ M, N, K, a, b, c });
+    assert.equal(c[M * N - 1], 50 * 0.125);
+  });
+
   it('rejects arrays too short for the shape instead of reading out of bounds', (t) => {
     if (!native) return t.skip('native backend not available');
     assert.throws(() => native.gemm({ M: 4, N: 4, K: 4, a: new Float32Array(15), b: new Float32Array(16), c: new Float32Array(16) }),
