@@ -31,7 +31,8 @@ interface BenchDefaults {
 
 /** shakespeare-char: nanoGPT's CPU run (batch 12, block 64). llama-15m: a small batch at full context. */
 const DEFAULTS: Record<string, BenchDefaults> = {
-  'shakespeare-char': { batchSize: 12, blockSize: 64, steps: 10 },
+  'shakespeare-char': { batchSize: 12, blockSize: 64, steps: 30 },
+  'shakespeare-char-6l': { batchSize: 16, blockSize: 256, steps: 5 },
   'llama-15m': { batchSize: 4, blockSize: 256, steps: 3 },
 };
 const FALLBACK: BenchDefaults = { batchSize: 4, blockSize: 256, steps: 3 };
@@ -55,7 +56,7 @@ const OPENBLAS_DIRS = [
 
 const USAGE = `usage: node dist/bench/train.js [options]
 
-  --configs a,b        presets to run (default: shakespeare-char,llama-15m)
+  --configs a,b        presets to run (default: shakespeare-char,shakespeare-char-6l,llama-15m)
   --steps N            timed steps per side (default: 10 for shakespeare-char, 3 for llama-15m)
   --warmup N           untimed steps before timing (default 2)
   --batch-size B       batch size for every config (default: 12 shakespeare-char, 4 llama-15m)
@@ -104,7 +105,7 @@ function parseOptions(argv: string[]): Options {
   };
   const blasDir = values['torch-blas-dir'] ?? OPENBLAS_DIRS.find((d) => existsSync(join(d, 'libblas.so.3'))) ?? null;
   return {
-    configs: (values.configs ?? 'shakespeare-char,llama-15m').split(',').map((s) => s.trim()).filter(Boolean),
+    configs: (values.configs ?? 'shakespeare-char,shakespeare-char-6l,llama-15m').split(',').map((s) => s.trim()).filter(Boolean),
     steps: int('steps', 1),
     warmup: int('warmup', 0) ?? 2,
     batchSize: int('batch-size', 1),

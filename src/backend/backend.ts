@@ -74,6 +74,15 @@ export interface Backend {
   addBias(x: Float32Array, bias: Float32Array, out: Float32Array, rows: number, dim: number): void;
   /** dbias[j] += sum_r dout[r, j] */
   sumRows(dout: Float32Array, dbias: Float32Array, rows: number, dim: number): void;
+  /**
+   * Strided block copy: dst[dstOffset + r*dstStride + j] (+)= src[srcOffset + r*srcStride + j]
+   * for r < rows, j < width; accumulates when `accumulate` (splitting and joining the last
+   * dimension, e.g. the fused q|k|v projection).
+   */
+  copyRows(
+    src: Float32Array, srcOffset: number, srcStride: number, dst: Float32Array, dstOffset: number, dstStride: number,
+    rows: number, width: number, accumulate: boolean,
+  ): void;
   /** sum of squares of x[0..n) in double precision */
   sumSquares(x: Float32Array, n: number): number;
 

@@ -77,7 +77,7 @@ function makeBackend(addon: Addon): Backend {
       );
     }),
     add: pick('add'), mul: pick('mul'), axpy: pick('axpy'), scale: pick('scale'),
-    addBias: pick('addBias'), sumRows: pick('sumRows'), sumSquares: pick('sumSquares'),
+    addBias: pick('addBias'), sumRows: pick('sumRows'), copyRows: pick('copyRows'), sumSquares: pick('sumSquares'),
     geluForward: pick('geluForward'), geluBackward: pick('geluBackward'),
     siluForward: pick('siluForward'), siluBackward: pick('siluBackward'),
     swigluForward: pick('swigluForward'), swigluBackward: pick('swigluBackward'),

@@ -30,6 +30,18 @@ export function sumRows(dout: Float32Array, dbias: Float32Array, rows: number, d
   for (let j = 0; j < dim; j++) dbias[j] += acc[j];
 }
 
+export function copyRows(
+  src: Float32Array, srcOffset: number, srcStride: number, dst: Float32Array, dstOffset: number, dstStride: number,
+  rows: number, width: number, accumulate: boolean,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const s = srcOffset + r * srcStride;
+    const d = dstOffset + r * dstStride;
+    if (accumulate) for (let j = 0; j < width; j++) dst[d + j] += src[s + j];
+    else for (let j = 0; j < width; j++) dst[d + j] = src[s + j];
+  }
+}
+
 export function sumSquares(x: Float32Array, n: number): number {
   let s = 0;
   for (let i = 0; i < n; i++) s += x[i] * x[i];

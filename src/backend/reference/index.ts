@@ -4,7 +4,7 @@
  */
 import type { Backend } from '../backend.js';
 import { gemm } from './gemm.js';
-import { add, mul, axpy, scale, addBias, sumRows, sumSquares } from './elementwise.js';
+import { add, mul, axpy, scale, addBias, sumRows, copyRows, sumSquares } from './elementwise.js';
 import {
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
 } from './activation.js';
@@ -19,7 +19,7 @@ import { adamw } from './adamw.js';
 export const referenceBackend: Backend = {
   name: 'reference',
   gemm,
-  add, mul, axpy, scale, addBias, sumRows, sumSquares,
+  add, mul, axpy, scale, addBias, sumRows, copyRows, sumSquares,
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
   layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,
   softmaxForward, softmaxBackward,

@@ -25,6 +25,7 @@ export function div(a: Tensor, b: Tensor): Tensor {
 
 function binary(op: Binary, a: Tensor, b: Tensor): Tensor {
   if (sameShape(a.shape, b.shape)) return binarySameShape(op, a, b);
+  if (op === 'add' && tilesTrailing(a.shape, b.shape)) return addTiled(a, b);
   const shape = broadcastShapes(a.shape, b.shape, op);
   const ia = broadcastIndex(shape, a.shape);
   const ib = broadcastIndex(shape, b.shape);
@@ -40,6 +41,28 @@ function binary(op: Binary, a: Tensor, b: Tensor): Tensor {
       if (ga) ga[ia[i]] += g[i] * dLeft(op, xa, yb);
       if (gb) gb[ib[i]] += g[i] * dRight(op, xa, yb);
     }
+  });
+}
+
+/** b (leading 1s allowed) equals a's trailing dimensions: a + b adds b to every block of a. */
+function tilesTrailing(a: readonly number[], b: readonly number[]): boolean {
+  const core = [...b];
+  while (core.length > 0 && core[0] === 1) core.shift();
+  if (core.length > a.length) return false;
+  return core.every((d, i) => d === a[a.length - core.length + i]) && b.length <= a.length;
+}
+
+/** a (rows, dim) + b (dim), e.g. adding position embeddings to a batch: one backend pass each way. */
+function addTiled(a: Tensor, b: Tensor): Tensor {
+  const be = backend();
+  const dim = b.size;
+  const rows = a.size / dim;
+  const out = Tensor.empty(a.shape);
+  be.addBias(a.data, b.data, out.data, rows, dim);
+  return record(out, [a, b], () => {
+    const g = out.grad!;
+    if (a.requiresGrad) be.axpy(1, g, a.ensureGrad(), a.size);
+    if (b.requiresGrad) be.sumRows(g, b.ensureGrad(), rows, dim);
   });
 }
 

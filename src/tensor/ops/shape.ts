@@ -25,23 +25,14 @@ export function splitLastDim(x: Tensor, sizes: number[]): Tensor[] {
   if (sizes.reduce((p, c) => p + c, 0) !== D) shapeError('splitLastDim', `sizes ${sizes.join('+')} do not add up to ${D}`);
   const rows = x.size / D;
   const lead = x.shape.slice(0, -1);
+  const be = backend();
   let start = 0;
   return sizes.map((w) => {
     const off = start;
     start += w;
     const out = Tensor.empty([...lead, w]);
-    const src = x.data, dst = out.data;
-    for (let r = 0; r < rows; r++) {
-      const i = r * D + off, o = r * w;
-      for (let j = 0; j < w; j++) dst[o + j] = src[i + j];
-    }
-    return record(out, [x], () => {
-      const g = out.grad!;
-      const gx = x.ensureGrad();
-      for (let r = 0; r < rows; r++) {
-        for (let j = 0; j < w; j++) gx[r * D + off + j] += g[r * w + j];
-      }
-    });
+    be.copyRows(x.data, off, D, out.data, 0, w, rows, w, false);
+    return record(out, [x], () => be.copyRows(out.grad!, 0, w, x.ensureGrad(), off, D, rows, w, true));
   });
 }
 
@@ -56,25 +47,17 @@ export function concatLastDim(parts: Tensor[]): Tensor {
   }
   const D = parts.reduce((s, p) => s + p.lastDim, 0);
   const out = Tensor.empty([...lead, D]);
+  const be = backend();
   let off = 0;
   const offsets = parts.map((p) => {
     const o = off;
-    const src = p.data, dst = out.data, w = p.lastDim;
-    for (let r = 0; r < rows; r++) {
-      for (let j = 0; j < w; j++) dst[r * D + o + j] = src[r * w + j];
-    }
+    be.copyRows(p.data, 0, p.lastDim, out.data, o, D, rows, p.lastDim, false);
     off += p.lastDim;
     return o;
   });
   return record(out, parts, () => {
-    const g = out.grad!;
     parts.forEach((p, k) => {
-      if (!p.requiresGrad) return;
-      const gp = p.ensureGrad();
-      const w = p.lastDim;
-      for (let r = 0; r < rows; r++) {
-        for (let j = 0; j < w; j++) gp[r * w + j] += g[r * D + offsets[k] + j];
-      }
+      if (p.requiresGrad) be.copyRows(out.grad!, offsets[k], D, p.ensureGrad(), 0, p.lastDim, rows, p.lastDim, true);
     });
   });
 }
