@@ -161,7 +161,7 @@ export class Trainer {
       tokensPerSec = timedSteps > 0 ? (tokensPerStep * timedSteps) / timedSeconds : tokensPerStep / seconds;
       losses.push(loss);
       const record: StepRecord = { step: this.step, loss, lr, gradNorm, tokensPerSec };
-      log.append({ type: 'train', ...record, time: Date.now() });
+      log.append({ type: 'train', ...record, rss: process.memoryUsage.rss(), time: Date.now() });
       hooks.onStep?.(record);
 
       const stop = hooks.shouldStop?.() ?? false;
