@@ -79,6 +79,10 @@ export class CharTokenizer implements Tokenizer {
     return s;
   }
 
+  tokenBytes(id: number): Uint8Array {
+    return new TextEncoder().encode(this.decode([id]));
+  }
+
   toJSON(): { kind: 'char'; chars: string } {
     return { kind: 'char', chars: this.chars.join('') };
   }

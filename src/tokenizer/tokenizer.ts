@@ -10,12 +10,29 @@
 import { LlmError } from '../util/errors.js';
 import { CharTokenizer } from './char.js';
 
+export interface EncodeOptions {
+  /**
+   * Which special tokens (e.g. '<|endoftext|>') written in the text become their ids;
+   * the others are encoded as ordinary text. Default: none.
+   */
+  allowedSpecial?: 'all' | 'none' | ReadonlySet<string>;
+  /** prepend the beginning-of-sequence token when the tokenizer has one (SentencePiece) */
+  addBos?: boolean;
+}
+
 export interface Tokenizer {
-  /** 'char', later 'bpe', 'sentencepiece', ... */
+  /** 'char', 'bpe' (byte-level, GPT-2/tiktoken), 'sentencepiece' */
   readonly kind: string;
   readonly vocabSize: number;
-  encode(text: string): number[];
+  encode(text: string, opts?: EncodeOptions): number[];
+  /** Text of the ids; bytes that are not valid UTF-8 become U+FFFD (never throws). */
   decode(ids: ArrayLike<number>): string;
+  /** The raw bytes of one token (a token may hold part of a UTF-8 character). */
+  tokenBytes(id: number): Uint8Array;
+  /** Special tokens by text, e.g. { '<|endoftext|>': 50256 } */
+  readonly specialTokens?: Readonly<Record<string, number>>;
+  readonly bosId?: number;
+  readonly eosId?: number;
   /** JSON-serialisable description from which `tokenizerFromJSON` rebuilds it (travels inside checkpoints). */
   toJSON(): { kind: string; [k: string]: unknown };
 }
