@@ -10,106 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpu.h"
-#include "napi_args.h"
-#include "threadpool.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LLMTS_X86 1
-#include <immintrin.h>
-#define TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
-
-/* ---- shared helpers (each kernel file carries its own copy) -------------------------------- */
-
-/* below this many elements a kernel stays on the calling thread (a pool round trip costs a few us) */
-#define PAR_MIN_WORK 32768
-/* smallest share of the work worth handing to a task */
-#define PAR_TASK_WORK 16384
-#define MAX_SIZE ((int64_t)1 << 40)
-
-static inline int64_t size_arg(args_t *a, size_t i, const char *fn, const char *name) {
-  int64_t v = arg_int(a, i);
-  if (a->failed) return 0;
-  if (v < 0 || v > MAX_SIZE) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "llmts native %s: argument %zu (%s) must be a non-negative integer, got %lld", fn, i,
-             name, (long long)v);
-    napi_throw_type_error(a->env, NULL, msg);
-    a->failed = 1;
-    return 0;
-  }
-  return v;
-}
-
-/* x * y for two checked sizes, refusing products that no typed array can hold */
-static inline int64_t size_mul(args_t *a, const char *fn, int64_t x, int64_t y) {
-  if (a->failed) return 0;
-  if (y != 0 && x > MAX_SIZE / y) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "llmts native %s: sizes %lld x %lld are too large", fn, (long long)x, (long long)y);
-    napi_throw_type_error(a->env, NULL, msg);
-    a->failed = 1;
-    return 0;
-  }
-  return x * y;
-}
-
-typedef void (*range_fn)(const void *ctx, int64_t lo, int64_t hi);
-typedef struct {
-  range_fn fn;
-  const void *ctx;
-  int64_t n, chunk;
-} range_job;
-
-static inline void range_task(void *p, int task, int thread) {
-  (void)thread;
-  const range_job *j = (const range_job *)p;
-  int64_t lo = (int64_t)task * j->chunk, hi = lo + j->chunk;
-  if (hi > j->n) hi = j->n;
-  if (lo < hi) j->fn(j->ctx, lo, hi);
-}
-
-/* fn over items [0, n), each touching `cost` elements; chunks are multiples of `align` items.
- * Only for kernels whose result does not depend on how the range is split. */
-static inline void parallel_for(range_fn fn, const void *ctx, int64_t n, int64_t cost, int64_t align) {
-  if (n <= 0) return;
-  int nt = pool_size();
-  int64_t work = n * cost;
-  int64_t tasks = work / PAR_TASK_WORK;
-  if (tasks > 4 * (int64_t)nt) tasks = 4 * (int64_t)nt;
-  if (tasks > n) tasks = n;
-  if (nt <= 1 || work < PAR_MIN_WORK || tasks < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t chunk = (n + tasks - 1) / tasks;
-  chunk = (chunk + align - 1) / align * align;
-  range_job job = {fn, ctx, n, chunk};
-  pool_run(range_task, &job, (int)((n + chunk - 1) / chunk));
-}
-
-#ifdef LLMTS_X86
-/* lanes [0, r) of a 16-lane vector (r may be <= 0 or >= 16) */
-static inline __mmask16 tail16(int64_t r) {
-  return r >= 16 ? (__mmask16)0xFFFF : r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1u);
-}
-
-TARGET_AVX2 static inline __m256i mask8(int64_t r) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-/* load/store 8 floats, or the first r < 8 of them (none if r <= 0) */
-TARGET_AVX2 static inline __m256 ld8(const float *p, int64_t r) {
-  return r >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask8(r));
-}
-TARGET_AVX2 static inline void st8(float *p, __m256 v, int64_t r) {
-  if (r >= 8)
-    _mm256_storeu_ps(p, v);
-  else
-    _mm256_maskstore_ps(p, mask8(r), v);
-}
-#endif
+#include "kernel_util.h"
 
 /* ---- add, mul, axpy, scale ------------------------------------------------------------------ */
 
@@ -196,21 +97,7 @@ TARGET_AVX2 static void ew_avx2(const ew_ctx *c, int64_t lo, int64_t hi) {
 }
 #endif
 
-static void ew_range(const void *p, int64_t lo, int64_t hi) {
-  const ew_ctx *c = (const ew_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    ew_avx512(c, lo, hi);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    ew_avx2(c, lo, hi);
-    return;
-  }
-#endif
-  ew_portable(c, lo, hi);
-}
+SIMD_RANGE(ew_range, ew, ew_ctx)
 
 /* add(a, b, out, n) / mul(a, b, out, n) */
 static napi_value binary(napi_env env, napi_callback_info info, int op, const char *fn) {
@@ -254,6 +141,15 @@ typedef struct {
   int64_t dim;
 } bias_ctx;
 
+static void add_bias_rows_portable(const bias_ctx *c, int64_t r0, int64_t r1) {
+  const int64_t dim = c->dim;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = c->x + r * dim;
+    float *o = c->out + r * dim;
+    for (int64_t j = 0; j < dim; j++) o[j] = x[j] + c->bias[j];
+  }
+}
+
 #ifdef LLMTS_X86
 TARGET_AVX512 static void add_bias_rows_avx512(const bias_ctx *c, int64_t r0, int64_t r1) {
   const int64_t dim = c->dim;
@@ -277,26 +173,7 @@ TARGET_AVX2 static void add_bias_rows_avx2(const bias_ctx *c, int64_t r0, int64_
 }
 #endif
 
-static void add_bias_range(const void *p, int64_t r0, int64_t r1) {
-  const bias_ctx *c = (const bias_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    add_bias_rows_avx512(c, r0, r1);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    add_bias_rows_avx2(c, r0, r1);
-    return;
-  }
-#endif
-  const int64_t dim = c->dim;
-  for (int64_t r = r0; r < r1; r++) {
-    const float *x = c->x + r * dim;
-    float *o = c->out + r * dim;
-    for (int64_t j = 0; j < dim; j++) o[j] = x[j] + c->bias[j];
-  }
-}
+SIMD_RANGE(add_bias_range, add_bias_rows, bias_ctx)
 
 /* addBias(x, bias, out, rows, dim) */
 static napi_value js_addBias(napi_env env, napi_callback_info info) {
@@ -425,21 +302,7 @@ TARGET_AVX2 static void sum_rows_cols_avx2(const sumrows_ctx *c, int64_t c0, int
 }
 #endif
 
-static void sum_rows_range(const void *p, int64_t c0, int64_t c1) {
-  const sumrows_ctx *c = (const sumrows_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    sum_rows_cols_avx512(c, c0, c1);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    sum_rows_cols_avx2(c, c0, c1);
-    return;
-  }
-#endif
-  sum_rows_cols_portable(c, c0, c1);
-}
+SIMD_RANGE(sum_rows_range, sum_rows_cols, sumrows_ctx)
 
 /* sumRows(dout, dbias, rows, dim) */
 static napi_value js_sumRows(napi_env env, napi_callback_info info) {

@@ -8,106 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpu.h"
-#include "napi_args.h"
-#include "threadpool.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LLMTS_X86 1
-#include <immintrin.h>
-#define TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
-
-/* ---- shared helpers (each kernel file carries its own copy) -------------------------------- */
-
-/* below this many elements a kernel stays on the calling thread (a pool round trip costs a few us) */
-#define PAR_MIN_WORK 32768
-/* smallest share of the work worth handing to a task */
-#define PAR_TASK_WORK 16384
-#define MAX_SIZE ((int64_t)1 << 40)
-
-static inline int64_t size_arg(args_t *a, size_t i, const char *fn, const char *name) {
-  int64_t v = arg_int(a, i);
-  if (a->failed) return 0;
-  if (v < 0 || v > MAX_SIZE) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "llmts native %s: argument %zu (%s) must be a non-negative integer, got %lld", fn, i,
-             name, (long long)v);
-    napi_throw_type_error(a->env, NULL, msg);
-    a->failed = 1;
-    return 0;
-  }
-  return v;
-}
-
-/* x * y for two checked sizes, refusing products that no typed array can hold */
-static inline int64_t size_mul(args_t *a, const char *fn, int64_t x, int64_t y) {
-  if (a->failed) return 0;
-  if (y != 0 && x > MAX_SIZE / y) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "llmts native %s: sizes %lld x %lld are too large", fn, (long long)x, (long long)y);
-    napi_throw_type_error(a->env, NULL, msg);
-    a->failed = 1;
-    return 0;
-  }
-  return x * y;
-}
-
-typedef void (*range_fn)(const void *ctx, int64_t lo, int64_t hi);
-typedef struct {
-  range_fn fn;
-  const void *ctx;
-  int64_t n, chunk;
-} range_job;
-
-static inline void range_task(void *p, int task, int thread) {
-  (void)thread;
-  const range_job *j = (const range_job *)p;
-  int64_t lo = (int64_t)task * j->chunk, hi = lo + j->chunk;
-  if (hi > j->n) hi = j->n;
-  if (lo < hi) j->fn(j->ctx, lo, hi);
-}
-
-/* fn over items [0, n), each touching `cost` elements; chunks are multiples of `align` items.
- * Only for kernels whose result does not depend on how the range is split. */
-static inline void parallel_for(range_fn fn, const void *ctx, int64_t n, int64_t cost, int64_t align) {
-  if (n <= 0) return;
-  int nt = pool_size();
-  int64_t work = n * cost;
-  int64_t tasks = work / PAR_TASK_WORK;
-  if (tasks > 4 * (int64_t)nt) tasks = 4 * (int64_t)nt;
-  if (tasks > n) tasks = n;
-  if (nt <= 1 || work < PAR_MIN_WORK || tasks < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t chunk = (n + tasks - 1) / tasks;
-  chunk = (chunk + align - 1) / align * align;
-  range_job job = {fn, ctx, n, chunk};
-  pool_run(range_task, &job, (int)((n + chunk - 1) / chunk));
-}
-
-#ifdef LLMTS_X86
-/* lanes [0, r) of a 16-lane vector (r may be <= 0 or >= 16) */
-static inline __mmask16 tail16(int64_t r) {
-  return r >= 16 ? (__mmask16)0xFFFF : r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1u);
-}
-
-TARGET_AVX2 static inline __m256i mask8(int64_t r) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-/* load/store 8 floats, or the first r < 8 of them (none if r <= 0) */
-TARGET_AVX2 static inline __m256 ld8(const float *p, int64_t r) {
-  return r >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask8(r));
-}
-TARGET_AVX2 static inline void st8(float *p, __m256 v, int64_t r) {
-  if (r >= 8)
-    _mm256_storeu_ps(p, v);
-  else
-    _mm256_maskstore_ps(p, mask8(r), v);
-}
-#endif
+#include "kernel_util.h"
+#include "vec_math.h"
 
 /* ---- context ----------------------------------------------------------------------------------
  * LayerNorm and RMSNorm share every loop: RMSNorm is LayerNorm with the mean fixed at 0 and no bias
@@ -146,7 +48,7 @@ static void norm_fwd_portable(const norm_ctx *k, int64_t r0, int64_t r1) {
       for (j = 0; j + 8 <= dim; j += 8)
         for (int l = 0; l < 8; l++) acc[l] += x[j + l];
       for (; j < dim; j++) acc[0] += x[j];
-      mean = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / (float)dim;
+      mean = sum8_lanes(acc) / (float)dim;
       for (int l = 0; l < 8; l++) acc[l] = 0.0f;
     }
     for (j = 0; j + 8 <= dim; j += 8)
@@ -155,7 +57,7 @@ static void norm_fwd_portable(const norm_ctx *k, int64_t r0, int64_t r1) {
         acc[l] += d * d;
       }
     for (; j < dim; j++) acc[0] += (x[j] - mean) * (x[j] - mean);
-    float var = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / (float)dim;
+    float var = sum8_lanes(acc) / (float)dim;
     float s = norm_rstd(var, k->eps);
     const float *w = k->w, *b = k->b;
     for (j = 0; j < dim; j++) {
@@ -190,8 +92,8 @@ static void norm_bwd_rows_portable(const norm_ctx *k, int64_t r0, int64_t r1) {
       sd[0] += dh;
       sdx[0] += dh * xh;
     }
-    float sumD = (((sd[0] + sd[1]) + (sd[2] + sd[3])) + ((sd[4] + sd[5]) + (sd[6] + sd[7]))) / (float)dim;
-    float sumDX = (((sdx[0] + sdx[1]) + (sdx[2] + sdx[3])) + ((sdx[4] + sdx[5]) + (sdx[6] + sdx[7]))) / (float)dim;
+    float sumD = sum8_lanes(sd) / (float)dim;
+    float sumDX = sum8_lanes(sdx) / (float)dim;
     if (k->rms) sumD = 0.0f;
     for (j = 0; j < dim; j++) {
       float xh = (x[j] - m) * s, dh = w ? d[j] * w[j] : d[j];
@@ -352,13 +254,6 @@ TARGET_AVX512 static void norm_bwd_cols_avx512(const norm_ctx *k, int64_t c0, in
 
 /* ---- AVX2 ---------------------------------------------------------------------------------- */
 
-TARGET_AVX2 static inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 TARGET_AVX2 static void norm_fwd_avx2(const norm_ctx *k, int64_t r0, int64_t r1) {
   const int64_t dim = k->dim;
   const float *w = k->w, *b = k->b;
@@ -486,53 +381,9 @@ TARGET_AVX2 static void norm_bwd_cols_avx2(const norm_ctx *k, int64_t c0, int64_
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-static void norm_fwd_range(const void *p, int64_t r0, int64_t r1) {
-  const norm_ctx *k = (const norm_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    norm_fwd_avx512(k, r0, r1);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    norm_fwd_avx2(k, r0, r1);
-    return;
-  }
-#endif
-  norm_fwd_portable(k, r0, r1);
-}
-
-static void norm_bwd_rows_range(const void *p, int64_t r0, int64_t r1) {
-  const norm_ctx *k = (const norm_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    norm_bwd_rows_avx512(k, r0, r1);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    norm_bwd_rows_avx2(k, r0, r1);
-    return;
-  }
-#endif
-  norm_bwd_rows_portable(k, r0, r1);
-}
-
-static void norm_bwd_cols_range(const void *p, int64_t c0, int64_t c1) {
-  const norm_ctx *k = (const norm_ctx *)p;
-#ifdef LLMTS_X86
-  simd_level lvl = cpu_simd();
-  if (lvl == SIMD_AVX512) {
-    norm_bwd_cols_avx512(k, c0, c1);
-    return;
-  }
-  if (lvl == SIMD_AVX2) {
-    norm_bwd_cols_avx2(k, c0, c1);
-    return;
-  }
-#endif
-  norm_bwd_cols_portable(k, c0, c1);
-}
+SIMD_RANGE(norm_fwd_range, norm_fwd, norm_ctx)
+SIMD_RANGE(norm_bwd_rows_range, norm_bwd_rows, norm_ctx)
+SIMD_RANGE(norm_bwd_cols_range, norm_bwd_cols, norm_ctx)
 
 /* Backward in two passes, each split over the thread pool: rows give dx (every row needs only
  * itself), column blocks give dweight/dbias (every column is summed over the rows in order), so no
