@@ -112,14 +112,14 @@ export async function trainCommand(argv: string[]): Promise<void> {
     return;
   }
   const finalIters = numberFlag(p, 'final-eval-iters', { integer: true, min: 1 }) ?? 200;
-  const final = trainer.evaluate(finalIters);
+  const finalVal = trainer.validationLoss(finalIters);
   const sampleTokens = numberFlag(p, 'sample-tokens', { integer: true, min: 0 }) ?? 500;
   if (sampleTokens > 0) {
     log('\n--- sample ---');
     printSample(model, tokenizer, '\n', { maxTokens: sampleTokens, temperature: 0.8, topK: 200, seed: options.seed });
     log('\n--------------');
   }
-  log(`final: step ${final.step}, train loss ${final.trainLoss.toFixed(4)}, val loss ${final.valLoss.toFixed(4)} (mean over ${finalIters} batches)`);
+  log(`final: step ${trainer.step}, val loss ${finalVal.toFixed(4)} (mean over ${finalIters} batches of ${options.batchSize}x${options.blockSize} tokens)`);
 }
 
 interface RunSetup {

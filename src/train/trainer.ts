@@ -208,8 +208,13 @@ export class Trainer {
     const o = this.opts;
     const seed = o.seed * 1000003 + this.step;
     const trainLoss = estimateLoss(this.model, this.data.train, batches, o.batchSize, o.blockSize, seed);
-    const valLoss = estimateLoss(this.model, this.data.val, batches, o.batchSize, o.blockSize, seed + 1);
-    return { step: this.step, trainLoss, valLoss };
+    return { step: this.step, trainLoss, valLoss: this.validationLoss(batches) };
+  }
+
+  /** Mean validation loss over `batches` random batches (deterministic for a given step). */
+  validationLoss(batches: number): number {
+    const o = this.opts;
+    return estimateLoss(this.model, this.data.val, batches, o.batchSize, o.blockSize, o.seed * 1000003 + this.step + 1);
   }
 
   saveCheckpoint(): void {
