@@ -370,6 +370,45 @@ static float dot(const float *x, const float *y, int n) {
   return dot_portable(x, y, n);
 }
 
+#if defined(__x86_64__)
+/* out[r] = rows[r]·x for 4 rows at once: x is loaded once per step and the 4 row streams
+ * keep more memory requests in flight (matrix-vector products are bandwidth-bound). */
+__attribute__((target("avx512f"))) static void dot4_avx512(const float *r0, long ld, const float *x, int n, float *out) {
+  const float *r1 = r0 + ld, *r2 = r1 + ld, *r3 = r2 + ld;
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 xv = _mm512_loadu_ps(x + i);
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + i), xv, s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + i), xv, s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + i), xv, s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + i), xv, s3);
+  }
+  if (i < n) {
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r0 + i), xv, s0);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r1 + i), xv, s1);
+    s2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r2 + i), xv, s2);
+    s3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r3 + i), xv, s3);
+  }
+  out[0] = _mm512_reduce_add_ps(s0);
+  out[1] = _mm512_reduce_add_ps(s1);
+  out[2] = _mm512_reduce_add_ps(s2);
+  out[3] = _mm512_reduce_add_ps(s3);
+}
+#endif
+
+/* out[r] = (rows + r*ld)·x for r < count */
+static void dot_rows(const float *rows, long ld, const float *x, int n, int count, float *out) {
+  int r = 0;
+#if defined(__x86_64__)
+  if (cpu_simd() == SIMD_AVX512)
+    for (; r + 4 <= count; r += 4) dot4_avx512(rows + (long)r * ld, ld, x, n, out + r);
+#endif
+  for (; r < count; r++) out[r] = dot(rows + (long)r * ld, x, n);
+}
+
 /* y[0..n) = alpha * sum_k x[k] * rows[k][0..n) + beta * y, rows strided by ld */
 static void axpy_rows(float *y, const float *x, long xs, const float *rows, long ld, int K, int n, float alpha, float beta) {
   float acc[256];
@@ -400,9 +439,14 @@ static void gemv_task(void *vctx, int task, int thread) {
   if (p->M == 1) {
     /* c[j] = sum_k A(0,k) B(k,j) */
     if (p->brs == 1 && p->acs == 1) {
-      for (int j = lo; j < hi; j++) {
-        float v = p->alpha * dot(p->A, p->B + (long)j * p->bcs, p->K);
-        p->C[j] = p->beta == 0.0f ? v : v + p->beta * p->C[j];
+      float part[64];
+      for (int j0 = lo; j0 < hi; j0 += 64) {
+        int w = hi - j0 < 64 ? hi - j0 : 64;
+        dot_rows(p->B + (long)j0 * p->bcs, p->bcs, p->A, p->K, w, part);
+        for (int j = 0; j < w; j++) {
+          float v = p->alpha * part[j];
+          p->C[j0 + j] = p->beta == 0.0f ? v : v + p->beta * p->C[j0 + j];
+        }
       }
     } else if (p->bcs == 1) {
       axpy_rows(p->C + lo, p->A, p->acs, p->B + lo, p->brs, p->K, hi - lo, p->alpha, p->beta);
@@ -416,10 +460,15 @@ static void gemv_task(void *vctx, int task, int thread) {
   } else {
     /* c[i] = sum_k A(i,k) B(k,0) */
     if (p->acs == 1 && p->brs == 1) {
-      for (int i = lo; i < hi; i++) {
-        float v = p->alpha * dot(p->A + (long)i * p->ars, p->B, p->K);
-        float *c = p->C + (long)i * p->ldc;
-        *c = p->beta == 0.0f ? v : v + p->beta * *c;
+      float part[64];
+      for (int i0 = lo; i0 < hi; i0 += 64) {
+        int w = hi - i0 < 64 ? hi - i0 : 64;
+        dot_rows(p->A + (long)i0 * p->ars, p->ars, p->B, p->K, w, part);
+        for (int i = 0; i < w; i++) {
+          float v = p->alpha * part[i];
+          float *c = p->C + (long)(i0 + i) * p->ldc;
+          *c = p->beta == 0.0f ? v : v + p->beta * *c;
+        }
       }
     } else {
       for (int i = lo; i < hi; i++) {
