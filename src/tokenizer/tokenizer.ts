@@ -9,6 +9,7 @@
  */
 import { LlmError } from '../util/errors.js';
 import { CharTokenizer } from './char.js';
+import { SentencePieceTokenizer } from './sentencepiece.js';
 
 export interface EncodeOptions {
   /**
@@ -46,8 +47,10 @@ export function tokenizerFromJSON(json: unknown): Tokenizer {
   switch (kind) {
     case 'char':
       return CharTokenizer.fromJSON(json);
+    case 'sentencepiece':
+      return SentencePieceTokenizer.fromJSON(json);
     default:
-      throw new LlmError(`unknown tokenizer kind "${kind}" (known kinds: char); was this checkpoint made by a newer llm.ts?`);
+      throw new LlmError(`unknown tokenizer kind "${kind}" (known kinds: char, sentencepiece); was this checkpoint made by a newer llm.ts?`);
   }
 }
 
