@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { generateTokens, type GenerateOptions } from '../generate/generate.js';
 import { Transformer } from '../model/transformer.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { numberFlag, parseFlags, stringFlag, type FlagSpec } from './args.js';
@@ -48,5 +49,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
 export function printSample(model: Transformer, tokenizer: Tokenizer, prompt: string, opts: GenerateOptions): void {
   const ids = tokenizer.encode(prompt);
   process.stdout.write(prompt);
-  for (const id of generateTokens(model, ids, opts)) process.stdout.write(tokenizer.decode([id]));
+  const stream = new StreamDecoder(tokenizer); // never prints half of a multi-byte character
+  for (const id of generateTokens(model, ids, opts)) process.stdout.write(stream.push(id));
+  process.stdout.write(stream.flush());
 }
