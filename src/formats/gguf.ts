@@ -220,7 +220,11 @@ const FIXED_SIZE: Partial<Record<GgufType, number>> = {
   [GgufType.FLOAT64]: 8,
 };
 
-function readArray(r: HeaderReader, key: string): GgufValue {
+/** Arrays of arrays deeper than this are rejected (real files nest at most once). */
+const MAX_ARRAY_DEPTH = 16;
+
+function readArray(r: HeaderReader, key: string, depth = 0): GgufValue {
+  if (depth > MAX_ARRAY_DEPTH) r.fail(`array '${key}' is nested more than ${MAX_ARRAY_DEPTH} levels deep`);
   const elemType = r.u32();
   const elemSize = FIXED_SIZE[elemType as GgufType];
   // strings take at least 8 bytes each (their length), fixed types their size
@@ -250,7 +254,7 @@ function readArray(r: HeaderReader, key: string): GgufValue {
   }
   if (elemType === GgufType.ARRAY) {
     const out: GgufValue[] = [];
-    for (let i = 0; i < count; i++) out.push(readArray(r, `${key}[${i}]`));
+    for (let i = 0; i < count; i++) out.push(readArray(r, `${key}[${i}]`, depth + 1));
     return out;
   }
   return r.fail(`array '${key}' has unknown element type ${elemType}`);

@@ -3,7 +3,19 @@
  * Messages name the bad input and say what to do about it.
  *
  *   throw new LlmError('data file not found: foo.txt (pass --data with a local file or a URL)');
+ *
+ * Messages often quote names read from files (tensor names, metadata keys); control characters
+ * in them are escaped here, so a hostile file can never break the one-line format.
  */
 export class LlmError extends Error {
   override name = 'LlmError';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(oneLine(message), options);
+  }
+}
+
+function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
