@@ -6,6 +6,8 @@
 import { LlmError } from '../util/errors.js';
 import { trainCommand, TRAIN_USAGE } from './train.js';
 import { sampleCommand, SAMPLE_USAGE } from './sample.js';
+import { runCommand, RUN_USAGE } from './run.js';
+import { tokenizerCommand, TOKENIZER_USAGE } from './tokenizer.js';
 
 const USAGE = `llmts — train and run language models in TypeScript
 
@@ -14,6 +16,8 @@ Usage: llmts <command> [flags]
 Commands:
   train     pretrain a GPT-2 or Llama model on a text file (next-token prediction)
   sample    generate text from a checkpoint
+  run       generate text from a checkpoint or Hugging Face model on the KV cache (streaming)
+  tokenizer train a byte-level BPE tokenizer; encode and decode text with any tokenizer
 
 Run 'llmts <command> --help' for the flags of a command. Add --debug to any command
 to see stack traces. Environment: LLMTS_BACKEND=reference|native, LLMTS_CACHE=<dir>.
@@ -22,6 +26,8 @@ to see stack traces. Environment: LLMTS_BACKEND=reference|native, LLMTS_CACHE=<d
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage: string }> = {
   train: { run: trainCommand, usage: TRAIN_USAGE },
   sample: { run: sampleCommand, usage: SAMPLE_USAGE },
+  run: { run: runCommand, usage: RUN_USAGE },
+  tokenizer: { run: tokenizerCommand, usage: TOKENIZER_USAGE },
 };
 
 async function main(argv: string[]): Promise<number> {

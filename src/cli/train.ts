@@ -1,6 +1,7 @@
 /**
- * llmts train: text file -> char tokens -> shards -> pretraining with a live progress line,
- * checkpoints, a metrics log, a loss curve, and samples at the end.
+ * llmts train: text file -> tokens (char-level, or any tokenizer loadTokenizer accepts) -> shards ->
+ * pretraining with a live progress line, checkpoints, a metrics log, a loss curve, and samples
+ * at the end.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { countParameters } from '../model/parameters.js';
 import { Transformer } from '../model/transformer.js';
 import { describeBackend } from '../backend/index.js';
 import { CharTokenizer } from '../tokenizer/char.js';
+import { BUILTIN_TOKENIZERS, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { prepareTextDataset } from '../train/text-dataset.js';
@@ -25,12 +27,16 @@ const D = DEFAULT_TRAIN_OPTIONS;
 
 export const TRAIN_USAGE = `Usage: llmts train [flags]
 
-Pretrain a decoder-only Transformer on a text file (char-level tokens).
+Pretrain a decoder-only Transformer on a text file (char-level tokens unless --tokenizer).
 
 Data and output:
   --preset NAME          model preset (default shakespeare-char): ${presetNames().join(', ')}
   --data PATH|URL|NAME   training text; a local file, a URL (downloaded once, cached) or a
                          known name (${Object.keys(KNOWN_DATASETS).join(', ')}); default tinyshakespeare
+  --tokenizer SPEC       char (default; one token per character of the data) or a tokenizer, which
+                         also sets the model's vocab size: a tokenizer.json, tokenizer.model,
+                         .tiktoken, .gguf or checkpoint file, a directory holding one, or a name
+                         (${BUILTIN_TOKENIZERS.join(', ')})
   --out DIR              run directory: checkpoint, metrics.jsonl, loss.svg, token shards (default out/<preset>)
   --resume               continue the run in --out from its checkpoint (same losses as an uninterrupted run)
 Training (defaults: nanoGPT's shakespeare-char CPU run):
@@ -52,12 +58,12 @@ Training (defaults: nanoGPT's shakespeare-char CPU run):
 Model overrides:
   --n-layer N  --n-head N  --n-kv-head N  --n-embd N  --hidden-dim N  --dropout X
 After training:
-  --sample-tokens N      characters to sample at the end (default 500; 0 = none)
+  --sample-tokens N      tokens to sample at the end (default 500; 0 = none)
   --debug                show stack traces on errors
 `;
 
 const FLAGS: FlagSpec = {
-  preset: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' },
+  preset: { type: 'string' }, data: { type: 'string' }, tokenizer: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' },
   'max-iters': { type: 'string' }, 'batch-size': { type: 'string' }, 'block-size': { type: 'string' },
   'grad-accum': { type: 'string' }, lr: { type: 'string' }, 'min-lr': { type: 'string' },
   'warmup-iters': { type: 'string' }, 'decay-iters': { type: 'string' }, 'weight-decay': { type: 'string' },
@@ -146,11 +152,13 @@ async function newRun(p: Parsed, preset: string, outDir: string): Promise<RunSet
   const options = trainOptions(p, outDir, blockSize);
   numberFlag(p, 'final-eval-iters', { integer: true, min: 1 });
   numberFlag(p, 'sample-tokens', { integer: true, min: 0 });
+  const tokenizerSpec = stringFlag(p, 'tokenizer') ?? 'char';
+  const loaded = tokenizerSpec === 'char' ? null : await loadTokenizer(tokenizerSpec);
 
   const dataPath = await resolveDataset(stringFlag(p, 'data') ?? 'tinyshakespeare');
   if (statSync(dataPath).size === 0) throw new LlmError(`data file ${dataPath} is empty; give a text file with some content`);
   const text = readFileSync(dataPath, 'utf8');
-  const tokenizer = CharTokenizer.fromText(text);
+  const tokenizer = loaded ?? CharTokenizer.fromText(text);
   const data = prepareTextDataset({ text, tokenizer, outDir: join(outDir, 'data') });
   const config = resolveConfig(preset, { ...overrides, vocabSize: tokenizer.vocabSize });
   const model = new Transformer(config, new Rng(options.seed));
@@ -163,7 +171,7 @@ async function resumeRun(p: Parsed, outDir: string): Promise<RunSetup> {
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: TrainOptions }).options;
   if (!saved) throw new LlmError(`--resume: ${path} holds no training options (it is not a training checkpoint)`);
-  for (const flag of ['data', 'preset', 'block-size', 'batch-size', 'n-layer', 'n-head', 'n-embd']) {
+  for (const flag of ['data', 'tokenizer', 'preset', 'block-size', 'batch-size', 'n-layer', 'n-head', 'n-embd']) {
     if (p.values[flag] !== undefined) throw new LlmError(`--resume continues the saved run; --${flag} cannot change (start a new run in another --out)`);
   }
   const maxIters = numberFlag(p, 'max-iters', { integer: true, min: 1 });

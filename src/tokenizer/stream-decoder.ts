@@ -10,7 +10,8 @@
 import type { Tokenizer } from './tokenizer.js';
 
 export class StreamDecoder {
-  private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
+  // ignoreBOM: a leading U+FEFF is text like any other (decode keeps it too)
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
   constructor(private readonly tokenizer: Pick<Tokenizer, 'tokenBytes'>) {}
 

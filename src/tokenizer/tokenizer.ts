@@ -8,6 +8,7 @@
  *   same.decode(same.encode('hole'));          // 'hole'
  */
 import { LlmError } from '../util/errors.js';
+import { BpeTokenizer } from './bpe.js';
 import { CharTokenizer } from './char.js';
 import { SentencePieceTokenizer } from './sentencepiece.js';
 
@@ -49,8 +50,10 @@ export function tokenizerFromJSON(json: unknown): Tokenizer {
       return CharTokenizer.fromJSON(json);
     case 'sentencepiece':
       return SentencePieceTokenizer.fromJSON(json);
+    case 'bpe':
+      return BpeTokenizer.fromJSON(json);
     default:
-      throw new LlmError(`unknown tokenizer kind "${kind}" (known kinds: char, sentencepiece); was this checkpoint made by a newer llm.ts?`);
+      throw new LlmError(`unknown tokenizer kind "${kind}" (known kinds: char, sentencepiece, bpe); was this checkpoint made by a newer llm.ts?`);
   }
 }
 
