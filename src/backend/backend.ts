@@ -55,6 +55,20 @@ export interface AttentionShape {
   scale: number;
 }
 
+/** Shapes for attention of new queries over a KV cache (inference, one sequence). */
+export interface CachedAttentionShape {
+  /** new query rows, at positions pos .. pos+Tq-1 */
+  Tq: number;
+  /** position of the first new query; the cache holds keys/values of positions 0 .. pos+Tq-1 */
+  pos: number;
+  nHead: number;
+  /** nHead % nKvHead == 0 */
+  nKvHead: number;
+  headDim: number;
+  /** usually 1/sqrt(headDim) */
+  scale: number;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -136,6 +150,15 @@ export interface Backend {
   attentionBackward(
     q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, dout: Float32Array,
     dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null, s: AttentionShape,
+  ): void;
+
+  /**
+   * Attention of Tq new queries over a KV cache (no gradient). q, out: (Tq, nHead*headDim) for
+   * positions pos..pos+Tq-1; kCache, vCache: (maxT, nKvHead*headDim), rows 0..pos+Tq-1 filled.
+   * Query row i attends to cache rows 0..pos+i (causal within the new block).
+   */
+  attentionCached(
+    q: Float32Array, kCache: Float32Array, vCache: Float32Array, out: Float32Array, s: CachedAttentionShape,
   ): void;
 
   // ---- rotary position embedding -----------------------------------------------------

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { AttentionShape, Backend, GemmArgs } from './backend.js';
+import type { AttentionShape, Backend, CachedAttentionShape, GemmArgs } from './backend.js';
 import { referenceBackend } from './reference/index.js';
 
 /** What the addon exports (all optional except info: a partial addon still works). */
@@ -89,6 +89,9 @@ function makeBackend(addon: Addon): Backend {
     }),
     attentionBackward: pick('attentionBackward', (fn) => (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) => {
       fn(q, k, v, out, lse, dout, dq, dk, dv, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale);
+    }),
+    attentionCached: pick('attentionCached', (fn) => (q, kCache, vCache, out, s: CachedAttentionShape) => {
+      fn(q, kCache, vCache, out, s.Tq, s.pos, s.nHead, s.nKvHead, s.headDim, s.scale);
     }),
     rope: pick('rope'),
     embeddingForward: pick('embeddingForward'), embeddingBackward: pick('embeddingBackward'),

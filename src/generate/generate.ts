@@ -1,22 +1,136 @@
 /**
- * Autoregressive generation by re-running the model on the last blockSize tokens for every
- * new token (the KV-cache inference engine replaces this path later; this one is simple and
- * always agrees with training).
+ * Autoregressive generation on a KV cache: the prompt is prefilled in one forward pass (matrix
+ * products over all its tokens), then each new token costs one single-position forward.
  *
+ *   // text pieces as they are complete (never half a UTF-8 character, never part of a stop string)
+ *   const gen = generate(model, tokenizer, 'Once upon a time', { maxTokens: 100, temperature: 0.8, topK: 40, seed: 1, stop: ['\n\n'] });
+ *   for await (const piece of gen) process.stdout.write(piece);
+ *   gen.finishReason;  // 'length' | 'stop' | 'eos' | 'context'
+ *   gen.tokens;        // [{ id, logprob }, ...]
+ *
+ *   // token ids only (llmts sample, training previews)
  *   for (const id of generateTokens(model, promptIds, { maxTokens: 100, temperature: 0.8, topK: 200, seed: 1 })) ...
+ *
+ * generateTokensUncached is the old path that re-runs the whole window for every token; it is
+ * kept as the oracle the cached path is tested against.
  */
 import { noGrad, withBufferScope } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import { sampleToken, type SamplingOptions } from './sampler.js';
+import { KvCache } from './kv-cache.js';
+import { applyPenalties, logProb, sampleToken, type PenaltyOptions, type SamplingOptions } from './sampler.js';
 
-export interface GenerateOptions extends SamplingOptions {
+export interface GenerateOptions extends SamplingOptions, PenaltyOptions {
+  /** tokens to generate at most */
   maxTokens: number;
   seed: number;
+  /** penalties count the last N tokens of prompt + output (0 = all of them; default 64) */
+  penaltyLastN?: number;
+  /** token ids that end generation (the id is reported in tokens but not decoded into text) */
+  stopTokens?: number[];
+  /**
+   * At the end of the context: 'stop' ends generation (finish reason 'context'); 'slide' goes on
+   * by re-running the last blockSize tokens for each further token (uncached, the old behaviour).
+   * A prompt longer than the context is an error with 'stop' and is cut to its end with 'slide'.
+   */
+  contextOverflow?: 'stop' | 'slide';
+  /** reuse this cache (it is reset first); default: a new one of the model's context length */
+  cache?: KvCache;
 }
 
+export interface TextGenerateOptions extends GenerateOptions {
+  /** stop as soon as the text contains one of these; the stop string is not emitted */
+  stop?: string[];
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** log-probability of the token under the model (log-softmax of the raw logits) */
+  logprob: number;
+}
+
+export type FinishReason = 'length' | 'stop' | 'eos' | 'context';
+
+/**
+ * The token loop: yields each sampled token with its log-probability and returns why it ended.
+ * Sampling order: penalties on the raw logits, then temperature / top-k / top-p / min-p.
+ */
+export function* generateCached(model: Transformer, prompt: ArrayLike<number>, opts: GenerateOptions): Generator<GeneratedToken, FinishReason> {
+  if (prompt.length === 0) throw new LlmError('the prompt is empty: give at least one character or token');
+  if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 0) throw new LlmError(`maxTokens must be a non-negative integer, got ${opts.maxTokens}`);
+  const slide = opts.contextOverflow === 'slide';
+  const cache = opts.cache ?? new KvCache(model.config);
+  const limit = cache.maxT;
+  let start = 0;
+  if (prompt.length > limit) {
+    if (!slide) throw new LlmError(`the prompt has ${prompt.length} tokens but the model's context holds ${limit}`);
+    start = prompt.length - limit;
+  }
+  const V = model.config.vocabSize;
+  const rng = new Rng(opts.seed);
+  const stopTokens = new Set(opts.stopTokens ?? []);
+  const penalties = (opts.repetitionPenalty ?? 1) !== 1 || (opts.presencePenalty ?? 0) !== 0 || (opts.frequencyPenalty ?? 0) !== 0;
+  const lastN = opts.penaltyLastN ?? 64;
+  const history = Array.from({ length: prompt.length - start }, (_, i) => prompt[start + i]);
+  const counts = new Map<number, number>();
+  const countFrom = (h: number[]): void => {
+    counts.clear();
+    for (const id of lastN > 0 ? h.slice(-lastN) : h) counts.set(id, (counts.get(id) ?? 0) + 1);
+  };
+  if (penalties) countFrom(history);
+  const logits = new Float32Array(V);
+  const work = penalties ? new Float32Array(V) : logits;
+
+  if (opts.maxTokens === 0) return 'length';
+  model.eval();
+  cache.reset();
+  model.forwardCached(Int32Array.from(history), cache, { out: logits });
+  for (let n = 0; ; n++) {
+    if (penalties) {
+      work.set(logits);
+      applyPenalties(work, counts, opts);
+    }
+    const id = sampleToken(work, opts, rng);
+    yield { id, logprob: logProb(logits, id) };
+    if (stopTokens.has(id)) return 'eos';
+    if (n + 1 >= opts.maxTokens) return 'length';
+    history.push(id);
+    if (penalties) {
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+      if (lastN > 0 && history.length > lastN) {
+        const old = history[history.length - lastN - 1];
+        const c = counts.get(old)! - 1;
+        if (c > 0) counts.set(old, c);
+        else counts.delete(old);
+      }
+    }
+    if (cache.pos < limit) {
+      model.forwardCached(Int32Array.of(id), cache, { out: logits });
+    } else if (slide) {
+      const ids = Int32Array.from(history.slice(-model.config.blockSize));
+      withBufferScope(() => {
+        const { logits: l } = noGrad(() => model.forward(ids, 1, ids.length, undefined, { lastOnly: true }));
+        logits.set(l.data.subarray(0, V));
+      });
+    } else {
+      return 'context';
+    }
+  }
+}
+
+/**
+ * Token ids only, on the KV cache. Past the context it slides (re-running the last blockSize
+ * tokens per token, like the uncached path), so `llmts sample` can write any length.
+ */
 export function* generateTokens(model: Transformer, prompt: number[], opts: GenerateOptions): Generator<number> {
+  for (const t of generateCached(model, prompt, { contextOverflow: 'slide', ...opts })) yield t.id;
+}
+
+/** The full-recompute path: the whole window is re-run for every token (reference for tests). */
+export function* generateTokensUncached(model: Transformer, prompt: number[], opts: GenerateOptions): Generator<number> {
   if (prompt.length === 0) throw new LlmError('the prompt is empty: give at least one character or token');
   const rng = new Rng(opts.seed);
   const context = [...prompt];
@@ -31,4 +145,107 @@ export function* generateTokens(model: Transformer, prompt: number[], opts: Gene
     context.push(next);
     yield next;
   }
+}
+
+/** One text generation: iterate it (once) for the text pieces; the fields fill in meanwhile. */
+export class Generation implements AsyncIterable<string> {
+  /** every generated token, including those of a stop string and a final stop token */
+  readonly tokens: GeneratedToken[] = [];
+  /** the text emitted so far */
+  text = '';
+  /** set when the iteration has ended */
+  finishReason: FinishReason | null = null;
+  private started = false;
+
+  constructor(
+    private readonly model: Transformer,
+    private readonly tokenizer: Pick<Tokenizer, 'tokenBytes' | 'eosId'>,
+    private readonly promptIds: number[],
+    private readonly opts: TextGenerateOptions,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
+    if (this.started) throw new LlmError('a Generation can be iterated only once');
+    this.started = true;
+    const stops = (this.opts.stop ?? []).filter((s) => s.length > 0);
+    const eos = this.tokenizer.eosId;
+    const stopTokens = this.opts.stopTokens ?? (eos !== undefined ? [eos] : []);
+    const stopSet = new Set(stopTokens);
+    const decoder = new StreamDecoder(this.tokenizer);
+    const it = generateCached(this.model, this.promptIds, { ...this.opts, stopTokens });
+    let pending = '';
+    for (;;) {
+      const r = it.next();
+      if (r.done) {
+        this.finishReason = r.value;
+        break;
+      }
+      this.tokens.push(r.value);
+      if (!stopSet.has(r.value.id)) pending += decoder.push(r.value.id);
+      const cut = firstStop(pending, stops);
+      if (cut >= 0) {
+        it.return('stop');
+        this.finishReason = 'stop';
+        pending = pending.slice(0, cut);
+        break;
+      }
+      const emit = pending.length - heldSuffix(pending, stops);
+      if (emit > 0) {
+        const piece = pending.slice(0, emit);
+        pending = pending.slice(emit);
+        this.text += piece;
+        yield piece;
+      }
+    }
+    if (this.finishReason !== 'stop') {
+      pending += decoder.flush();
+      const cut = firstStop(pending, stops);
+      if (cut >= 0) {
+        pending = pending.slice(0, cut);
+        this.finishReason = 'stop';
+      }
+    }
+    if (pending.length > 0) {
+      this.text += pending;
+      yield pending;
+    }
+  }
+
+  /** Run to the end and return the whole text. */
+  async collect(): Promise<string> {
+    for await (const _ of this) { /* pieces accumulate in this.text */ }
+    return this.text;
+  }
+}
+
+/** Generate text continuing `prompt` (a string is encoded with the tokenizer). */
+export function generate(
+  model: Transformer, tokenizer: Pick<Tokenizer, 'encode' | 'tokenBytes' | 'eosId'>, prompt: string | number[], opts: TextGenerateOptions,
+): Generation {
+  const ids = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt;
+  return new Generation(model, tokenizer, ids, opts);
+}
+
+/** Index of the earliest occurrence of any stop string in text, or -1. */
+function firstStop(text: string, stops: string[]): number {
+  let best = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}
+
+/** Length of the longest suffix of text that is a proper prefix of some stop string. */
+function heldSuffix(text: string, stops: string[]): number {
+  let best = 0;
+  for (const s of stops) {
+    for (let n = Math.min(s.length - 1, text.length); n > best; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        best = n;
+        break;
+      }
+    }
+  }
+  return best;
 }

@@ -5,13 +5,18 @@
  *   for each Block:  x = x + attn(norm_1(x));  x = x + mlp(norm_2(x))
  *   logits = lm_head(norm_f(x))                          (B, T, V)
  *
+ * Inference runs the same classes on a KV cache (forwardCached): the new tokens' keys and
+ * values are appended to the cache and their queries attend over every cached position.
+ *
  * Parameters live in one Map keyed by their Hugging Face names (parameters.ts); the classes
  * below only look them up, so loading or exporting a checkpoint is a map copy.
  */
 import {
   Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, layerNorm, linear,
-  rmsNorm, rope, ropeTables, splitLastDim, swiglu, type RopeTables, type WeightLayout,
+  noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
+import { backend } from '../backend/index.js';
+import type { KvCache } from '../generate/kv-cache.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
@@ -83,7 +88,8 @@ export class CausalSelfAttention {
     }
   }
 
-  forward(x: Tensor): Tensor {
+  /** q, k, v projections with RoPE applied at positions posOffset.. (Llama). */
+  private projections(x: Tensor, posOffset: number): [Tensor, Tensor, Tensor] {
     const { cfg } = this.ctx;
     const kvDim = cfg.nKvHead * headDim(cfg);
     let q: Tensor, k: Tensor, v: Tensor;
@@ -95,11 +101,39 @@ export class CausalSelfAttention {
       v = this.v!.forward(x);
     }
     if (this.ctx.rope) {
-      q = rope(q, cfg.nHead, this.ctx.rope);
-      k = rope(k, cfg.nKvHead, this.ctx.rope);
+      q = rope(q, cfg.nHead, this.ctx.rope, posOffset);
+      k = rope(k, cfg.nKvHead, this.ctx.rope, posOffset);
     }
+    return [q, k, v];
+  }
+
+  forward(x: Tensor): Tensor {
+    const { cfg } = this.ctx;
+    const [q, k, v] = this.projections(x, 0);
     const y = causalSelfAttention(q, k, v, { nHead: cfg.nHead, nKvHead: cfg.nKvHead }); // (B, T, C)
     return dropout(this.proj.forward(y), cfg.dropout, this.ctx.rng, this.ctx.training);
+  }
+
+  /**
+   * x: (1, T, C) for positions cache.pos..cache.pos+T-1 (no gradient). Appends this layer's
+   * keys and values to the cache and attends over positions 0..pos+t.
+   */
+  forwardCached(x: Tensor, cache: KvCache, layer: number): Tensor {
+    const { cfg } = this.ctx;
+    const hs = headDim(cfg);
+    const kvDim = cfg.nKvHead * hs;
+    const T = x.shape[1];
+    const pos = cache.pos;
+    const [q, k, v] = this.projections(x, pos);
+    const kc = cache.k[layer];
+    const vc = cache.v[layer];
+    kc.set(k.data.subarray(0, T * kvDim), pos * kvDim);
+    vc.set(v.data.subarray(0, T * kvDim), pos * kvDim);
+    const y = Tensor.empty([1, T, cfg.nEmbd]);
+    backend().attentionCached(q.data, kc, vc, y.data, {
+      Tq: T, pos, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale: 1 / Math.sqrt(hs),
+    });
+    return this.proj.forward(y);
   }
 }
 
@@ -145,6 +179,18 @@ export class Block {
     x = add(x, this.attn.forward(this.norm1.forward(x)));
     return add(x, this.mlp.forward(this.norm2.forward(x)));
   }
+
+  forwardCached(x: Tensor, cache: KvCache, layer: number): Tensor {
+    x = add(x, this.attn.forwardCached(this.norm1.forward(x), cache, layer));
+    return add(x, this.mlp.forward(this.norm2.forward(x)));
+  }
+}
+
+export interface CachedForwardOptions {
+  /** logits of every new position (T x V) instead of the last one only (V) */
+  allLogits?: boolean;
+  /** write the logits here instead of a new array (must hold at least as many floats) */
+  out?: Float32Array;
 }
 
 export interface ForwardResult {
@@ -220,6 +266,48 @@ export class Transformer {
     const logits = linear(x, this.head, null, 'out_in'); // (B, T, V)
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss };
+  }
+
+  /**
+   * Inference on a KV cache, for one sequence: runs `tokens` (positions cache.pos..cache.pos+T-1)
+   * through the model, appends their keys and values to the cache and advances cache.pos.
+   * Returns the logits of the last new position (V floats), or of all T positions (T x V) with
+   * allLogits. No gradient, no dropout; intermediate buffers are pooled.
+   */
+  forwardCached(tokens: Int32Array, cache: KvCache, opts: CachedForwardOptions = {}): Float32Array {
+    const cfg = this.config;
+    const T = tokens.length;
+    if (T === 0) throw new LlmError('forwardCached: no tokens given');
+    if (cache.nLayer !== cfg.nLayer || cache.kvDim !== cfg.nKvHead * headDim(cfg)) {
+      throw new LlmError(`the KV cache (${cache.nLayer} layers x ${cache.kvDim}) does not fit this model (${cfg.nLayer} layers x ${cfg.nKvHead * headDim(cfg)})`);
+    }
+    if (cache.pos + T > cache.maxT) {
+      throw new LlmError(`${cache.pos} cached + ${T} new tokens exceed the context of ${cache.maxT} positions`);
+    }
+    const n = (opts.allLogits ? T : 1) * cfg.vocabSize;
+    if (opts.out && opts.out.length < n) throw new LlmError(`forwardCached: the logits buffer holds ${opts.out.length} floats, ${n} needed`);
+    const training = this.ctx.training;
+    this.ctx.training = false;
+    try {
+      return noGrad(() => withBufferScope(() => {
+        const pos = cache.pos;
+        let x = embedding(this.tokenEmbedding, tokens, [1, T]); // (1, T, C)
+        if (this.positionEmbedding) {
+          const positions = Int32Array.from({ length: T }, (_, t) => pos + t);
+          x = add(x, embedding(this.positionEmbedding, positions, [1, T]));
+        }
+        for (let l = 0; l < this.blocks.length; l++) x = this.blocks[l].forwardCached(x, cache, l);
+        cache.advance(T);
+        if (!opts.allLogits) x = lastPosition(x, 1, T);
+        x = this.finalNorm.forward(x);
+        const logits = linear(x, this.head, null, 'out_in'); // (1, T or 1, V)
+        const out = opts.out ?? new Float32Array(n);
+        out.set(logits.data.subarray(0, n));
+        return out;
+      }));
+    } finally {
+      this.ctx.training = training;
+    }
   }
 }
 

@@ -11,6 +11,7 @@ import {
 import { layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward } from './norm.js';
 import { softmaxForward, softmaxBackward } from './softmax.js';
 import { attentionForward, attentionBackward } from './attention.js';
+import { attentionCached } from './attention-cached.js';
 import { rope } from './rope.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
@@ -23,7 +24,7 @@ export const referenceBackend: Backend = {
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
   layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,
   softmaxForward, softmaxBackward,
-  attentionForward, attentionBackward,
+  attentionForward, attentionBackward, attentionCached,
   rope,
   embeddingForward, embeddingBackward,
   crossEntropyForward, crossEntropyBackward,

@@ -1,0 +1,81 @@
+/**
+ * llmts run as a user runs it: a child process on an llm.ts checkpoint (random weights, char
+ * tokenizer), streaming to stdout; stop strings, seeds, one-line errors.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generate } from '../../src/generate/generate.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { Transformer } from '../../src/model/transformer.js';
+import { CharTokenizer } from '../../src/tokenizer/char.js';
+import { saveCheckpoint } from '../../src/train/checkpoint.js';
+import { Rng } from '../../src/util/rng.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+function llmts(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function assertOneLineError(r: ReturnType<typeof llmts>, pattern: RegExp): void {
+  assert.notEqual(r.code, 0, 'exit code should be non-zero');
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.match(lines[0], pattern);
+}
+
+const tok = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\n');
+const cfg: ModelConfig = {
+  family: 'llama', vocabSize: tok.vocabSize, blockSize: 48, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 64,
+  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
+};
+const model = new Transformer(cfg, new Rng(4));
+for (const p of model.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
+const dir = tmpDir('run-cli');
+const ckpt = join(dir, 'ckpt.safetensors');
+saveCheckpoint(ckpt, { config: cfg, params: model.params, tokenizer: tok.toJSON(), trainer: {} });
+
+describe('llmts run', () => {
+  it('prints usage with --help', () => {
+    const r = llmts('run', '--help');
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /--repeat-penalty X/);
+    assert.match(llmts('--help').stdout, /run /);
+  });
+
+  it('streams the same text as generate(), greedy and seeded', async () => {
+    const opts = { maxTokens: 30, temperature: 0, topK: 0, seed: 1 };
+    const want = await generate(model, tok, 'hello', opts).collect();
+    const r = llmts('run', dir, '-p', 'hello', '--max-tokens', '30', '--temperature', '0');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${want}\n`);
+    const a = llmts('run', ckpt, '-p', 'hi', '--max-tokens', '25', '--seed', '7', '--temperature', '1', '--top-k', '0', '--top-p', '1', '--min-p', '0');
+    const b = llmts('run', ckpt, '-p', 'hi', '--max-tokens', '25', '--seed', '7', '--temperature', '1', '--top-k', '0', '--top-p', '1', '--min-p', '0');
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(a.stdout, b.stdout);
+    const s = llmts('run', ckpt, '-p', 'hi', '--max-tokens', '25', '--seed', '7', '--temperature', '1', '--verbose');
+    assert.match(s.stderr, /tok\/s\), stopped: (length|context)/);
+  });
+
+  it('--stop ends the text before the stop string', () => {
+    const full = llmts('run', dir, '-p', 'hello', '--max-tokens', '30', '--temperature', '0').stdout.slice(0, -1);
+    const stop = full.slice(8, 10);
+    const r = llmts('run', dir, '-p', 'hello', '--max-tokens', '30', '--temperature', '0', '--stop', 'qqqqq', '--stop', stop);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${full.slice(0, full.indexOf(stop))}\n`);
+  });
+
+  it('stops at the end of the context; a longer prompt is a one-line error', () => {
+    const r = llmts('run', dir, '-p', 'a'.repeat(40), '--max-tokens', '100', '--verbose');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /40 prompt \+ 9 generated tokens.*stopped: context/);
+    assertOneLineError(llmts('run', dir, '-p', 'a'.repeat(49)), /prompt has 49 tokens but the model's context holds 48/);
+    assertOneLineError(llmts('run', dir), /-p PROMPT is required/);
+    assertOneLineError(llmts('run', join(dir, 'nope'), '-p', 'x'), /model not found/);
+  });
+});
