@@ -21,8 +21,12 @@
  *
  * Speed: the named patterns are cut by hand-written scanners (no RegExp, no substrings); chunks
  * are looked up in a bounded cache keyed by their UTF-16 code units (open addressing over typed
- * arrays, no string allocation); on a miss the pairs are found in a hash table keyed by the two
- * token ids, with a linear scan for short chunks and a binary heap over a linked list for long ones.
+ * arrays, no string allocation; up to 4 Latin-1 characters packed exactly into the key); ids are
+ * collected in a typed array; on a miss the pairs are found in a hash table keyed by the two token
+ * ids (for tiktoken ranks filled lazily from a bytes -> id table), with a linear scan for short
+ * chunks and a binary heap over a linked list for long ones (O(n log n), no quadratic blow-up).
+ *
+ * Unused ids (gaps in the vocabulary) and out-of-range ids decode to U+FFFD: decode never throws.
  */
 import { LlmError } from '../util/errors.js';
 import { chunkScanner, splitRegex, SPLIT_PATTERNS, type ChunkScanner, type SplitPattern } from './pretokenize.js';
@@ -74,6 +78,8 @@ const CACHE_MAX_CHUNK = 64;
 const CACHE_SLOTS = 1 << 16;
 const CACHE_KEY_POOL = 1 << 20;
 const CACHE_VAL_POOL = 1 << 19;
+/** Flag (with the key length, which is at most CACHE_MAX_CHUNK < 128) of a packed cache key. */
+const PACKED = 0x80;
 /** Chunks of more bytes than this merge through a heap instead of a linear scan. */
 const HEAP_MIN = 128;
 /** Most slots of the lazily filled pair table (tiktoken ranks) before it is cleared. */
@@ -265,13 +271,14 @@ export class BpeTokenizer implements Tokenizer {
       }
     }
 
-    const isName = Object.hasOwn(SPLIT_PATTERNS, opts.pattern);
+    if (typeof opts.pattern !== 'string') {
+      throw new LlmError(`BPE split pattern must be one of ${Object.keys(SPLIT_PATTERNS).join(', ')} or a regular-expression string`);
+    }
     try {
       this.regex = splitRegex(opts.pattern);
     } catch (err) {
-      throw new LlmError(`BPE split pattern is not a valid regular expression: ${(err as Error).message} (use 'gpt2', 'cl100k', 'o200k' or a valid pattern)`);
+      throw new LlmError(`BPE split pattern is not a valid JavaScript regular expression: ${(err as Error).message} (use 'gpt2', 'cl100k', 'o200k' or a valid pattern)`);
     }
-    if (!isName && typeof opts.pattern !== 'string') throw new LlmError('BPE split pattern must be a string');
     this.scanner = chunkScanner(opts.pattern);
 
     for (const [label, id] of [['bosId', opts.bosId], ['eosId', opts.eosId]] as const) {
@@ -459,7 +466,7 @@ export class BpeTokenizer implements Tokenizer {
 
   private beginOutput(textLength: number): void {
     this.on = 0;
-    const want = Math.min((textLength >> 2) + 64, 1 << 24);
+    const want = Math.min(((textLength / 3) | 0) + 64, 1 << 24); // English runs at ~4 characters per token
     if (this.ob.length < want) this.ob = new Int32Array(want);
   }
 
@@ -482,7 +489,7 @@ export class BpeTokenizer implements Tokenizer {
     const res: number[] = n <= 1 << 24 ? new Array(n) : [];
     if (n <= 1 << 24) for (let i = 0; i < n; i++) res[i] = ob[i];
     else for (let i = 0; i < n; i++) res.push(ob[i]);
-    if (ob.length > 1 << 20) this.ob = new Int32Array(1024); // do not hold on to a huge buffer
+    if (ob.length > 1 << 22) this.ob = new Int32Array(1024); // do not hold on to more than 16 MB
     this.on = 0;
     return res;
   }
@@ -511,13 +518,41 @@ export class BpeTokenizer implements Tokenizer {
     }
   }
 
-  /** Encode the chunk t[s, e), through the cache (kept small so that it inlines). */
+  /**
+   * Encode the chunk t[s, e), through the cache. Keys of up to 4 Latin-1 characters are packed
+   * exactly into the 32-bit key (no key comparison); longer ones are FNV-1a hashes of the UTF-16
+   * code units, confirmed against the stored characters.
+   */
   private encodeCached(t: string, s: number, e: number): void {
     const len = e - s;
     const cache = this.cache;
     if (len > CACHE_MAX_CHUNK || cache === null) {
       this.encodeMiss(t, s, e);
       return;
+    }
+    if (len <= 4) {
+      let h = 0;
+      let i = s;
+      for (; i < e; i++) {
+        const c = t.charCodeAt(i);
+        if (c > 0xff) break;
+        h = (h << 8) | c;
+      }
+      if (i === e) {
+        const want = len | PACKED;
+        let slot = packedSlot(h);
+        for (;;) {
+          if (cache[slot + 1] < 0) break;
+          const lens = cache[slot + 2];
+          if (cache[slot] === h && (lens & 0xff) === want) {
+            this.emitCached(lens >>> 8, cache[slot + 3]);
+            return;
+          }
+          slot = (slot + 4) & (CACHE_SLOTS * 4 - 1);
+        }
+        this.encodeMiss(t, s, e);
+        return;
+      }
     }
     let h = 0x811c9dc5 | 0;
     for (let i = s; i < e; i++) h = Math.imul(h ^ t.charCodeAt(i), 0x01000193);
@@ -531,23 +566,26 @@ export class BpeTokenizer implements Tokenizer {
         let k = 0;
         while (k < len && pool[ko + k] === t.charCodeAt(s + k)) k++;
         if (k === len) {
-          const v = cache[slot + 3];
-          const cnt = lens >>> 8;
-          if (this.on + cnt > this.ob.length) this.growOutput(cnt);
-          const ob = this.ob;
-          if (cnt === 1) ob[this.on++] = v;
-          else {
-            const vp = this.cValPool;
-            let o = this.on;
-            for (let j = v, je = v + cnt; j < je; j++) ob[o++] = vp[j];
-            this.on = o;
-          }
+          this.emitCached(lens >>> 8, cache[slot + 3]);
           return;
         }
       }
       slot = (slot + 4) & (CACHE_SLOTS * 4 - 1);
     }
     this.encodeMiss(t, s, e);
+  }
+
+  /** Append a cached value: the id itself when cnt is 1, else cnt ids from cValPool[v]. */
+  private emitCached(cnt: number, v: number): void {
+    if (this.on + cnt > this.ob.length) this.growOutput(cnt);
+    const ob = this.ob;
+    if (cnt === 1) ob[this.on++] = v;
+    else {
+      const vp = this.cValPool;
+      let o = this.on;
+      for (let j = v, je = v + cnt; j < je; j++) ob[o++] = vp[j];
+      this.on = o;
+    }
   }
 
   /** Encode the chunk t[s, e) by BPE, and remember it in the cache. */
@@ -558,20 +596,35 @@ export class BpeTokenizer implements Tokenizer {
     if (len > CACHE_MAX_CHUNK) return;
     if (this.cache === null) this.allocCache();
     const n = this.on - before;
-    if (this.cCount >= CACHE_SLOTS >> 1 || this.cKeyTop + len > CACHE_KEY_POOL || this.cValTop + n > CACHE_VAL_POOL || n > 0xffffff) {
+    if (this.cCount >= CACHE_SLOTS >> 1 || this.cKeyTop + len > CACHE_KEY_POOL || this.cValTop + n > CACHE_VAL_POOL) {
       this.clearCache();
     }
     const cache = this.cache!;
-    let h = 0x811c9dc5 | 0;
-    for (let i = s; i < e; i++) h = Math.imul(h ^ t.charCodeAt(i), 0x01000193);
-    let slot = ((h ^ (h >>> 15)) & (CACHE_SLOTS - 1)) << 2;
+    // the key as encodeCached computes it
+    let h = 0;
+    let packed = len <= 4;
+    for (let i = s; packed && i < e; i++) {
+      const c = t.charCodeAt(i);
+      if (c > 0xff) packed = false;
+      h = (h << 8) | c;
+    }
+    let slot: number;
+    if (packed) slot = packedSlot(h);
+    else {
+      h = 0x811c9dc5 | 0;
+      for (let i = s; i < e; i++) h = Math.imul(h ^ t.charCodeAt(i), 0x01000193);
+      slot = ((h ^ (h >>> 15)) & (CACHE_SLOTS - 1)) << 2;
+    }
     while (cache[slot + 1] >= 0) slot = (slot + 4) & (CACHE_SLOTS * 4 - 1);
-    const ko = this.cKeyTop;
-    for (let k = 0; k < len; k++) this.cKeyPool[ko + k] = t.charCodeAt(s + k);
-    this.cKeyTop += len;
     cache[slot] = h;
-    cache[slot + 1] = ko;
-    cache[slot + 2] = len | (n << 8);
+    if (packed) cache[slot + 1] = 0;
+    else {
+      const ko = this.cKeyTop;
+      for (let k = 0; k < len; k++) this.cKeyPool[ko + k] = t.charCodeAt(s + k);
+      this.cKeyTop += len;
+      cache[slot + 1] = ko;
+    }
+    cache[slot + 2] = (packed ? len | PACKED : len) | (n << 8);
     if (n === 1) cache[slot + 3] = this.ob[before];
     else {
       const vo = this.cValTop;
@@ -887,6 +940,12 @@ function mix(h: number): number {
 function pairHash(a: number, b: number): number {
   const h = Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77);
   return h ^ (h >>> 15);
+}
+
+/** Cache slot (times 4) of a packed key. */
+function packedSlot(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  return ((h ^ (h >>> 13)) & (CACHE_SLOTS - 1)) << 2;
 }
 
 function rangeEqual(a: Uint8Array, ao: number, b: Uint8Array, bo: number, len: number): boolean {

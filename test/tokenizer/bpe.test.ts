@@ -159,6 +159,25 @@ test('adversarial strings: ids equal js-tiktoken and tiktoken (WASM)', async (t)
   }
 });
 
+test('more distinct chunks than the cache holds: same ids as tiktoken (WASM), before and after it fills', async () => {
+  const words: string[] = [];
+  for (let i = 0; i < 50_000; i++) {
+    let w = '';
+    for (let k = i + 26; k > 0; k = Math.floor(k / 26)) w += String.fromCharCode(97 + (k % 26));
+    words.push(i % 7 === 0 ? w.toUpperCase() : w);
+  }
+  const text = words.join(' ');
+  const tok = await tiktoken('cl100k_base');
+  const wasm = get_encoding('cl100k_base');
+  try {
+    const want = wasm.encode(text);
+    assertSameIds(tok, tok.encode(text), want, 'first pass', 'tiktoken');
+    assertSameIds(tok, tok.encode(text), want, 'second pass', 'tiktoken');
+  } finally {
+    wasm.free();
+  }
+});
+
 test('allowedSpecial: all, a set, none (special text then encodes as plain text)', async () => {
   const texts = [
     '<|endoftext|>',
