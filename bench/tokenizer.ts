@@ -11,6 +11,7 @@
  * ranks (byte-identical to OpenAI's file: same sha256), read through our parser, so no network is needed.
  */
 import { readFileSync } from 'node:fs';
+import { trainBpe } from '../src/tokenizer/bpe-train.js';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { getEncoding } from 'js-tiktoken';
@@ -106,6 +107,17 @@ function main(): void {
     console.log(`| ${e.name} | ${med[i].toFixed(0)} | ${mbps[i].toFixed(1)} | ${ratio} |`);
   });
   console.log(`\nOur vocabulary load (parse the rank file + build the tables): ${ourLoadMs.toFixed(0)} ms.`);
+
+  // BPE training: a 4096-token vocabulary on Tiny Shakespeare (once), median of 3 runs
+  const once = raw.toString('utf8');
+  const trainMs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    trainBpe(once, { vocabSize: 4096, pattern: 'cl100k' });
+    trainMs.push(performance.now() - t);
+  }
+  trainMs.sort((a, b) => a - b);
+  console.log(`\n## BPE training\n\n4096-token byte-level vocabulary (cl100k splitting) on Tiny Shakespeare (${(raw.length / 1e6).toFixed(2)} MB): ${(trainMs[1] / 1000).toFixed(2)} s (median of 3).`);
 }
 
 main();
