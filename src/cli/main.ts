@@ -7,7 +7,10 @@ import { LlmError } from '../util/errors.js';
 import { trainCommand, TRAIN_USAGE } from './train.js';
 import { sampleCommand, SAMPLE_USAGE } from './sample.js';
 import { runCommand, RUN_USAGE } from './run.js';
+import { chatCommand, CHAT_USAGE } from './chat.js';
 import { tokenizerCommand, TOKENIZER_USAGE } from './tokenizer.js';
+import { convertCommand, CONVERT_USAGE } from './convert.js';
+import { infoCommand, INFO_USAGE } from './info.js';
 
 const USAGE = `llmts — train and run language models in TypeScript
 
@@ -17,7 +20,10 @@ Commands:
   train     pretrain a GPT-2 or Llama model on a text file (next-token prediction)
   sample    generate text from a checkpoint
   run       generate text from a checkpoint or Hugging Face model on the KV cache (streaming)
+  chat      chat with a model interactively (chat templates, streamed answers)
   tokenizer train a byte-level BPE tokenizer; encode and decode text with any tokenizer
+  convert   convert a model to GGUF (f32, f16, q8_0, q4_0) or a Hugging Face directory
+  info      describe a model file: architecture, sizes, tensor types, tokenizer
 
 Run 'llmts <command> --help' for the flags of a command. Add --debug to any command
 to see stack traces. Environment: LLMTS_BACKEND=reference|native, LLMTS_CACHE=<dir>.
@@ -27,7 +33,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage: 
   train: { run: trainCommand, usage: TRAIN_USAGE },
   sample: { run: sampleCommand, usage: SAMPLE_USAGE },
   run: { run: runCommand, usage: RUN_USAGE },
+  chat: { run: chatCommand, usage: CHAT_USAGE },
   tokenizer: { run: tokenizerCommand, usage: TOKENIZER_USAGE },
+  convert: { run: convertCommand, usage: CONVERT_USAGE },
+  info: { run: infoCommand, usage: INFO_USAGE },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -7,13 +7,14 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { importHfCheckpoint } from '../formats/hf-checkpoint.js';
-import { generate, type TextGenerateOptions } from '../generate/generate.js';
+import { generate } from '../generate/generate.js';
 import { Transformer } from '../model/transformer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
-import { numberFlag, parseFlags, stringFlag, type FlagSpec } from './args.js';
+import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
 
 export const RUN_USAGE = `Usage: llmts run MODEL -p PROMPT [flags]
 
@@ -37,12 +38,7 @@ Generation stops at --max-tokens, a stop string, the end-of-sequence token, or t
 model's context (a prompt longer than the context is an error).
 `;
 
-const FLAGS: FlagSpec = {
-  prompt: { type: 'string', short: 'p' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
-  'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'min-p': { type: 'string' },
-  'repeat-penalty': { type: 'string' }, seed: { type: 'string' }, stop: { type: 'string', multiple: true },
-  tokenizer: { type: 'string' }, verbose: { type: 'boolean' },
-};
+const FLAGS: FlagSpec = { prompt: { type: 'string', short: 'p' }, verbose: { type: 'boolean' }, ...SAMPLING_FLAGS };
 
 /** Load an llm.ts checkpoint or a Hugging Face directory, with its tokenizer. */
 export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
@@ -75,16 +71,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}' (quote the prompt and pass it with -p)`);
   const prompt = stringFlag(p, 'prompt');
   if (prompt === undefined) throw new LlmError('-p PROMPT is required');
-  const opts: TextGenerateOptions = {
-    maxTokens: numberFlag(p, 'max-tokens', { integer: true, min: 0 }) ?? 256,
-    temperature: numberFlag(p, 'temperature', { min: 0 }) ?? 0.8,
-    topK: numberFlag(p, 'top-k', { integer: true, min: 0 }) ?? 40,
-    topP: numberFlag(p, 'top-p', { min: 0, max: 1 }) ?? 0.95,
-    minP: numberFlag(p, 'min-p', { min: 0, max: 1 }) ?? 0.05,
-    repetitionPenalty: numberFlag(p, 'repeat-penalty', { min: 0 }) ?? 1,
-    seed: numberFlag(p, 'seed', { integer: true, min: 0 }) ?? 1337,
-    stop: (p.values.stop as unknown as string[] | undefined) ?? [],
-  };
+  const opts = samplingOptions(p);
   const { model, tokenizer } = await loadModelForInference(path, stringFlag(p, 'tokenizer'));
   const ids = tokenizer.encode(prompt, { addBos: true });
   if (ids.length === 0) throw new LlmError('the prompt is empty and the tokenizer has no beginning-of-sequence token');

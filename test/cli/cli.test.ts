@@ -3,28 +3,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { tmpDir } from '../helpers/tmp.js';
 import { trainingText } from '../helpers/tiny-run.js';
+import { assertOneLineError, runCli, type CliResult } from '../helpers/cli.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function llmts(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, LLMTS_BACKEND: process.env.LLMTS_BACKEND ?? '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A failed command: non-zero exit, exactly one non-empty stderr line, no stack trace. */
-function assertOneLineError(r: ReturnType<typeof llmts>, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, 'exit code should be non-zero');
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace without --debug');
-}
+const llmts = (...args: string[]): CliResult => runCli(args);
 
 const tiny = ['--max-iters', '4', '--n-layer', '1', '--n-embd', '16', '--n-head', '2', '--block-size', '16',
   '--batch-size', '4', '--eval-interval', '2', '--eval-iters', '1', '--final-eval-iters', '1'];

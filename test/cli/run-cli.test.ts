@@ -4,9 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generate } from '../../src/generate/generate.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { Transformer } from '../../src/model/transformer.js';
@@ -14,20 +12,9 @@ import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { Rng } from '../../src/util/rng.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { assertOneLineError, runCli, type CliResult } from '../helpers/cli.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function llmts(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function assertOneLineError(r: ReturnType<typeof llmts>, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, 'exit code should be non-zero');
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-}
+const llmts = (...args: string[]): CliResult => runCli(args);
 
 const tok = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\n');
 const cfg: ModelConfig = {

@@ -3,12 +3,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sharedDataPath } from '../helpers/shared-data.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { assertOneLineError, runCli, type CliResult } from '../helpers/cli.js';
+
+const llmts = (args: string[], input?: string): CliResult => runCli(args, input);
 
 /** ~n characters of made-up words: varied enough for a few hundred merges, the same on every run. */
 function wordsText(n: number): string {
@@ -23,22 +24,6 @@ function wordsText(n: number): string {
     s += (next(10) === 0 ? w[0].toUpperCase() + w.slice(1) : w) + seps[next(seps.length)];
   }
   return s;
-}
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function llmts(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, env: { ...process.env, LLMTS_BACKEND: process.env.LLMTS_BACKEND ?? '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A failed command: non-zero exit, exactly one non-empty stderr line, no stack trace. */
-function assertOneLineError(r: ReturnType<typeof llmts>, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, 'exit code should be non-zero');
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace without --debug');
 }
 
 describe('llmts tokenizer', () => {

@@ -1,0 +1,149 @@
+/**
+ * llmts chat: an interactive multi-turn chat with a model, answers streamed as they are made.
+ *
+ *   llmts chat out/shakespeare --template qa --system 'You are a poet.' --temperature 0.7
+ *   printf 'hello\nhow are you?\n' | llmts chat path/to/hf-model   # piped: one message per line
+ */
+import { createInterface } from 'node:readline';
+import { CHAT_TEMPLATE_NAMES, chatTemplate, encodeChatPrompt } from '../generate/chat-template.js';
+import { ChatSession } from '../generate/chat-session.js';
+import { LlmError } from '../util/errors.js';
+import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
+import { loadModelForInference } from './run.js';
+
+export const CHAT_USAGE = `Usage: llmts chat MODEL [flags]
+
+Chat with a model: type a message, the answer streams back; earlier turns are part of each
+prompt (the oldest are dropped when the context is full; the system prompt stays).
+MODEL is an llm.ts checkpoint (file or a training run's --out directory) or a Hugging Face
+model directory. Piped stdin works too: one message per line.
+
+  --template NAME      chatml | llama2 | alpaca | qa (default chatml)
+  --system TEXT        system prompt
+  --max-tokens N       tokens per answer at most (default 256)
+  --temperature X      0 = greedy; higher = more random (default 0.8)
+  --top-k N            sample among the k most likely tokens; 0 = all (default 40)
+  --top-p X            nucleus sampling: smallest set with probability >= X; 1 = off (default 0.95)
+  --min-p X            drop tokens below X x the top probability; 0 = off (default 0.05)
+  --repeat-penalty X   > 1 discourages the last 64 tokens (default 1 = off)
+  --seed N             random seed (default 1337)
+  --stop TEXT          also end an answer at TEXT; repeatable
+  --tokenizer SPEC     use this tokenizer instead of the model's
+
+In the chat:
+  /reset               forget the conversation (the system prompt stays)
+  /system TEXT         set the system prompt (/system alone removes it)
+  /help                this list
+  /exit                leave (or Ctrl-D); Ctrl-C stops an answer, or leaves at the prompt
+`;
+
+const IN_CHAT_HELP = `/reset  forget the conversation | /system TEXT  set the system prompt (alone: remove) | /help | /exit (or Ctrl-D)
+Ctrl-C stops an answer; at the prompt it leaves.
+`;
+
+const FLAGS: FlagSpec = { template: { type: 'string' }, system: { type: 'string' }, ...SAMPLING_FLAGS };
+
+export async function chatCommand(argv: string[]): Promise<void> {
+  const p = parseFlags(argv, FLAGS, 'chat');
+  const [path, ...extra] = p.positionals;
+  if (!path) throw new LlmError('give the model: llmts chat MODEL');
+  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}' (llmts chat takes one MODEL; type messages once it starts)`);
+  const templateName = stringFlag(p, 'template') ?? 'chatml';
+  if (!(CHAT_TEMPLATE_NAMES as readonly string[]).includes(templateName)) {
+    throw new LlmError(`--template ${templateName}: must be one of ${CHAT_TEMPLATE_NAMES.join(', ')}`);
+  }
+  const opts = samplingOptions(p, 1);
+  const { model, tokenizer } = await loadModelForInference(path, stringFlag(p, 'tokenizer'));
+  const notice = (s: string): void => void process.stderr.write(`(${s})\n`);
+  const session = new ChatSession(model, tokenizer, {
+    ...opts,
+    template: chatTemplate(templateName),
+    system: stringFlag(p, 'system'),
+    onDrop: (d) => notice(`dropped ${d.turns} earlier turn${d.turns === 1 ? '' : 's'} to fit the ${d.contextSize}-token context`),
+  });
+  // fail now, not at the first message, when the tokenizer cannot encode the template
+  encodeChatPrompt(tokenizer, session.template, session.renderPrompt(''));
+
+  const tty = process.stdin.isTTY === true;
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, prompt: '> ' });
+  const lines: string[] = [];
+  let closed = false;
+  let wake: (() => void) | null = null;
+  let answering: AbortController | null = null;
+  const poke = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  rl.on('line', (line) => {
+    lines.push(line);
+    poke();
+  });
+  rl.on('close', () => {
+    closed = true;
+    poke();
+  });
+  rl.on('SIGINT', () => {
+    if (answering) answering.abort();
+    else rl.close();
+  });
+  // piped input: Ctrl-C arrives as a signal, not a keypress
+  const onSignal = (): void => {
+    if (answering) answering.abort();
+    else rl.close();
+  };
+  process.on('SIGINT', onSignal);
+  const nextLine = async (): Promise<string | null> => {
+    for (;;) {
+      if (lines.length > 0) return lines.shift()!;
+      if (closed) return null;
+      await new Promise<void>((resolve) => { wake = resolve; });
+    }
+  };
+
+  try {
+    if (tty) process.stdout.write(`llmts chat: ${path} (template ${templateName}, context ${session.contextSize} tokens); /help for commands\n`);
+    for (;;) {
+      if (tty) rl.prompt();
+      const raw = await nextLine();
+      if (raw === null) break;
+      const line = raw.trim();
+      if (line === '') continue;
+      if (line.startsWith('/')) {
+        const [cmd] = line.split(/\s+/, 1);
+        const arg = line.slice(cmd.length).trim();
+        if (cmd === '/exit' || cmd === '/quit' || cmd === '/bye') break;
+        if (cmd === '/reset') {
+          session.reset();
+          notice('conversation reset');
+        } else if (cmd === '/system') {
+          session.setSystem(arg);
+          notice(arg === '' ? 'system prompt removed' : 'system prompt set');
+        } else if (cmd === '/help') {
+          process.stdout.write(IN_CHAT_HELP);
+        } else {
+          notice(`unknown command ${cmd}; /help lists the commands`);
+        }
+        continue;
+      }
+      answering = new AbortController();
+      try {
+        const reply = session.send(line, { signal: answering.signal });
+        for await (const piece of reply) process.stdout.write(piece);
+        process.stdout.write('\n');
+        if (reply.finishReason === 'aborted') notice('answer stopped');
+        else if (reply.finishReason === 'context') notice('the answer reached the end of the model\'s context');
+      } catch (err) {
+        if (!(err instanceof LlmError)) throw err;
+        notice(`error: ${err.message}`);
+      } finally {
+        answering = null;
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    if (!closed) rl.close();
+    if (tty) process.stdout.write('\n');
+  }
+}

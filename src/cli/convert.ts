@@ -1,0 +1,175 @@
+/**
+ * llmts convert: write a model as a llama.cpp GGUF file or a Hugging Face directory.
+ *
+ *   llmts convert out/run --to gguf --quant q8_0 --out model-q8.gguf
+ *   llmts convert model.gguf --to hf --out hf-dir
+ *
+ * Also exports `loadAnyModel`, which opens every model format llm.ts reads: an llm.ts checkpoint
+ * (file, or a run directory holding ckpt.safetensors), a Hugging Face directory, a GGUF file
+ * (dequantized to float32) or a llama2.c model file.
+ */
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportGgufModel, GGUF_QUANTS, importGgufModel, type GgufQuant } from '../formats/gguf-model.js';
+import { exportHfCheckpoint, importHfCheckpoint } from '../formats/hf-checkpoint.js';
+import { readLlama2c } from '../formats/llama2c.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Tensor } from '../tensor/index.js';
+import type { BpeTokenizer } from '../tokenizer/bpe.js';
+import { hfTokenizerJsonString } from '../tokenizer/bpe-save.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import { SPLIT_PATTERNS, type SplitPattern } from '../tokenizer/pretokenize.js';
+import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { LlmError } from '../util/errors.js';
+import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+
+export const CONVERT_USAGE = `Usage: llmts convert MODEL --to gguf|hf --out PATH [flags]
+
+Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a
+Hugging Face model directory, a GGUF file or a llama2.c model file.
+
+  --to gguf|hf         output format (required)
+  --out PATH           output file (gguf) or directory (hf) (required)
+  --quant TYPE         GGUF type of the weight matrices: f32, f16, q8_0, q4_0 (default f32);
+                       norms and biases stay f32; rows not a multiple of 32 fall back to f16
+  --name TEXT          general.name of the GGUF file
+  --tokenizer SPEC     store this tokenizer instead of the model's
+  --no-vocab           write a GGUF file without tokenizer metadata (e.g. for a char tokenizer)
+
+GGUF files follow llama.cpp's conventions (architecture llama or gpt2).
+`;
+
+const FLAGS: FlagSpec = {
+  to: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' }, name: { type: 'string' },
+  tokenizer: { type: 'string' }, 'no-vocab': { type: 'boolean' },
+};
+
+export type ModelFormat = 'checkpoint' | 'hf' | 'gguf' | 'llama2c';
+
+export interface LoadedModel {
+  format: ModelFormat;
+  /** the file or directory read */
+  path: string;
+  config: ModelConfig;
+  params: Map<string, Tensor>;
+  tokenizer: Tokenizer | null;
+}
+
+/** Which format `path` holds, by content (directories: config.json or ckpt.safetensors). */
+export function detectModelFormat(path: string): { format: ModelFormat; file: string } {
+  if (!existsSync(path)) throw new LlmError(`model not found: ${path}`);
+  if (statSync(path).isDirectory()) {
+    if (existsSync(join(path, 'config.json'))) return { format: 'hf', file: path };
+    if (existsSync(join(path, 'ckpt.safetensors'))) return { format: 'checkpoint', file: join(path, 'ckpt.safetensors') };
+    throw new LlmError(`${path} holds neither config.json (Hugging Face) nor ckpt.safetensors (llm.ts)`);
+  }
+  const head = Buffer.alloc(16);
+  const fd = openSync(path, 'r');
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n >= 4 && head.toString('latin1', 0, 4) === 'GGUF') return { format: 'gguf', file: path };
+  if (n >= 9 && head[8] === 0x7b /* { */ && head.readBigUInt64LE(0) < BigInt(statSync(path).size)) return { format: 'checkpoint', file: path };
+  return { format: 'llama2c', file: path };
+}
+
+/** Open any model llm.ts reads, with its tokenizer when the format carries one. */
+export async function loadAnyModel(path: string): Promise<LoadedModel> {
+  const { format, file } = detectModelFormat(path);
+  switch (format) {
+    case 'hf': {
+      const hf = importHfCheckpoint(file);
+      let tokenizer: Tokenizer | null = null;
+      try {
+        tokenizer = await loadTokenizer(file);
+      } catch {
+        tokenizer = null;
+      }
+      return { format, path: file, ...hf, tokenizer };
+    }
+    case 'checkpoint': {
+      const ck = loadCheckpoint(file);
+      return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer) };
+    }
+    case 'gguf': {
+      const g = importGgufModel(file);
+      return { format, path: file, config: g.config, params: g.params, tokenizer: g.tokenizer };
+    }
+    case 'llama2c': {
+      const m = readLlama2c(file);
+      return { format, path: file, ...m, tokenizer: null };
+    }
+  }
+}
+
+export async function convertCommand(argv: string[]): Promise<void> {
+  const p = parseFlags(argv, FLAGS, 'convert');
+  const [path, ...extra] = p.positionals;
+  if (!path) throw new LlmError('give the model: llmts convert MODEL --to gguf|hf --out PATH');
+  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}'`);
+  const to = stringFlag(p, 'to');
+  if (to !== 'gguf' && to !== 'hf') throw new LlmError(`--to must be gguf or hf${to === undefined ? '' : `, got '${to}'`}`);
+  const out = stringFlag(p, 'out');
+  if (!out) throw new LlmError('--out PATH is required');
+  const quant = (stringFlag(p, 'quant') ?? 'f32').toLowerCase();
+  if (!GGUF_QUANTS.includes(quant as GgufQuant)) throw new LlmError(`--quant ${quant}: choose one of ${GGUF_QUANTS.join(', ')}`);
+  if (to === 'hf' && p.values.quant !== undefined) throw new LlmError('--quant applies to --to gguf only (Hugging Face export is float32)');
+  const model = await loadAnyModel(path);
+  const tokSpec = stringFlag(p, 'tokenizer');
+  const tokenizer = tokSpec ? await loadTokenizer(tokSpec) : model.tokenizer;
+  if (to === 'gguf') {
+    if (!p.values['no-vocab'] && !tokenizer) {
+      throw new LlmError(`${path} carries no tokenizer: pass --tokenizer SPEC, or --no-vocab for a file without a vocabulary`);
+    }
+    const res = exportGgufModel(out, model.config, model.params, {
+      quant: quant as GgufQuant,
+      name: stringFlag(p, 'name'),
+      tokenizer: p.values['no-vocab'] ? null : tokenizer,
+    });
+    const types = countTypes(res.tensors.map((t) => t.type));
+    process.stdout.write(`wrote ${out}: ${model.config.family} GGUF, ${res.tensors.length} tensors (${types}), ${formatBytes(res.bytes)}\n`);
+    return;
+  }
+  exportHfCheckpoint(out, model.config, model.params, { bosTokenId: tokenizer?.bosId, eosTokenId: tokenizer?.eosId });
+  let note = '';
+  if (tokenizer) note = writeHfTokenizer(out, tokenizer);
+  process.stdout.write(`wrote ${out}: ${model.config.family} Hugging Face checkpoint (config.json, model.safetensors${note})\n`);
+}
+
+/** tokenizer.json for a byte-level BPE tokenizer with a merge list; returns a note for the summary. */
+function writeHfTokenizer(dir: string, tok: Tokenizer): string {
+  if (tok.kind !== 'bpe') return `; no tokenizer.json: ${tok.kind} tokenizers are not exported to Hugging Face yet`;
+  const bpe = tok as BpeTokenizer;
+  const merges = bpe.mergeList();
+  const json = bpe.toJSON();
+  const tokenBytes = json.tokens.map((b) => Buffer.from(b, 'base64'));
+  if (!merges || tokenBytes.some((b) => b.length === 0)) return '; no tokenizer.json: this BPE vocabulary has gaps or no merge list';
+  const regex = Object.hasOwn(SPLIT_PATTERNS, bpe.pattern) ? SPLIT_PATTERNS[bpe.pattern as SplitPattern] : bpe.pattern;
+  writeFileAtomic(join(dir, 'tokenizer.json'), hfTokenizerJsonString({
+    regex, tokenBytes, merges: merges.map((pair) => ({ pair })), specialTokens: bpe.specialTokens,
+  }));
+  return ', tokenizer.json';
+}
+
+export function countTypes(types: string[]): string {
+  const counts = new Map<string, number>();
+  for (const t of types) counts.set(t, (counts.get(t) ?? 0) + 1);
+  return [...counts].map(([t, n]) => `${t} x ${n}`).join(', ');
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]} (${n} bytes)`;
+}
