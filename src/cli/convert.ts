@@ -8,22 +8,18 @@
  * (file, or a run directory holding ckpt.safetensors), a Hugging Face directory, a GGUF file
  * (dequantized to float32) or a llama2.c model file.
  */
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportGgufModel, GGUF_QUANTS, importGgufModel, type GgufQuant } from '../formats/gguf-model.js';
-import { exportHfCheckpoint, importHfCheckpoint } from '../formats/hf-checkpoint.js';
-import { readLlama2c } from '../formats/llama2c.js';
-import type { ModelConfig } from '../model/config.js';
-import type { Tensor } from '../tensor/index.js';
+import { exportGgufModel, GGUF_QUANTS, type GgufQuant } from '../formats/gguf-model.js';
+import { exportHfCheckpoint } from '../formats/hf-checkpoint.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { hfTokenizerJsonString } from '../tokenizer/bpe-save.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { SPLIT_PATTERNS, type SplitPattern } from '../tokenizer/pretokenize.js';
-import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
 import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+import { loadAnyModel } from '../formats/load-model.js';
 
 export const CONVERT_USAGE = `Usage: llmts convert MODEL --to gguf|hf --out PATH [flags]
 
@@ -45,67 +41,6 @@ const FLAGS: FlagSpec = {
   to: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' }, name: { type: 'string' },
   tokenizer: { type: 'string' }, 'no-vocab': { type: 'boolean' },
 };
-
-export type ModelFormat = 'checkpoint' | 'hf' | 'gguf' | 'llama2c';
-
-export interface LoadedModel {
-  format: ModelFormat;
-  /** the file or directory read */
-  path: string;
-  config: ModelConfig;
-  params: Map<string, Tensor>;
-  tokenizer: Tokenizer | null;
-}
-
-/** Which format `path` holds, by content (directories: config.json or ckpt.safetensors). */
-export function detectModelFormat(path: string): { format: ModelFormat; file: string } {
-  if (!existsSync(path)) throw new LlmError(`model not found: ${path}`);
-  if (statSync(path).isDirectory()) {
-    if (existsSync(join(path, 'config.json'))) return { format: 'hf', file: path };
-    if (existsSync(join(path, 'ckpt.safetensors'))) return { format: 'checkpoint', file: join(path, 'ckpt.safetensors') };
-    throw new LlmError(`${path} holds neither config.json (Hugging Face) nor ckpt.safetensors (llm.ts)`);
-  }
-  const head = Buffer.alloc(16);
-  const fd = openSync(path, 'r');
-  let n: number;
-  try {
-    n = readSync(fd, head, 0, 16, 0);
-  } finally {
-    closeSync(fd);
-  }
-  if (n >= 4 && head.toString('latin1', 0, 4) === 'GGUF') return { format: 'gguf', file: path };
-  if (n >= 9 && head[8] === 0x7b /* { */ && head.readBigUInt64LE(0) < BigInt(statSync(path).size)) return { format: 'checkpoint', file: path };
-  return { format: 'llama2c', file: path };
-}
-
-/** Open any model llm.ts reads, with its tokenizer when the format carries one. */
-export async function loadAnyModel(path: string): Promise<LoadedModel> {
-  const { format, file } = detectModelFormat(path);
-  switch (format) {
-    case 'hf': {
-      const hf = importHfCheckpoint(file);
-      let tokenizer: Tokenizer | null = null;
-      try {
-        tokenizer = await loadTokenizer(file);
-      } catch {
-        tokenizer = null;
-      }
-      return { format, path: file, ...hf, tokenizer };
-    }
-    case 'checkpoint': {
-      const ck = loadCheckpoint(file);
-      return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer) };
-    }
-    case 'gguf': {
-      const g = importGgufModel(file);
-      return { format, path: file, config: g.config, params: g.params, tokenizer: g.tokenizer };
-    }
-    case 'llama2c': {
-      const m = readLlama2c(file);
-      return { format, path: file, ...m, tokenizer: null };
-    }
-  }
-}
 
 export async function convertCommand(argv: string[]): Promise<void> {
   const p = parseFlags(argv, FLAGS, 'convert');

@@ -18,7 +18,8 @@ import { tokenizerFromJSON } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { parseFlags, type FlagSpec } from './args.js';
-import { countTypes, detectModelFormat, formatBytes } from './convert.js';
+import { countTypes, formatBytes } from './convert.js';
+import { detectModelFormat } from '../formats/load-model.js';
 
 export const INFO_USAGE = `Usage: llmts info MODEL
 

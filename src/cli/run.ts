@@ -4,16 +4,13 @@
  *   llmts run out/shakespeare -p 'ROMEO:' --max-tokens 200 --temperature 0.8 --stop '\n\n'
  *   llmts run path/to/hf-model-dir -p 'Once upon a time' --top-p 0.9 --seed 1
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { importHfCheckpoint } from '../formats/hf-checkpoint.js';
 import { generate } from '../generate/generate.js';
 import { Transformer } from '../model/transformer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
-import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+import { loadAnyModel } from '../formats/load-model.js';
 import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
 
 export const RUN_USAGE = `Usage: llmts run MODEL -p PROMPT [flags]
@@ -42,26 +39,15 @@ const FLAGS: FlagSpec = { prompt: { type: 'string', short: 'p' }, verbose: { typ
 
 /** Load an llm.ts checkpoint or a Hugging Face directory, with its tokenizer. */
 export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
-  if (!existsSync(path)) throw new LlmError(`model not found: ${path}`);
-  let model: Transformer;
-  let tokenizer: Tokenizer | null = null;
-  if (statSync(path).isDirectory() && existsSync(join(path, 'config.json'))) {
-    const hf = importHfCheckpoint(path);
-    model = new Transformer(hf.config, hf.params);
-    if (!tokenizerSpec) tokenizer = await loadTokenizer(path);
-  } else {
-    const file = statSync(path).isDirectory() ? join(path, 'ckpt.safetensors') : path;
-    if (!existsSync(file)) throw new LlmError(`${path} holds neither config.json (Hugging Face) nor ckpt.safetensors (llm.ts)`);
-    const ck = loadCheckpoint(file);
-    model = new Transformer(ck.config, ck.params);
-    if (!tokenizerSpec) tokenizer = tokenizerFromJSON(ck.tokenizer);
-  }
-  if (tokenizerSpec) tokenizer = await loadTokenizer(tokenizerSpec);
-  if (tokenizer!.vocabSize > model.config.vocabSize) {
-    throw new LlmError(`the tokenizer has ${tokenizer!.vocabSize} tokens but the model only ${model.config.vocabSize}`);
+  const loaded = await loadAnyModel(path);
+  const model = new Transformer(loaded.config, loaded.params);
+  const tokenizer = tokenizerSpec ? await loadTokenizer(tokenizerSpec) : loaded.tokenizer;
+  if (!tokenizer) throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH (e.g. a tokenizer.model, tokenizer.json or .gguf vocabulary)`);
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    throw new LlmError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
   }
   model.eval();
-  return { model, tokenizer: tokenizer! };
+  return { model, tokenizer };
 }
 
 export async function runCommand(argv: string[]): Promise<void> {

@@ -83,7 +83,9 @@ export function bpeFromGguf(g: Gguf): BpeTokenizer {
     }
     merges[r] = [a, b];
   }
-  const bosId = ggufOptionalNumber(g, 'tokenizer.ggml.bos_token_id');
+  // the BPE tokenizer prepends bosId when asked for a BOS, so it is only set when the file says
+  // a BOS is added (llama.cpp's default for 'gpt2' vocabularies is not to)
+  const bosId = g.metadata.get('tokenizer.ggml.add_bos_token') === true ? ggufOptionalNumber(g, 'tokenizer.ggml.bos_token_id') : undefined;
   const eosId = ggufOptionalNumber(g, 'tokenizer.ggml.eos_token_id');
   const name = g.metadata.get('general.name');
   return new BpeTokenizer({

@@ -324,6 +324,18 @@ describe('llmts convert / info', () => {
     assert.match(r.stdout, /context\s+32/);
     assert.match(r.stdout, new RegExp(`tokenizer\\s+bpe, ${bpe.vocabSize} tokens`));
     assert.match(r.stdout, /tensor types\s+F32 x 21/);
+    // the same greedy text from the checkpoint, its Hugging Face export and (F32) GGUF export
+    const gguf32 = join(dir, 'cli-f32.gguf');
+    assert.equal(llmts('convert', ckpt, '--to', 'gguf', '--out', gguf32).code, 0);
+    const hf32 = join(dir, 'cli-hf32');
+    assert.equal(llmts('convert', ckpt, '--to', 'hf', '--out', hf32).code, 0);
+    const texts = [ckpt, hf32, gguf32].map((model) => {
+      const out = llmts('run', model, '-p', 'ab', '--max-tokens', '8', '--temperature', '0');
+      assert.equal(out.code, 0, out.stderr);
+      return out.stdout;
+    });
+    assert.equal(texts[1], texts[0]);
+    assert.equal(texts[2], texts[0]);
     r = llmts('convert', ckpt, '--to', 'gguf', '--quant', 'q5_k', '--out', gguf);
     assert.equal(r.code, 1);
     assert.match(r.stderr.trim(), /^llmts convert: error: --quant q5_k: choose one of f32, f16, q8_0, q4_0$/);

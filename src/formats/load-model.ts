@@ -1,0 +1,79 @@
+/**
+ * Open any model file llm.ts reads, by looking at it: an llm.ts checkpoint (file or run
+ * directory), a Hugging Face directory, a GGUF file or a llama2.c file.
+ *
+ *   const m = await loadAnyModel('stories15M.bin');   // { format, config, params, tokenizer | null }
+ */
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelConfig } from '../model/config.js';
+import type { Tensor } from '../tensor/index.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { LlmError } from '../util/errors.js';
+import { importGgufModel } from './gguf-model.js';
+import { importHfCheckpoint } from './hf-checkpoint.js';
+import { readLlama2c } from './llama2c.js';
+
+export type ModelFormat = 'checkpoint' | 'hf' | 'gguf' | 'llama2c';
+
+export interface LoadedModel {
+  format: ModelFormat;
+  /** the file or directory read */
+  path: string;
+  config: ModelConfig;
+  params: Map<string, Tensor>;
+  tokenizer: Tokenizer | null;
+}
+
+/** Which format `path` holds, by content (directories: config.json or ckpt.safetensors). */
+export function detectModelFormat(path: string): { format: ModelFormat; file: string } {
+  if (!existsSync(path)) throw new LlmError(`model not found: ${path}`);
+  if (statSync(path).isDirectory()) {
+    if (existsSync(join(path, 'config.json'))) return { format: 'hf', file: path };
+    if (existsSync(join(path, 'ckpt.safetensors'))) return { format: 'checkpoint', file: join(path, 'ckpt.safetensors') };
+    throw new LlmError(`${path} holds neither config.json (Hugging Face) nor ckpt.safetensors (llm.ts)`);
+  }
+  const head = Buffer.alloc(16);
+  const fd = openSync(path, 'r');
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n >= 4 && head.toString('latin1', 0, 4) === 'GGUF') return { format: 'gguf', file: path };
+  if (n >= 9 && head[8] === 0x7b /* { */ && head.readBigUInt64LE(0) < BigInt(statSync(path).size)) return { format: 'checkpoint', file: path };
+  return { format: 'llama2c', file: path };
+}
+
+/** Open any model llm.ts reads, with its tokenizer when the format carries one. */
+export async function loadAnyModel(path: string): Promise<LoadedModel> {
+  const { format, file } = detectModelFormat(path);
+  switch (format) {
+    case 'hf': {
+      const hf = importHfCheckpoint(file);
+      let tokenizer: Tokenizer | null = null;
+      try {
+        tokenizer = await loadTokenizer(file);
+      } catch {
+        tokenizer = null;
+      }
+      return { format, path: file, ...hf, tokenizer };
+    }
+    case 'checkpoint': {
+      const ck = loadCheckpoint(file);
+      return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer) };
+    }
+    case 'gguf': {
+      const g = importGgufModel(file);
+      return { format, path: file, config: g.config, params: g.params, tokenizer: g.tokenizer };
+    }
+    case 'llama2c': {
+      const m = readLlama2c(file);
+      return { format, path: file, ...m, tokenizer: null };
+    }
+  }
+}
+
