@@ -50,7 +50,7 @@ static void *typed(args_t *a, size_t i, napi_typedarray_type want, size_t min_le
   size_t offset;
   napi_get_typedarray_info(a->env, a->argv[i], &type, &length, &data, &buffer, &offset);
   if (type != want) {
-    fail(a, i, want == napi_float32_array ? "must be a Float32Array" : "must be an Int32Array");
+    fail(a, i, want == napi_float32_array ? "must be a Float32Array" : want == napi_uint8_array ? "must be a Uint8Array" : "must be an Int32Array");
     return NULL;
   }
   if (length < min_len) {
@@ -66,6 +66,10 @@ float *arg_f32(args_t *a, size_t i, size_t min_len, int allow_null) {
 
 int32_t *arg_i32(args_t *a, size_t i, size_t min_len) {
   return (int32_t *)typed(a, i, napi_int32_array, min_len, 0);
+}
+
+uint8_t *arg_u8(args_t *a, size_t i, size_t min_len) {
+  return (uint8_t *)typed(a, i, napi_uint8_array, min_len, 0);
 }
 
 double arg_f64(args_t *a, size_t i) {

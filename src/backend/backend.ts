@@ -69,11 +69,21 @@ export interface CachedAttentionShape {
   scale: number;
 }
 
+/** GGUF block formats a quantized weight can be stored in (see src/formats/quant.ts). */
+export type QuantType = 'q8_0' | 'q4_0';
+
 export interface Backend {
   readonly name: string;
 
   // ---- matrix products -------------------------------------------------------
   gemm(args: GemmArgs): void;
+  /**
+   * out (M, N) = x (M, K) · Wᵀ (overwritten), W (N, K) given as raw GGUF blocks: N rows of K/32
+   * blocks each (Q8_0: 34 bytes, Q4_0: 18 bytes per block); K % 32 == 0. Inference only.
+   * The native kernel quantizes x to int8 blocks (d = amax/127) and computes integer dot
+   * products on the blocks; the reference dequantizes the blocks on the fly (float x).
+   */
+  matmulQuantized(x: Float32Array, w: Uint8Array, type: QuantType, out: Float32Array, M: number, N: number, K: number): void;
 
   // ---- elementwise (n = element count) ----------------------------------------
   /** out = a + b */

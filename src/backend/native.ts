@@ -76,6 +76,9 @@ function makeBackend(addon: Addon): Backend {
         g.strideA ?? (transA ? g.K * lda : g.M * lda), g.strideB ?? (transB ? g.N * ldb : g.K * ldb), g.strideC ?? g.M * ldc,
       );
     }),
+    matmulQuantized: pick('matmulQuantized', (fn) => (x, w, type, out, M, N, K) => {
+      fn(x, w, type === 'q8_0' ? 8 : type === 'q4_0' ? 2 : -1, out, M, N, K);
+    }),
     add: pick('add'), mul: pick('mul'), axpy: pick('axpy'), scale: pick('scale'),
     addBias: pick('addBias'), sumRows: pick('sumRows'), copyRows: pick('copyRows'), sumSquares: pick('sumSquares'),
     geluForward: pick('geluForward'), geluBackward: pick('geluBackward'),

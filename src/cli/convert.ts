@@ -54,7 +54,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const quant = (stringFlag(p, 'quant') ?? 'f32').toLowerCase();
   if (!GGUF_QUANTS.includes(quant as GgufQuant)) throw new LlmError(`--quant ${quant}: choose one of ${GGUF_QUANTS.join(', ')}`);
   if (to === 'hf' && p.values.quant !== undefined) throw new LlmError('--quant applies to --to gguf only (Hugging Face export is float32)');
-  const model = await loadAnyModel(path);
+  const model = await loadAnyModel(path, { keepQuantized: false });
   const tokSpec = stringFlag(p, 'tokenizer');
   const tokenizer = tokSpec ? await loadTokenizer(tokSpec) : model.tokenizer;
   if (to === 'gguf') {

@@ -40,7 +40,7 @@ const FLAGS: FlagSpec = { prompt: { type: 'string', short: 'p' }, verbose: { typ
 /** Load an llm.ts checkpoint or a Hugging Face directory, with its tokenizer. */
 export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
   const loaded = await loadAnyModel(path);
-  const model = new Transformer(loaded.config, loaded.params);
+  const model = new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
   const tokenizer = tokenizerSpec ? await loadTokenizer(tokenizerSpec) : loaded.tokenizer;
   if (!tokenizer) throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH (e.g. a tokenizer.model, tokenizer.json or .gguf vocabulary)`);
   if (tokenizer.vocabSize > model.config.vocabSize) {

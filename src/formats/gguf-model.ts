@@ -53,6 +53,8 @@ import { LlmError } from '../util/errors.js';
 import { readGguf, type Gguf, type GgufTensorInfo } from './gguf.js';
 import { ggufMeta, writeGguf, type GgufTensorToWrite, type GgufWriteValue } from './gguf-write.js';
 import { hfToMetaRows, metaToHfRows } from './llama2c.js';
+import type { QuantizedWeight } from '../model/quantized.js';
+import { quantTypeOfGgml } from '../model/quantized.js';
 import { decodeTensor, encodeTensor, GgmlType, ggmlTensorBytes, ggmlTypeName, isSupportedType, QK } from './quant.js';
 
 export type GgufQuant = 'f32' | 'f16' | 'q8_0' | 'q4_0';
@@ -362,7 +364,13 @@ export function configFromGguf(g: Gguf): ModelConfig {
 
 export interface GgufModel {
   config: ModelConfig;
+  /** float parameters (without the names in `quantized`) */
   params: Map<string, Tensor>;
+  /**
+   * With keepQuantized: the Q8_0/Q4_0 Linear weights (and an untied lm_head) as raw blocks, rows =
+   * outputs (pass to `new Transformer(config, params, { quantized })`); empty otherwise.
+   */
+  quantized: Map<string, QuantizedWeight>;
   /** from the tokenizer.ggml.* metadata; null when the file has none */
   tokenizer: Tokenizer | null;
   gguf: Gguf;
@@ -377,12 +385,40 @@ export function tokenizerFromGguf(g: Gguf): Tokenizer | null {
   throw new LlmError(`${g.path}: tokenizer.ggml.model '${String(model)}' is not supported (llama or gpt2)`);
 }
 
-/** Read a llama/gpt2 GGUF model, dequantizing every tensor to float32. */
-export function importGgufModel(path: string, opts: { tokenizer?: boolean } = {}): GgufModel {
+export interface GgufImportOptions {
+  /** read the tokenizer from the metadata (default true) */
+  tokenizer?: boolean;
+  /**
+   * Keep Q8_0/Q4_0 Linear weights (and an untied lm_head) quantized, for inference with the
+   * quantized kernels (Backend.matmulQuantized). Their GGUF rows are already rows of outputs:
+   * Llama's (out, in) as stored (q/k rows are permuted back from Meta's RoPE order as whole
+   * block rows), and GPT-2's Conv1D weights were transposed by the exporter, so the file's rows
+   * are (out, in) too and are kept as they are. Embedding tables (token_embd, position_embd),
+   * norms and biases are dequantized to float32 as before.
+   */
+  keepQuantized?: boolean;
+}
+
+/** GGUF rows (Meta RoPE order) -> HF order, whole rows of `rowBytes` bytes. */
+function permuteRowBytes(bytes: Uint8Array, nHeads: number, hd: number, rows: number, rowBytes: number): Uint8Array {
+  const order = metaToHfRows(Float32Array.from({ length: rows }, (_, i) => i), nHeads, hd, 1);
+  const out = new Uint8Array(bytes.length);
+  for (let r = 0; r < rows; r++) out.set(bytes.subarray(order[r] * rowBytes, (order[r] + 1) * rowBytes), r * rowBytes);
+  return out;
+}
+
+const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^output\.weight$/;
+
+/**
+ * Read a llama/gpt2 GGUF model, dequantizing every tensor to float32, or with keepQuantized
+ * keeping the Q8_0/Q4_0 matrices as blocks (see GgufImportOptions).
+ */
+export function importGgufModel(path: string, opts: GgufImportOptions = {}): GgufModel {
   const g = readGguf(path);
   const config = configFromGguf(g);
   const byName = new Map<string, GgufTensorInfo>(g.tensors.map((t) => [t.name, t]));
   const params = new Map<string, Tensor>();
+  const quantized = new Map<string, QuantizedWeight>();
   const hd = headDim(config);
   const fd = openSync(path, 'r');
   try {
@@ -408,6 +444,14 @@ export function importGgufModel(path: string, opts: { tokenizer?: boolean } = {}
         if (got <= 0) throw new LlmError(`${path}: file ends early inside tensor '${e.gguf}'`);
         done += got;
       }
+      const qtype = opts.keepQuantized && QUANTIZABLE.test(e.gguf) ? quantTypeOfGgml(info.type) : null;
+      if (qtype) {
+        const cols = info.dims[0];
+        const rows = info.dims[1];
+        const blocks = typeof e.transform === 'object' ? permuteRowBytes(bytes, e.transform.permuteHeads, hd, rows, size / rows) : bytes;
+        quantized.set(e.ours, { type: qtype, rows, cols, blocks });
+        continue;
+      }
       const n = e.shape.reduce((a, b) => a * b, 1);
       let x = decodeTensor(info.type, bytes, n);
       if (e.transform === 'transpose') x = transpose(x, e.shape[1], e.shape[0]);
@@ -418,5 +462,5 @@ export function importGgufModel(path: string, opts: { tokenizer?: boolean } = {}
     closeSync(fd);
   }
   const tokenizer = opts.tokenizer === false ? null : tokenizerFromGguf(g);
-  return { config, params, tokenizer, gguf: g };
+  return { config, params, quantized, tokenizer, gguf: g };
 }

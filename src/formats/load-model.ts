@@ -7,6 +7,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
+import type { QuantizedWeight } from '../model/quantized.js';
 import type { Tensor } from '../tensor/index.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
@@ -24,6 +25,8 @@ export interface LoadedModel {
   path: string;
   config: ModelConfig;
   params: Map<string, Tensor>;
+  /** GGUF Q8_0/Q4_0 Linear weights kept quantized (inference only); absent for other formats */
+  quantized?: Map<string, QuantizedWeight>;
   tokenizer: Tokenizer | null;
 }
 
@@ -48,8 +51,11 @@ export function detectModelFormat(path: string): { format: ModelFormat; file: st
   return { format: 'llama2c', file: path };
 }
 
-/** Open any model llm.ts reads, with its tokenizer when the format carries one. */
-export async function loadAnyModel(path: string): Promise<LoadedModel> {
+/**
+ * Open any model llm.ts reads, with its tokenizer when the format carries one. GGUF Q8_0/Q4_0
+ * matrices stay quantized (`quantized`, for the quantized kernels) unless keepQuantized is false.
+ */
+export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean } = {}): Promise<LoadedModel> {
   const { format, file } = detectModelFormat(path);
   switch (format) {
     case 'hf': {
@@ -67,8 +73,8 @@ export async function loadAnyModel(path: string): Promise<LoadedModel> {
       return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer) };
     }
     case 'gguf': {
-      const g = importGgufModel(file);
-      return { format, path: file, config: g.config, params: g.params, tokenizer: g.tokenizer };
+      const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });
+      return { format, path: file, config: g.config, params: g.params, quantized: g.quantized, tokenizer: g.tokenizer };
     }
     case 'llama2c': {
       const m = readLlama2c(file);

@@ -12,7 +12,7 @@
  * below only look them up, so loading or exporting a checkpoint is a map copy.
  */
 import {
-  Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, layerNorm, linear,
+  Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, isGradEnabled, layerNorm, linear,
   noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
 import { backend } from '../backend/index.js';
@@ -22,12 +22,16 @@ import { Rng } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
 import { initParameters } from './init.js';
 import { parameterSpecs, type ParamSpec } from './parameters.js';
+import type { QuantizedWeight } from './quantized.js';
 
 type Params = Map<string, Tensor>;
+type QuantMap = Map<string, QuantizedWeight>;
 
 /** Shared per-forward context: dropout state and position tables. */
 interface Context {
   cfg: ModelConfig;
+  /** quantized Linear weights by parameter name (inference only) */
+  quantized: QuantMap;
   training: boolean;
   rng: Rng;
   rope: RopeTables | null;
@@ -57,16 +61,36 @@ class Norm {
   }
 }
 
+/**
+ * y = x W (+ bias). With a quantized weight (ctx.quantized) the product runs on the GGUF blocks
+ * (Backend.matmulQuantized); that path has no gradient and refuses to run with autograd on.
+ */
 class Linear {
-  readonly weight: Tensor;
+  readonly weight: Tensor | null;
+  readonly quantized: QuantizedWeight | null;
   readonly bias: Tensor | null;
-  constructor(params: Params, name: string, private readonly layout: WeightLayout) {
-    this.weight = get(params, `${name}.weight`);
+  constructor(params: Params, name: string, private readonly layout: WeightLayout, quantized?: QuantMap) {
+    this.quantized = quantized?.get(`${name}.weight`) ?? null;
+    this.weight = this.quantized ? null : get(params, `${name}.weight`);
     this.bias = getOptional(params, `${name}.bias`);
   }
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias, this.layout);
+    if (!this.quantized) return linear(x, this.weight!, this.bias, this.layout);
+    return quantizedLinear(x, this.quantized, this.bias);
   }
+}
+
+function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor {
+  if (isGradEnabled()) {
+    throw new LlmError('this model has quantized (Q8_0/Q4_0) weights, which are inference-only: no gradient flows through them (train from a float checkpoint, or import the GGUF without keepQuantized)');
+  }
+  if (x.lastDim !== w.cols) throw new LlmError(`quantized linear: input width ${x.lastDim} does not fit the weight's ${w.cols} columns`);
+  const rows = x.size / w.cols;
+  const out = Tensor.empty([...x.shape.slice(0, -1), w.rows]);
+  const be = backend();
+  be.matmulQuantized(x.data, w.blocks, w.type, out.data, rows, w.rows, w.cols);
+  if (bias) be.addBias(out.data, bias.data, out.data, rows, w.rows);
+  return out;
 }
 
 export class CausalSelfAttention {
@@ -78,13 +102,13 @@ export class CausalSelfAttention {
 
   constructor(params: Params, prefix: string, private readonly ctx: Context) {
     if (ctx.cfg.family === 'gpt2') {
-      this.qkv = new Linear(params, `${prefix}.attn.c_attn`, 'in_out');
-      this.proj = new Linear(params, `${prefix}.attn.c_proj`, 'in_out');
+      this.qkv = new Linear(params, `${prefix}.attn.c_attn`, 'in_out', ctx.quantized);
+      this.proj = new Linear(params, `${prefix}.attn.c_proj`, 'in_out', ctx.quantized);
     } else {
-      this.q = new Linear(params, `${prefix}.self_attn.q_proj`, 'out_in');
-      this.k = new Linear(params, `${prefix}.self_attn.k_proj`, 'out_in');
-      this.v = new Linear(params, `${prefix}.self_attn.v_proj`, 'out_in');
-      this.proj = new Linear(params, `${prefix}.self_attn.o_proj`, 'out_in');
+      this.q = new Linear(params, `${prefix}.self_attn.q_proj`, 'out_in', ctx.quantized);
+      this.k = new Linear(params, `${prefix}.self_attn.k_proj`, 'out_in', ctx.quantized);
+      this.v = new Linear(params, `${prefix}.self_attn.v_proj`, 'out_in', ctx.quantized);
+      this.proj = new Linear(params, `${prefix}.self_attn.o_proj`, 'out_in', ctx.quantized);
     }
   }
 
@@ -145,12 +169,12 @@ export class MLP {
 
   constructor(params: Params, prefix: string, private readonly ctx: Context) {
     if (ctx.cfg.family === 'gpt2') {
-      this.fc = new Linear(params, `${prefix}.mlp.c_fc`, 'in_out');
-      this.down = new Linear(params, `${prefix}.mlp.c_proj`, 'in_out');
+      this.fc = new Linear(params, `${prefix}.mlp.c_fc`, 'in_out', ctx.quantized);
+      this.down = new Linear(params, `${prefix}.mlp.c_proj`, 'in_out', ctx.quantized);
     } else {
-      this.gate = new Linear(params, `${prefix}.mlp.gate_proj`, 'out_in');
-      this.up = new Linear(params, `${prefix}.mlp.up_proj`, 'out_in');
-      this.down = new Linear(params, `${prefix}.mlp.down_proj`, 'out_in');
+      this.gate = new Linear(params, `${prefix}.mlp.gate_proj`, 'out_in', ctx.quantized);
+      this.up = new Linear(params, `${prefix}.mlp.up_proj`, 'out_in', ctx.quantized);
+      this.down = new Linear(params, `${prefix}.mlp.down_proj`, 'out_in', ctx.quantized);
     }
   }
 
@@ -209,17 +233,27 @@ export class Transformer {
   private readonly tokenEmbedding: Tensor;
   private readonly positionEmbedding: Tensor | null;
   private readonly finalNorm: Norm;
-  private readonly head: Tensor;
+  private readonly head: Tensor | null;
+  private readonly headQuantized: QuantizedWeight | null;
+  /** quantized weights (inference only), by parameter name; these are absent from params */
+  readonly quantized: QuantMap;
 
-  /** Build around existing parameters (checked against the config), or initialise fresh ones. */
-  constructor(config: ModelConfig, params: Params | Rng) {
+  /**
+   * Build around existing parameters (checked against the config), or initialise fresh ones.
+   * opts.quantized: Linear weights (and an untied lm_head) given as GGUF blocks instead of float
+   * tensors (see QuantizedWeight); such a model runs inference only (forwardCached, or forward
+   * under noGrad), and parameters() refuses.
+   */
+  constructor(config: ModelConfig, params: Params | Rng, opts: { quantized?: QuantMap } = {}) {
     this.config = validateConfig(config);
     this.specs = parameterSpecs(config);
     this.params = params instanceof Rng ? initParameters(config, params) : params;
-    checkParameters(this.specs, this.params);
+    this.quantized = opts.quantized ?? new Map();
+    checkParameters(this.specs, this.params, this.quantized, config);
     const gpt2 = config.family === 'gpt2';
     this.ctx = {
       cfg: config,
+      quantized: this.quantized,
       training: false,
       rng: new Rng(0),
       rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta),
@@ -228,7 +262,12 @@ export class Transformer {
     this.positionEmbedding = gpt2 ? get(this.params, 'transformer.wpe.weight') : null;
     this.blocks = Array.from({ length: config.nLayer }, (_, l) => new Block(this.params, l, this.ctx));
     this.finalNorm = new Norm(this.params, gpt2 ? 'transformer.ln_f' : 'model.norm', this.ctx);
-    this.head = config.tiedEmbeddings ? this.tokenEmbedding : get(this.params, 'lm_head.weight');
+    this.headQuantized = config.tiedEmbeddings ? null : this.quantized.get('lm_head.weight') ?? null;
+    this.head = config.tiedEmbeddings ? this.tokenEmbedding : this.headQuantized ? null : get(this.params, 'lm_head.weight');
+  }
+
+  private headForward(x: Tensor): Tensor {
+    return this.headQuantized ? quantizedLinear(x, this.headQuantized, null) : linear(x, this.head!, null, 'out_in');
   }
 
   /** Training mode enables dropout, drawing masks from rng. */
@@ -243,6 +282,9 @@ export class Transformer {
 
   /** Parameters in a fixed order (the order of the spec table). */
   parameters(): Tensor[] {
+    if (this.quantized.size > 0) {
+      throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights and runs inference only; training and exporting need float weights (import the GGUF without keepQuantized)`);
+    }
     return this.specs.map((s) => this.params.get(s.name)!);
   }
 
@@ -263,7 +305,7 @@ export class Transformer {
     for (const block of this.blocks) x = block.forward(x);
     if (opts.lastOnly) x = lastPosition(x, B, T);
     x = this.finalNorm.forward(x);
-    const logits = linear(x, this.head, null, 'out_in'); // (B, T, V)
+    const logits = this.headForward(x); // (B, T, V)
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss };
   }
@@ -300,7 +342,7 @@ export class Transformer {
         cache.advance(T);
         if (!opts.allLogits) x = lastPosition(x, 1, T);
         x = this.finalNorm.forward(x);
-        const logits = linear(x, this.head, null, 'out_in'); // (1, T or 1, V)
+        const logits = this.headForward(x); // (1, T or 1, V)
         const out = opts.out ?? new Float32Array(n);
         out.set(logits.data.subarray(0, n));
         return out;
@@ -319,8 +361,27 @@ function lastPosition(x: Tensor, B: number, T: number): Tensor {
   return out;
 }
 
-function checkParameters(specs: ParamSpec[], params: Params): void {
+/** Which quantized weights a config allows: 2-D Linear weights and an untied lm_head. */
+function quantizable(spec: ParamSpec, cfg: ModelConfig): boolean {
+  if (spec.shape.length !== 2) return false;
+  if (spec.name === 'lm_head.weight') return !cfg.tiedEmbeddings;
+  return /\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/.test(spec.name);
+}
+
+function checkParameters(specs: ParamSpec[], params: Params, quantized: QuantMap, cfg: ModelConfig): void {
+  for (const name of quantized.keys()) {
+    const spec = specs.find((s) => s.name === name);
+    if (!spec || !quantizable(spec, cfg)) throw new LlmError(`'${name}' cannot be a quantized weight (only Linear weights and an untied lm_head can)`);
+    const q = quantized.get(name)!;
+    // rows-of-outputs orientation: (out, in) = the spec for 'out_in', its transpose for GPT-2's Conv1D (in, out)
+    const inOut = cfg.family === 'gpt2' && name !== 'lm_head.weight';
+    const want = inOut ? [spec.shape[1], spec.shape[0]] : spec.shape;
+    if (q.rows !== want[0] || q.cols !== want[1]) {
+      throw new LlmError(`quantized weight '${name}' is ${q.rows} x ${q.cols} (out x in), the config needs ${want[0]} x ${want[1]}`);
+    }
+  }
   for (const s of specs) {
+    if (quantized.has(s.name)) continue;
     const t = params.get(s.name);
     if (!t) throw new LlmError(`checkpoint is missing parameter '${s.name}'`);
     if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {

@@ -16,10 +16,12 @@ import { rope } from './rope.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
 import { adamw } from './adamw.js';
+import { matmulQuantized } from './quant-matmul.js';
 
 export const referenceBackend: Backend = {
   name: 'reference',
   gemm,
+  matmulQuantized,
   add, mul, axpy, scale, addBias, sumRows, copyRows, sumSquares,
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
   layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,

@@ -1,0 +1,347 @@
+/* matmulQuantized: out (M, N) = x (M, K) · Wᵀ with W (N, K) stored as raw GGUF blocks
+ * (Q8_0: fp16 d + 32 int8; Q4_0: fp16 d + 16 bytes, element j in the low nibble of byte j and
+ * element j + 16 in its high nibble, value (q - 8) * d). The weights are never dequantized:
+ *
+ *   1. each row of x is quantized once per call to int8 blocks of 32 (as llama.cpp's Q8_0
+ *      activations: d_x = amax / 127, q = roundf(x / d_x); d_x is kept in float32);
+ *   2. every (row of x, row of W) pair is a sum over blocks of d_x * d_w * (int8 · int8|int4),
+ *      the integer dot products computed exactly, the sum in float.
+ *
+ * Dot kernels: AVX-512 (two blocks per zmm; VNNI _mm512_dpbusd_epi32 when the CPU has
+ * avx512vnni, else AVX-512BW maddubs + madd), AVX2 (one block per ymm, maddubs + madd), portable
+ * C. The unsigned x signed products use the sign trick: |w| * (x * sign(w)) = w * x. Rows of W
+ * are split over the thread pool (decode has M = 1). Scratch for the quantized x is static and
+ * grown on demand (called from the JS thread only). LLMTS_NO_VNNI=1 disables the VNNI path. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel_util.h"
+
+#define QK 32
+#define Q8_BYTES 34
+#define Q4_BYTES 18
+#define TYPE_Q4_0 2
+#define TYPE_Q8_0 8
+
+/* ------------------------------------------------------------------ fp16 scales */
+
+static float f16_table[65536];
+static int f16_ready = 0;
+
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else { /* subnormal: normalise */
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) {
+        man <<= 1;
+        exp--;
+      }
+      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+static void init_f16(void) {
+  if (f16_ready) return;
+  for (uint32_t i = 0; i < 65536; i++) f16_table[i] = f16_to_f32((uint16_t)i);
+  f16_ready = 1;
+}
+
+static inline float scale_of(const uint8_t *block) { return f16_table[(uint32_t)block[0] | ((uint32_t)block[1] << 8)]; }
+
+/* ------------------------------------------------------------------ activations */
+
+static int8_t *xq_buf = NULL;
+static float *xd_buf = NULL;
+static size_t xq_cap = 0;
+
+static int grow_scratch(size_t n) {
+  if (n <= xq_cap) return 1;
+  int8_t *q = (int8_t *)realloc(xq_buf, n);
+  if (!q) return 0;
+  xq_buf = q;
+  float *d = (float *)realloc(xd_buf, (n / QK) * sizeof(float));
+  if (!d) return 0;
+  xd_buf = d;
+  xq_cap = n;
+  return 1;
+}
+
+static void quantize_x(const float *x, int64_t n, int8_t *q, float *d) {
+  for (int64_t b = 0; b < n / QK; b++) {
+    const float *v = x + b * QK;
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) {
+      float a = fabsf(v[j]);
+      if (a > amax) amax = a;
+    }
+    float s = amax / 127.0f;
+    float id = s != 0.0f ? 1.0f / s : 0.0f;
+    d[b] = s;
+    for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)roundf(v[j] * id);
+  }
+}
+
+/* ------------------------------------------------------------------ dot kernels
+ * dot of one quantized x row (nb blocks) with one weight row */
+
+typedef float (*qdot_fn)(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb);
+
+static float dot_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * Q8_BYTES;
+    const int8_t *wq = (const int8_t *)(blk + 2);
+    const int8_t *x = xq + b * QK;
+    int32_t s = 0;
+    for (int j = 0; j < QK; j++) s += (int32_t)wq[j] * (int32_t)x[j];
+    acc += scale_of(blk) * xd[b] * (float)s;
+  }
+  return acc;
+}
+
+static float dot_q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * Q4_BYTES;
+    const uint8_t *qs = blk + 2;
+    const int8_t *x = xq + b * QK;
+    int32_t s = 0;
+    for (int j = 0; j < QK / 2; j++) {
+      s += ((int32_t)(qs[j] & 0x0f) - 8) * (int32_t)x[j];
+      s += ((int32_t)(qs[j] >> 4) - 8) * (int32_t)x[j + QK / 2];
+    }
+    acc += scale_of(blk) * xd[b] * (float)s;
+  }
+  return acc;
+}
+
+#ifdef LLMTS_X86
+#define TARGET_Q_AVX2 __attribute__((target("avx2,fma")))
+#define TARGET_Q_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma")))
+#define TARGET_Q_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma")))
+
+/* the 32 weights of a Q4_0 block as signed bytes q - 8, in element order */
+TARGET_Q_AVX2 static inline __m256i q4_unpack(const uint8_t *qs) {
+  __m128i b = _mm_loadu_si128((const __m128i *)qs);
+  __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+  return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
+/* 8 int32 partial sums of w · x (signed bytes) */
+TARGET_Q_AVX2 static inline __m256i dot32_avx2(__m256i w, __m256i x) {
+  __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+TARGET_Q_AVX2 static inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+TARGET_Q_AVX2 static float dot_q8_avx2(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < nb; b += 2) {
+    const uint8_t *b0 = w + b * Q8_BYTES, *b1 = b0 + Q8_BYTES;
+    __m256i s0 = dot32_avx2(_mm256_loadu_si256((const __m256i *)(b0 + 2)), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
+    __m256i s1 = dot32_avx2(_mm256_loadu_si256((const __m256i *)(b1 + 2)), _mm256_loadu_si256((const __m256i *)(xq + b * QK + QK)));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b1) * xd[b + 1]), _mm256_cvtepi32_ps(s1), acc1);
+  }
+  for (; b < nb; b++) {
+    const uint8_t *b0 = w + b * Q8_BYTES;
+    __m256i s0 = dot32_avx2(_mm256_loadu_si256((const __m256i *)(b0 + 2)), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
+  }
+  return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_Q_AVX2 static float dot_q4_avx2(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < nb; b += 2) {
+    const uint8_t *b0 = w + b * Q4_BYTES, *b1 = b0 + Q4_BYTES;
+    __m256i s0 = dot32_avx2(q4_unpack(b0 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
+    __m256i s1 = dot32_avx2(q4_unpack(b1 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * QK + QK)));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b1) * xd[b + 1]), _mm256_cvtepi32_ps(s1), acc1);
+  }
+  for (; b < nb; b++) {
+    const uint8_t *b0 = w + b * Q4_BYTES;
+    __m256i s0 = dot32_avx2(q4_unpack(b0 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
+  }
+  return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* AVX-512: two blocks per zmm (lanes 0-7 the first block, 8-15 the second). */
+#define DEF_AVX512(SUFFIX, TARGET, DOT16)                                                                          \
+  TARGET static float dot_q8_##SUFFIX(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {          \
+    __m512 acc = _mm512_setzero_ps();                                                                              \
+    int64_t b = 0;                                                                                                 \
+    for (; b + 1 < nb; b += 2) {                                                                                   \
+      const uint8_t *b0 = w + b * Q8_BYTES, *b1 = b0 + Q8_BYTES;                                                   \
+      __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),     \
+                                      _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);                           \
+      __m512i xv = _mm512_loadu_si512((const void *)(xq + b * QK));                                               \
+      __m512 sc = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(scale_of(b0) * xd[b]), _mm512_set1_ps(scale_of(b1) * xd[b + 1])); \
+      acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(DOT16(wv, xv)), acc);                                           \
+    }                                                                                                              \
+    float tail = 0.0f;                                                                                             \
+    if (b < nb) tail = dot_q8_avx2(w + b * Q8_BYTES, xq + b * QK, xd + b, 1);                                      \
+    return _mm512_reduce_add_ps(acc) + tail;                                                                       \
+  }                                                                                                                \
+  TARGET static float dot_q4_##SUFFIX(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {          \
+    __m512 acc = _mm512_setzero_ps();                                                                              \
+    int64_t b = 0;                                                                                                 \
+    for (; b + 1 < nb; b += 2) {                                                                                   \
+      const uint8_t *b0 = w + b * Q4_BYTES, *b1 = b0 + Q4_BYTES;                                                   \
+      __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b0 + 2)), q4_unpack(b1 + 2), 1);            \
+      __m512i xv = _mm512_loadu_si512((const void *)(xq + b * QK));                                               \
+      __m512 sc = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(scale_of(b0) * xd[b]), _mm512_set1_ps(scale_of(b1) * xd[b + 1])); \
+      acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(DOT16(wv, xv)), acc);                                           \
+    }                                                                                                              \
+    float tail = 0.0f;                                                                                             \
+    if (b < nb) tail = dot_q4_avx2(w + b * Q4_BYTES, xq + b * QK, xd + b, 1);                                      \
+    return _mm512_reduce_add_ps(acc) + tail;                                                                       \
+  }
+
+/* x * sign(w) without a 512-bit psignb: negate the lanes where w < 0 (w == 0 makes |w| = 0 anyway) */
+TARGET_Q_AVX512 static inline __m512i dot16_bw(__m512i w, __m512i x) {
+  __m512i xs = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+  __m512i p = _mm512_maddubs_epi16(_mm512_abs_epi8(w), xs);
+  return _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+}
+
+TARGET_Q_VNNI static inline __m512i dot16_vnni(__m512i w, __m512i x) {
+  __m512i xs = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), xs);
+}
+
+DEF_AVX512(avx512, TARGET_Q_AVX512, dot16_bw)
+DEF_AVX512(vnni, TARGET_Q_VNNI, dot16_vnni)
+#endif
+
+/* ------------------------------------------------------------------ dispatch */
+
+static int path = -1; /* 0 portable, 1 avx2, 2 avx512bw, 3 avx512vnni */
+
+static const char *path_names[] = {"portable", "avx2", "avx512bw", "avx512vnni"};
+
+static int choose_path(void) {
+  if (path >= 0) return path;
+  path = 0;
+#ifdef LLMTS_X86
+  simd_level lvl = cpu_simd();
+  __builtin_cpu_init();
+  if (lvl >= SIMD_AVX2) path = 1;
+  if (lvl == SIMD_AVX512 && __builtin_cpu_supports("avx512bw")) {
+    path = 2;
+    const char *no = getenv("LLMTS_NO_VNNI");
+    if (__builtin_cpu_supports("avx512vnni") && !(no && strcmp(no, "1") == 0)) path = 3;
+  }
+#endif
+  return path;
+}
+
+static qdot_fn pick_dot(int type) {
+  int p = choose_path();
+#ifdef LLMTS_X86
+  if (p == 3) return type == TYPE_Q8_0 ? dot_q8_vnni : dot_q4_vnni;
+  if (p == 2) return type == TYPE_Q8_0 ? dot_q8_avx512 : dot_q4_avx512;
+  if (p == 1) return type == TYPE_Q8_0 ? dot_q8_avx2 : dot_q4_avx2;
+#endif
+  (void)p;
+  return type == TYPE_Q8_0 ? dot_q8_portable : dot_q4_portable;
+}
+
+typedef struct {
+  qdot_fn dot;
+  const uint8_t *w;
+  int64_t row_bytes, nb, M, N, chunk;
+  float *out;
+} qm_ctx;
+
+static void qm_task(void *p, int task, int thread) {
+  (void)thread;
+  const qm_ctx *c = (const qm_ctx *)p;
+  int64_t lo = (int64_t)task * c->chunk, hi = lo + c->chunk;
+  if (hi > c->N) hi = c->N;
+  for (int64_t n = lo; n < hi; n++) {
+    const uint8_t *wr = c->w + n * c->row_bytes;
+    for (int64_t m = 0; m < c->M; m++) c->out[m * c->N + n] = c->dot(wr, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb);
+  }
+}
+
+/* matmulQuantized(x, w, type, out, M, N, K); type: 8 (Q8_0) or 2 (Q4_0) */
+static napi_value js_matmul_quantized(napi_env env, napi_callback_info info) {
+  args_t a;
+  if (!args_init(&a, env, info, 7, "matmulQuantized")) return NULL;
+  int64_t type = arg_int(&a, 2);
+  int64_t M = size_arg(&a, 4, "matmulQuantized", "M"), N = size_arg(&a, 5, "matmulQuantized", "N"),
+          K = size_arg(&a, 6, "matmulQuantized", "K");
+  if (a.failed) return NULL;
+  if (type != TYPE_Q8_0 && type != TYPE_Q4_0) {
+    napi_throw_type_error(env, NULL, "llmts native matmulQuantized: type must be 8 (Q8_0) or 2 (Q4_0)");
+    return NULL;
+  }
+  if (K % QK != 0) {
+    napi_throw_range_error(env, NULL, "llmts native matmulQuantized: K must be a multiple of 32");
+    return NULL;
+  }
+  int64_t nb = K / QK;
+  int64_t row_bytes = nb * (type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES);
+  int64_t mk = size_mul(&a, "matmulQuantized", M, K), mn = size_mul(&a, "matmulQuantized", M, N),
+          wbytes = size_mul(&a, "matmulQuantized", N, row_bytes);
+  if (a.failed) return NULL;
+  float *x = arg_f32(&a, 0, (size_t)mk, 0);
+  uint8_t *w = arg_u8(&a, 1, (size_t)wbytes);
+  float *out = arg_f32(&a, 3, (size_t)mn, 0);
+  if (a.failed) return NULL;
+  if (M == 0 || N == 0) return make_undefined(env);
+  if (K == 0) {
+    memset(out, 0, (size_t)mn * sizeof(float));
+    return make_undefined(env);
+  }
+  init_f16();
+  if (!grow_scratch((size_t)mk)) {
+    napi_throw_error(env, NULL, "llmts native matmulQuantized: out of memory");
+    return NULL;
+  }
+  for (int64_t m = 0; m < M; m++) quantize_x(x + m * K, K, xq_buf + m * K, xd_buf + m * nb);
+  qm_ctx c = {pick_dot((int)type), w, row_bytes, nb, M, N, N, out};
+  int threads = pool_size();
+  int64_t work = M * N * K;
+  int64_t tasks = work < 65536 ? 1 : (int64_t)threads * 4;
+  if (tasks > N) tasks = N;
+  if (tasks < 1) tasks = 1;
+  c.chunk = (N + tasks - 1) / tasks;
+  pool_run(qm_task, &c, (int)((N + c.chunk - 1) / c.chunk));
+  return make_undefined(env);
+}
+
+/* quantMatmulPath() -> 'portable' | 'avx2' | 'avx512bw' | 'avx512vnni' */
+static napi_value js_quant_path(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value s;
+  napi_create_string_utf8(env, path_names[choose_path()], NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
+const export_t quant_matmul_exports[] = {
+    {"matmulQuantized", js_matmul_quantized}, {"quantMatmulPath", js_quant_path}, {NULL, NULL}};

@@ -1,0 +1,132 @@
+/**
+ * The native matmulQuantized kernel (Q8_0 / Q4_0 weights as raw GGUF blocks, int8 activations)
+ * against the reference: exact up to float summation order against matmulQuantizedQ8x (which
+ * quantizes x the same way), within the activation-quantization error against the float-x
+ * reference; awkward M and N, K = 32, 64, 288, 768; for the path this machine picks and, in
+ * child processes, LLMTS_SIMD=portable, LLMTS_SIMD=avx2 and LLMTS_NO_VNNI=1 (AVX-512BW).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { nativeBackend, nativeBackendInfo, nativeLoadError, referenceBackend } from '../../src/backend/index.js';
+import type { Backend, QuantType } from '../../src/backend/index.js';
+import { addonFunction } from '../../src/backend/native.js';
+import { matmulQuantizedQ8x } from '../../src/backend/reference/quant-matmul.js';
+import { quantizeWeight } from '../../src/model/quantized.js';
+
+const CHILD = process.env.LLMTS_QMM_TEST_CHILD;
+const native = nativeBackend();
+const skipReason = native === null && process.platform !== 'linux' ? `native backend not available: ${nativeLoadError()}` : false;
+
+function nb(): Backend {
+  if (native === null) assert.fail(`the native backend did not load: ${nativeLoadError()}`);
+  return native;
+}
+
+function random(n: number, seed: number, amp = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296 * 2 - 1) * amp;
+  }
+  return out;
+}
+
+function maxAbs(x: Float32Array): number {
+  let m = 0;
+  for (const v of x) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/** [worst rel. error vs the int8-x reference, worst rel. error vs the float-x reference] */
+function checkAll(): [number, number] {
+  const be = nb();
+  let worstExact = 0;
+  let worstFloat = 0;
+  let seed = 1;
+  for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
+    for (const K of [32, 64, 288, 768]) {
+      for (const N of [1, 3, 17, 100]) {
+        for (const M of [1, 2, 5, 33]) {
+          const x = random(M * K, seed++, 2);
+          if (M > 1) x.fill(0, K, K + 32); // an all-zero activation block (scale 0)
+          const w = quantizeWeight(type, random(N * K, seed++, 0.5), N, K);
+          if (type === 'q8_0') w.blocks[2 + 5] = 0x80; // -128 is a valid Q8_0 byte, though ggml never writes it
+          const exact = new Float32Array(M * N);
+          const float = new Float32Array(M * N);
+          const got = new Float32Array(M * N).fill(Number.NaN);
+          matmulQuantizedQ8x(x, w.blocks, type, exact, M, N, K);
+          referenceBackend.matmulQuantized(x, w.blocks, type, float, M, N, K);
+          be.matmulQuantized(x, w.blocks, type, got, M, N, K);
+          const scale = maxAbs(float) + 1e-30;
+          for (let i = 0; i < got.length; i++) {
+            const e = Math.abs(got[i] - exact[i]) / scale;
+            if (!(e < 1e-4)) assert.fail(`${type} M=${M} N=${N} K=${K}: element ${i}: native ${got[i]} vs int8-x reference ${exact[i]}`);
+            worstExact = Math.max(worstExact, e);
+            worstFloat = Math.max(worstFloat, Math.abs(got[i] - float[i]) / scale);
+          }
+        }
+      }
+    }
+  }
+  assert.ok(worstFloat < 0.08, `activation quantization error ${worstFloat} is too large`);
+  return [worstExact, worstFloat];
+}
+
+function runChild(env: Record<string, string>): { out: string; status: number | null } {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete childEnv.NODE_TEST_CONTEXT;
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { env: childEnv, encoding: 'utf8' });
+  return { out: `${r.stdout ?? ''}${r.stderr ?? ''}`, status: r.status };
+}
+
+function pathName(): string {
+  return addonFunction<() => string>('quantMatmulPath')?.() ?? '?';
+}
+
+test('matmulQuantized is native', { skip: skipReason }, () => {
+  nb();
+  assert.ok(nativeBackendInfo()?.nativeKernels.includes('matmulQuantized'));
+  if (CHILD && process.env.LLMTS_SIMD === 'portable') assert.equal(pathName(), 'portable');
+  if (CHILD && process.env.LLMTS_SIMD === 'avx2') assert.equal(pathName(), 'avx2');
+});
+
+test('native matmulQuantized matches the reference', { skip: skipReason }, (t) => {
+  const [exact, float] = checkAll();
+  const line = `QMM_MAXERR path=${pathName()} vs-int8x-ref ${exact.toExponential(2)} vs-float-ref ${float.toExponential(2)}`;
+  if (CHILD) process.stdout.write(`${line}\n`);
+  else t.diagnostic(line);
+});
+
+test('native matmulQuantized rejects bad arguments', { skip: skipReason }, () => {
+  const be = nb();
+  const w = quantizeWeight('q4_0', random(4 * 64, 3), 4, 64);
+  const x = random(2 * 64, 4);
+  const out = new Float32Array(8);
+  be.matmulQuantized(x, w.blocks, 'q4_0', out, 2, 4, 64);
+  assert.throws(() => be.matmulQuantized(x, w.blocks.subarray(1), 'q4_0', out, 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantized(x.subarray(1), w.blocks, 'q4_0', out, 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantized(x, w.blocks, 'q4_0', out.subarray(1), 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantized(x, w.blocks, 'q8_0', out, 2, 4, 64), TypeError); // Q8_0 rows are longer
+  assert.throws(() => be.matmulQuantized(x, w.blocks, 'q4_0', out, 2, 4, 48), RangeError);
+});
+
+if (!CHILD) {
+  for (const [label, env] of [['LLMTS_SIMD=portable', { LLMTS_SIMD: 'portable' }], ['LLMTS_SIMD=avx2', { LLMTS_SIMD: 'avx2' }], ['LLMTS_NO_VNNI=1', { LLMTS_NO_VNNI: '1' }]] as const) {
+    test(`native matmulQuantized matches the reference with ${label}`, { skip: skipReason }, (t) => {
+      nb();
+      const simd = nativeBackendInfo()?.simd;
+      if (label !== 'LLMTS_SIMD=portable' && simd !== 'avx2' && simd !== 'avx512') {
+        t.skip(`this CPU has no AVX2 (${simd})`);
+        return;
+      }
+      const r = runChild({ ...env, LLMTS_QMM_TEST_CHILD: 'check' });
+      assert.equal(r.status, 0, `the ${label} child failed:\n${r.out.slice(-4000)}`);
+      const line = /QMM_MAXERR .*/.exec(r.out);
+      assert.ok(line, r.out.slice(-2000));
+      t.diagnostic(line[0]);
+    });
+  }
+}
