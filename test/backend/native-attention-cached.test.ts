@@ -8,28 +8,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { nativeBackend, nativeBackendInfo, nativeLoadError, referenceBackend } from '../../src/backend/index.js';
+import { nativeBackendInfo, referenceBackend } from '../../src/backend/index.js';
 import type { Backend, CachedAttentionShape } from '../../src/backend/index.js';
+import { lcgRandom, nativeOrFail, nativeSkipReason } from '../helpers/native-under-test.js';
 
 const CHILD = process.env.LLMTS_CATTN_TEST_CHILD;
 const TOL = 1e-5;
-const native = nativeBackend();
-const skipReason = native === null && process.platform !== 'linux' ? `native backend not available: ${nativeLoadError()}` : false;
-
-function nb(): Backend {
-  if (native === null) assert.fail(`the native backend did not load: ${nativeLoadError()}`);
-  return native;
-}
-
-function random(n: number, seed: number, amp = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296 * 2 - 1) * amp;
-  }
-  return out;
-}
+const skipReason = nativeSkipReason;
+const nb = nativeOrFail;
+const random = lcgRandom;
 
 /** worst max|native - reference| over all shapes (outputs are convex combinations of v in [-1, 1]) */
 function checkAll(): number {

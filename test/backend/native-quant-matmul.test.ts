@@ -9,30 +9,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { nativeBackend, nativeBackendInfo, nativeLoadError, referenceBackend } from '../../src/backend/index.js';
+import { nativeBackendInfo, referenceBackend } from '../../src/backend/index.js';
 import type { Backend, QuantType } from '../../src/backend/index.js';
 import { addonFunction } from '../../src/backend/native.js';
 import { matmulQuantizedQ8x } from '../../src/backend/reference/quant-matmul.js';
 import { quantizeWeight } from '../../src/model/quantized.js';
+import { lcgRandom, nativeOrFail, nativeSkipReason } from '../helpers/native-under-test.js';
 
 const CHILD = process.env.LLMTS_QMM_TEST_CHILD;
-const native = nativeBackend();
-const skipReason = native === null && process.platform !== 'linux' ? `native backend not available: ${nativeLoadError()}` : false;
-
-function nb(): Backend {
-  if (native === null) assert.fail(`the native backend did not load: ${nativeLoadError()}`);
-  return native;
-}
-
-function random(n: number, seed: number, amp = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296 * 2 - 1) * amp;
-  }
-  return out;
-}
+const skipReason = nativeSkipReason;
+const nb = nativeOrFail;
+const random = lcgRandom;
 
 function maxAbs(x: Float32Array): number {
   let m = 0;
