@@ -49,6 +49,19 @@ describe('llmts run', () => {
     assert.match(s.stderr, /tok\/s\), stopped: (length|context)/);
   });
 
+  it('--prompt-ids and --output ids: token ids in, token ids out, same tokens as text mode', () => {
+    const prompt = tok.encode('hello');
+    const r = llmts('run', dir, '--prompt-ids', prompt.join(','), '--output', 'ids', '--max-tokens', '12', '--temperature', '0');
+    assert.equal(r.code, 0, r.stderr);
+    const ids = JSON.parse(r.stdout) as number[];
+    assert.equal(ids.length, 12);
+    const text = llmts('run', dir, '-p', 'hello', '--max-tokens', '12', '--temperature', '0').stdout.slice(0, -1);
+    assert.equal(tok.decode(ids), text);
+    assert.equal(llmts('run', dir, '--prompt-ids', `[${prompt.join(', ')}]`, '--output', 'ids', '--max-tokens', '12', '--temperature', '0').stdout, r.stdout);
+    assertOneLineError(llmts('run', dir, '--prompt-ids', '1,x'), /give token ids as non-negative integers/);
+    assertOneLineError(llmts('run', dir, '--prompt-ids', '99999', '--output', 'ids'), /token id 99999 is outside the model's vocabulary/);
+  });
+
   it('--stop ends the text before the stop string', () => {
     const full = llmts('run', dir, '-p', 'hello', '--max-tokens', '30', '--temperature', '0').stdout.slice(0, -1);
     const stop = full.slice(8, 10);
@@ -62,7 +75,7 @@ describe('llmts run', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /40 prompt \+ 9 generated tokens.*stopped: context/);
     assertOneLineError(llmts('run', dir, '-p', 'a'.repeat(49)), /prompt has 49 tokens but the model's context holds 48/);
-    assertOneLineError(llmts('run', dir), /-p PROMPT is required/);
+    assertOneLineError(llmts('run', dir), /-p PROMPT\) or as token ids/);
     assertOneLineError(llmts('run', join(dir, 'nope'), '-p', 'x'), /model not found/);
   });
 });
