@@ -7,18 +7,27 @@
  *   log.append({ type: 'eval', step: 250, valLoss: 2.05 });
  *   readMetrics('runs/shakespeare/metrics.jsonl');   // [{ type: 'train', ... }, { type: 'eval', ... }]
  */
-import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LlmError } from '../util/errors.js';
 
 export class MetricsLog {
+  /** opened on the first append (append mode), so a training step costs one write, not an open */
+  private fd: number | null = null;
+
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
   }
 
   /** Append `record` as one JSON line (NaN and Infinity become null, as in JSON.stringify). */
   append(record: object): void {
-    appendFileSync(this.path, JSON.stringify(record) + '\n');
+    if (this.fd === null) this.fd = openSync(this.path, 'a');
+    writeSync(this.fd, JSON.stringify(record) + '\n');
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }
 

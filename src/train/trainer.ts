@@ -147,36 +147,40 @@ export class Trainer {
     let timedSteps = 0;
     let timedSeconds = 0;
     this.model.train(this.dropoutRng);
-    while (this.step < o.maxIters) {
-      const t0 = performance.now();
-      const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
-      // one buffer scope per step: activations and intermediate gradients are recycled
-      const { loss, gradNorm } = withBufferScope(() => this.trainStep(lr));
-      this.step++;
-      const seconds = (performance.now() - t0) / 1000;
-      if (this.step > 1) {
-        timedSteps++;
-        timedSeconds += seconds;
-      }
-      tokensPerSec = timedSteps > 0 ? (tokensPerStep * timedSteps) / timedSeconds : tokensPerStep / seconds;
-      losses.push(loss);
-      const record: StepRecord = { step: this.step, loss, lr, gradNorm, tokensPerSec };
-      log.append({ type: 'train', ...record, rss: process.memoryUsage.rss(), time: Date.now() });
-      hooks.onStep?.(record);
+    try {
+      while (this.step < o.maxIters) {
+        const t0 = performance.now();
+        const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
+        // one buffer scope per step: activations and intermediate gradients are recycled
+        const { loss, gradNorm } = withBufferScope(() => this.trainStep(lr));
+        this.step++;
+        const seconds = (performance.now() - t0) / 1000;
+        if (this.step > 1) {
+          timedSteps++;
+          timedSeconds += seconds;
+        }
+        tokensPerSec = timedSteps > 0 ? (tokensPerStep * timedSteps) / timedSeconds : tokensPerStep / seconds;
+        losses.push(loss);
+        const record: StepRecord = { step: this.step, loss, lr, gradNorm, tokensPerSec };
+        log.append({ type: 'train', ...record, rss: process.memoryUsage.rss(), time: Date.now() });
+        hooks.onStep?.(record);
 
-      const stop = hooks.shouldStop?.() ?? false;
-      if (this.step % o.evalInterval === 0 || this.step === o.maxIters) {
-        lastEval = this.evaluate(o.evalIters);
-        log.append({ type: 'eval', ...lastEval, time: Date.now() });
-        hooks.onEval?.(lastEval);
-        this.model.train(this.dropoutRng);
-        this.saveCheckpoint();
+        const stop = hooks.shouldStop?.() ?? false;
+        if (this.step % o.evalInterval === 0 || this.step === o.maxIters) {
+          lastEval = this.evaluate(o.evalIters);
+          log.append({ type: 'eval', ...lastEval, time: Date.now() });
+          hooks.onEval?.(lastEval);
+          this.model.train(this.dropoutRng);
+          this.saveCheckpoint();
+        }
+        if (stop) {
+          interrupted = this.step < o.maxIters;
+          break;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve)); // let signals (Ctrl-C) in
       }
-      if (stop) {
-        interrupted = this.step < o.maxIters;
-        break;
-      }
-      await new Promise<void>((resolve) => setImmediate(resolve)); // let signals (Ctrl-C) in
+    } finally {
+      log.close();
     }
     if (this.lastCheckpointStep !== this.step) this.saveCheckpoint();
     this.model.eval();
