@@ -36,7 +36,7 @@ function checkAll(): [number, number] {
   for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
     for (const K of [32, 64, 288, 768]) {
       for (const N of [1, 3, 17, 100]) {
-        for (const M of [1, 2, 5, 33]) {
+        for (const M of [1, 2, 3, 5, 6, 33]) {
           const x = random(M * K, seed++, 2);
           if (M > 1) x.fill(0, K, K + 32); // an all-zero activation block (scale 0)
           const w = quantizeWeight(type, random(N * K, seed++, 0.5), N, K);
@@ -59,7 +59,51 @@ function checkAll(): [number, number] {
     }
   }
   assert.ok(worstFloat < 0.08, `activation quantization error ${worstFloat} is too large`);
+  checkPrefillShape(be, seed);
+  checkRoundingOfHalves(be);
   return [worstExact, worstFloat];
+}
+
+/** A prompt-sized product (the panel GEMM: 4-row tiles and a 1-row tail, 32-row panels and a tail). */
+function checkPrefillShape(be: Backend, seed: number): void {
+  const M = 37, N = 70, K = 2048;
+  for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
+    const x = random(M * K, seed++, 3);
+    const w = quantizeWeight(type, random(N * K, seed++, 0.5), N, K);
+    const exact = new Float32Array(M * N);
+    const got = new Float32Array(M * N).fill(Number.NaN);
+    matmulQuantizedQ8x(x, w.blocks, type, exact, M, N, K);
+    be.matmulQuantized(x, w.blocks, type, got, M, N, K);
+    const scale = maxAbs(exact);
+    for (let i = 0; i < got.length; i++) {
+      if (!(Math.abs(got[i] - exact[i]) / scale < 1e-5)) assert.fail(`${type} M=${M} N=${N} K=${K}: element ${i}: native ${got[i]} vs ${exact[i]}`);
+    }
+  }
+}
+
+/**
+ * Activations that land exactly on .5 after scaling (amax 127 gives scale 1) round away from zero,
+ * as roundf: W has one-hot rows, so out[m][n] reads back the quantized x[m][n] (times 127 d_w).
+ */
+function checkRoundingOfHalves(be: Backend): void {
+  const K = 32, N = 32, M = 8;
+  const halves = [127, 2.5, -2.5, 0.5, -0.5, 1.5, -1.5, 126.5, -126.5, 0.49999997, -0.49999997, 3.5000002, 64.5, -64.5];
+  const x = new Float32Array(M * K);
+  for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) x[m * K + k] = k === 0 ? 127 : halves[(k + m) % halves.length] * (m % 2 ? -1 : 1);
+  const eye = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) eye[n * K + n] = 1;
+  for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
+    const w = quantizeWeight(type, eye, N, K);
+    for (const rows of [1, M]) {
+      const exact = new Float32Array(rows * N);
+      const got = new Float32Array(rows * N);
+      matmulQuantizedQ8x(x, w.blocks, type, exact, rows, N, K);
+      be.matmulQuantized(x, w.blocks, type, got, rows, N, K);
+      for (let i = 0; i < got.length; i++) {
+        if (!(Math.abs(got[i] - exact[i]) < 1e-3)) assert.fail(`${type} rows=${rows}: element ${i} (x = ${x[i]}): native ${got[i]} vs ${exact[i]}`);
+      }
+    }
+  }
 }
 
 function runChild(env: Record<string, string>): { out: string; status: number | null } {

@@ -1,0 +1,192 @@
+/* The quantized matrix product for many rows of x (a prompt's prefill): out (M, N) = x · Wᵀ with
+ * W (N, K) in raw GGUF blocks (Q8_0 or Q4_0) and x already quantized to int8 blocks (quant.h).
+ *
+ * A per-row dot product (quant_matmul.c, what decode uses) reloads and unpacks every weight
+ * block once per row of x and ends every pair of blocks with a horizontal step. Here the work is
+ * done as a GEMM on AVX-512 VNNI instead:
+ *
+ *   1. Panels. The thread that owns 32 rows of W (two panels of 16) first rewrites their blocks
+ *      into a scratch panel, block by block: 8 groups of 64 bytes, group g holding for each of the
+ *      16 rows n the 4 weights k = 32b + 4g .. 32b + 4g + 3 as UNSIGNED bytes (byte 4n + j), then
+ *      the 16 block scales as float. Q8_0 weights w become w + 128 (xor 0x80); Q4_0's nibbles q are
+ *      already unsigned (w = q - 8). The panel is made once per call and used for all M rows.
+ *   2. Micro-kernel. For up to 4 rows of x and the 2 panels, per block: vpdpbusd of each group
+ *      (16 rows' unsigned bytes x 4 signed bytes of x broadcast) accumulates 16 int32 dots, one per
+ *      row of W, with no horizontal reduction; the accumulator starts at -c * sum(x block)
+ *      (c = 128 for Q8_0, 8 for Q4_0), which removes the unsigned offset exactly. Then
+ *      acc_f += float(dot) * scale_w[16] * scale_x.
+ *
+ * The integer dots are exact, so results equal the per-row kernels up to float summation order.
+ * Nothing is dequantized; the scratch is 2 x (K/32) x 576 bytes per thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel_util.h"
+#include "quant.h"
+
+#define PANEL_ROWS 16
+#define PANEL_BLOCK_BYTES (8 * 64 + PANEL_ROWS * 4) /* 8 groups of 16 x 4 bytes, 16 scales */
+#define TASK_ROWS (2 * PANEL_ROWS)
+#define TILE_M 4
+
+#ifdef LLMTS_X86
+#define TARGET_PANEL __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma")))
+
+/* ------------------------------------------------------------------ panels */
+
+TARGET_PANEL static void panel_scales(const uint8_t *w, int64_t row_bytes, int64_t block_bytes, int nrows, int64_t b,
+                                      float *s) {
+  for (int n = 0; n < PANEL_ROWS; n++) s[n] = n < nrows ? quant_scale_of(w + n * row_bytes + b * block_bytes) : 0.0f;
+}
+
+/* rows [0, nrows) of w (nrows <= 16; missing rows become zero weights with scale 0) */
+TARGET_PANEL static void make_panel(const uint8_t *w, int type, int64_t row_bytes, int nrows, int64_t nb, uint8_t *dst) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32((int)row_bytes));
+  const __mmask16 valid = nrows >= PANEL_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << nrows) - 1);
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t *o = dst + b * PANEL_BLOCK_BYTES;
+    if (type == TYPE_Q8_0) {
+      const uint8_t *base = w + b * Q8_BYTES + 2;
+      const __m512i flip = _mm512_set1_epi8((char)0x80);
+      for (int g = 0; g < 8; g++) {
+        __m512i v = _mm512_mask_i32gather_epi32(zero, valid, idx, base + 4 * g, 1);
+        _mm512_store_si512((void *)(o + 64 * g), _mm512_xor_si512(v, flip));
+      }
+      panel_scales(w, row_bytes, Q8_BYTES, nrows, b, (float *)(o + 512));
+    } else {
+      /* byte j of a Q4_0 block: element j in the low nibble, element j + 16 in the high one */
+      const uint8_t *base = w + b * Q4_BYTES + 2;
+      const __m512i lo4 = _mm512_set1_epi8(0x0f);
+      for (int h = 0; h < 4; h++) {
+        __m512i v = _mm512_mask_i32gather_epi32(zero, valid, idx, base + 4 * h, 1);
+        _mm512_store_si512((void *)(o + 64 * h), _mm512_and_si512(v, lo4));
+        _mm512_store_si512((void *)(o + 64 * (h + 4)), _mm512_and_si512(_mm512_srli_epi32(v, 4), lo4));
+      }
+      panel_scales(w, row_bytes, Q4_BYTES, nrows, b, (float *)(o + 512));
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ micro-kernel */
+
+/* rows m0 .. m0+mr-1 of x against panels p0 (rows n0..n0+15) and p1 (n0+16..n0+31) */
+TARGET_PANEL static inline __attribute__((always_inline)) void tile(const int mr, const quant_rows *x, int64_t m0,
+                                                                    const uint8_t *p0, const uint8_t *p1, int32_t c,
+                                                                    float *out, int64_t N, int64_t n0, __mmask16 v0,
+                                                                    __mmask16 v1) {
+  __m512 f0[TILE_M], f1[TILE_M];
+  for (int m = 0; m < mr; m++) f0[m] = f1[m] = _mm512_setzero_ps();
+  const int64_t nb = x->nb, K = x->K;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *a0 = p0 + b * PANEL_BLOCK_BYTES, *a1 = p1 + b * PANEL_BLOCK_BYTES;
+    __m512i i0[TILE_M], i1[TILE_M];
+    for (int m = 0; m < mr; m++) i0[m] = i1[m] = _mm512_set1_epi32(-c * x->sum[(m0 + m) * nb + b]);
+    for (int g = 0; g < 8; g++) {
+      __m512i w0 = _mm512_load_si512((const void *)(a0 + 64 * g)), w1 = _mm512_load_si512((const void *)(a1 + 64 * g));
+      for (int m = 0; m < mr; m++) {
+        int32_t xv;
+        memcpy(&xv, x->q + (m0 + m) * K + b * QK + 4 * g, 4);
+        __m512i xb = _mm512_set1_epi32(xv);
+        i0[m] = _mm512_dpbusd_epi32(i0[m], w0, xb);
+        i1[m] = _mm512_dpbusd_epi32(i1[m], w1, xb);
+      }
+    }
+    __m512 s0 = _mm512_load_ps((const float *)(a0 + 512)), s1 = _mm512_load_ps((const float *)(a1 + 512));
+    for (int m = 0; m < mr; m++) {
+      __m512 d = _mm512_set1_ps(x->d[(m0 + m) * nb + b]);
+      f0[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0[m]), s0), d, f0[m]);
+      f1[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1[m]), s1), d, f1[m]);
+    }
+  }
+  for (int m = 0; m < mr; m++) {
+    float *o = out + (m0 + m) * N + n0;
+    _mm512_mask_storeu_ps(o, v0, f0[m]);
+    if (v1) _mm512_mask_storeu_ps(o + PANEL_ROWS, v1, f1[m]);
+  }
+}
+
+TARGET_PANEL static void tile_any(int mr, const quant_rows *x, int64_t m0, const uint8_t *p0, const uint8_t *p1,
+                                  int32_t c, float *out, int64_t N, int64_t n0, __mmask16 v0, __mmask16 v1) {
+  switch (mr) {
+    case 4: tile(4, x, m0, p0, p1, c, out, N, n0, v0, v1); break;
+    case 3: tile(3, x, m0, p0, p1, c, out, N, n0, v0, v1); break;
+    case 2: tile(2, x, m0, p0, p1, c, out, N, n0, v0, v1); break;
+    default: tile(1, x, m0, p0, p1, c, out, N, n0, v0, v1); break;
+  }
+}
+
+/* ------------------------------------------------------------------ tasks */
+
+typedef struct {
+  const quant_rows *x;
+  const uint8_t *w;
+  int type;
+  int64_t row_bytes, N;
+  float *out;
+  uint8_t *scratch;
+  size_t per_thread;
+} panel_ctx;
+
+static __mmask16 rows_mask(int64_t rows) {
+  return rows >= PANEL_ROWS ? (__mmask16)0xFFFF : rows <= 0 ? (__mmask16)0 : (__mmask16)((1u << rows) - 1);
+}
+
+TARGET_PANEL static void panel_task(void *p, int task, int thread) {
+  const panel_ctx *c = (const panel_ctx *)p;
+  const quant_rows *x = c->x;
+  int64_t n0 = (int64_t)task * TASK_ROWS;
+  int64_t rows0 = c->N - n0 < PANEL_ROWS ? c->N - n0 : PANEL_ROWS;
+  int64_t rows1 = c->N - n0 - PANEL_ROWS;
+  if (rows1 > PANEL_ROWS) rows1 = PANEL_ROWS;
+  if (rows1 < 0) rows1 = 0;
+  uint8_t *p0 = c->scratch + (size_t)thread * c->per_thread, *p1 = p0 + c->per_thread / 2;
+  make_panel(c->w + n0 * c->row_bytes, c->type, c->row_bytes, (int)rows0, x->nb, p0);
+  make_panel(c->w + (n0 + rows0) * c->row_bytes, c->type, c->row_bytes, (int)rows1, x->nb, p1);
+  int32_t corr = c->type == TYPE_Q8_0 ? 128 : 8;
+  for (int64_t m0 = 0; m0 < x->M; m0 += TILE_M) {
+    int mr = x->M - m0 < TILE_M ? (int)(x->M - m0) : TILE_M;
+    tile_any(mr, x, m0, p0, p1, corr, c->out, c->N, n0, rows_mask(rows0), rows_mask(rows1));
+  }
+}
+#endif
+
+/* ------------------------------------------------------------------ entry */
+
+static uint8_t *scratch = NULL;
+static size_t scratch_cap = 0;
+
+int quant_panel_available(void) {
+#ifdef LLMTS_X86
+  static int avail = -1;
+  if (avail < 0) {
+    __builtin_cpu_init();
+    const char *no = getenv("LLMTS_NO_VNNI");
+    avail = cpu_simd() == SIMD_AVX512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
+            !(no && strcmp(no, "1") == 0);
+  }
+  return avail;
+#else
+  return 0;
+#endif
+}
+
+int quant_panel_matmul(const quant_rows *x, const uint8_t *w, int type, float *out, int64_t N) {
+#ifdef LLMTS_X86
+  size_t per_thread = 2 * (size_t)x->nb * PANEL_BLOCK_BYTES;
+  size_t need = per_thread * (size_t)pool_size();
+  if (need > scratch_cap) {
+    free(scratch);
+    scratch = (uint8_t *)aligned_alloc(64, (need + 63) & ~(size_t)63);
+    scratch_cap = scratch ? need : 0;
+    if (!scratch) return 0;
+  }
+  panel_ctx c = {x, w, type, x->nb * (type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES), N, out, scratch, per_thread};
+  pool_run(panel_task, &c, (int)((N + TASK_ROWS - 1) / TASK_ROWS));
+  return 1;
+#else
+  (void)x, (void)w, (void)type, (void)out, (void)N;
+  return 0;
+#endif
+}
