@@ -203,6 +203,19 @@ export interface Backend {
     ignoreIndex: number, scale: number,
   ): void;
 
+  // ---- sampling (one vocabulary of logits, n floats) ------------------------------------
+  /** First index of the largest value (greedy decoding). */
+  argmax(x: Float32Array, n: number): number;
+  /** log(sum(exp(x))) over x[0..n), as max + log(sum(exp(x - max))) (per-token log-probabilities). */
+  logSumExp(x: Float32Array, n: number): number;
+  /** ids[0..k) = ids of the k largest values, largest first; equal values: lower id first. */
+  topK(x: Float32Array, n: number, k: number, ids: Int32Array): void;
+  /**
+   * One draw from softmax(x * invTemperature) without sorting: the first id (in index order) whose
+   * cumulative probability exceeds u (0 <= u < 1).
+   */
+  sampleSoftmax(x: Float32Array, n: number, invTemperature: number, u: number): number;
+
   // ---- optimizer -----------------------------------------------------------------------
   /**
    * One AdamW update, PyTorch semantics: p -= lr*wd*p; m, v moments; bias-corrected step.

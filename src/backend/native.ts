@@ -99,6 +99,7 @@ function makeBackend(addon: Addon): Backend {
     rope: pick('rope'),
     embeddingForward: pick('embeddingForward'), embeddingBackward: pick('embeddingBackward'),
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
+    argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
     adamw: pick('adamw'),
   };
 }

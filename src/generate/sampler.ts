@@ -8,6 +8,7 @@
  * top-k, top-p (nucleus: the smallest set whose probability reaches p), min-p (drop tokens
  * below min-p x the top probability), then a draw. Temperature 0 is greedy (argmax).
  */
+import { backend } from '../backend/index.js';
 import type { Rng } from '../util/rng.js';
 
 export interface SamplingOptions {
@@ -45,20 +46,21 @@ export function applyPenalties(logits: Float32Array, counts: ReadonlyMap<number,
 }
 
 export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, rng: Rng): number {
-  const V = logits.length;
-  if (opts.temperature <= 0) return argmax(logits);
-  // candidates sorted by logit, descending (only as many as top-k needs)
-  const k = opts.topK > 0 && opts.topK < V ? opts.topK : V;
-  const ids = topIds(logits, k);
-  const max = logits[ids[0]];
-  const probs = new Float64Array(ids.length);
-  let sum = 0;
-  for (let i = 0; i < ids.length; i++) {
-    probs[i] = Math.exp((logits[ids[i]] - max) / opts.temperature);
-    sum += probs[i];
-  }
-  let keep = ids.length;
+  const x = asFloat32(logits);
+  const V = x.length;
+  const be = backend();
+  if (opts.temperature <= 0) return be.argmax(x, V);
   const topP = opts.topP ?? 1;
+  const minP = opts.minP ?? 0;
+  const k = opts.topK > 0 && opts.topK < V ? opts.topK : V;
+  // plain temperature sampling needs no ordering: one native pass over the vocabulary
+  if (k === V && topP >= 1 && minP <= 0) return be.sampleSoftmax(x, V, 1 / opts.temperature, rng.uniform());
+  // candidates sorted by logit, descending, and the normaliser of their probabilities
+  const { ids, total: sum } = k < V ? topCandidates(x, k, opts.temperature) : nucleusCandidates(x, opts.temperature, topP, minP);
+  const max = x[ids[0]];
+  const probs = new Float64Array(ids.length);
+  for (let i = 0; i < ids.length; i++) probs[i] = Math.exp((x[ids[i]] - max) / opts.temperature);
+  let keep = ids.length;
   if (topP < 1) {
     let cum = 0;
     for (let i = 0; i < keep; i++) {
@@ -69,7 +71,6 @@ export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
       }
     }
   }
-  const minP = opts.minP ?? 0;
   if (minP > 0) {
     const floor = minP * probs[0];
     let i = 1;
@@ -86,37 +87,51 @@ export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
   return ids[keep - 1];
 }
 
+/** top-k: the k best ids (native selection) and the sum of their exp((x - max) / T) */
+function topCandidates(x: Float32Array, k: number, temperature: number): { ids: Int32Array; total: number } {
+  const ids = new Int32Array(k);
+  backend().topK(x, x.length, k, ids);
+  const max = x[ids[0]];
+  let total = 0;
+  for (let i = 0; i < k; i++) total += Math.exp((x[ids[i]] - max) / temperature);
+  return { ids, total };
+}
+
+/**
+ * No top-k: every token is a candidate, normalised over the whole vocabulary, but only those that
+ * can survive top-p / min-p are sorted. A token with p < (1 - topP) / (V - 1) is never in the
+ * nucleus (all such tokens together hold less than 1 - topP), and one with p < minP x p_max never
+ * passes min-p; the rest are few.
+ */
+function nucleusCandidates(x: Float32Array, temperature: number, topP: number, minP: number): { ids: Int32Array; total: number } {
+  const V = x.length;
+  const be = backend();
+  const scaled = new Float32Array(V);
+  for (let i = 0; i < V; i++) scaled[i] = x[i] / temperature;
+  const top = be.argmax(x, V);
+  const logTotal = be.logSumExp(scaled, V) - scaled[top]; // log of sum(exp((x - max) / T))
+  // keep p_i >= floor, i.e. (x_i - max) / T >= log(floor) + logTotal, with p relative to the top token
+  let logFloor = -Infinity;
+  if (topP < 1 && V > 1) logFloor = Math.log((1 - topP) / (V - 1)) + logTotal;
+  if (minP > 0) logFloor = Math.max(logFloor, Math.log(minP));
+  const cut = scaled[top] + logFloor - 1e-6;
+  const kept: number[] = [];
+  for (let i = 0; i < V; i++) if (scaled[i] >= cut) kept.push(i);
+  kept.sort((a, b) => (x[a] > x[b] ? -1 : x[a] < x[b] ? 1 : a - b));
+  return { ids: Int32Array.from(kept), total: Math.exp(logTotal) };
+}
+
 /** log-softmax of one token's logit (for per-token log-probabilities). */
 export function logProb(logits: ArrayLike<number>, id: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return logits[id] - max - Math.log(sum);
+  const x = asFloat32(logits);
+  return x[id] - backend().logSumExp(x, x.length);
 }
 
 export function argmax(x: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
+  const f = asFloat32(x);
+  return backend().argmax(f, f.length);
 }
 
-/** Ids of the k largest values, largest first (ties: lower id first). */
-function topIds(x: ArrayLike<number>, k: number): Int32Array {
-  const all = Int32Array.from({ length: x.length }, (_, i) => i);
-  if (k >= x.length) return all.sort((a, b) => x[b] - x[a] || a - b);
-  // partial selection: keep a sorted buffer of the best k
-  const best = new Int32Array(k);
-  let n = 0;
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    if (n === k && v <= x[best[k - 1]]) continue;
-    let j = n < k ? n++ : k - 1;
-    while (j > 0 && x[best[j - 1]] < v) {
-      best[j] = best[j - 1];
-      j--;
-    }
-    best[j] = i;
-  }
-  return best;
+function asFloat32(x: ArrayLike<number>): Float32Array {
+  return x instanceof Float32Array ? x : Float32Array.from(x);
 }

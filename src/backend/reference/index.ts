@@ -17,6 +17,7 @@ import { embeddingForward, embeddingBackward } from './embedding.js';
 import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
 import { adamw } from './adamw.js';
 import { matmulQuantized } from './quant-matmul.js';
+import { argmax, logSumExp, topK, sampleSoftmax } from './sampling.js';
 
 export const referenceBackend: Backend = {
   name: 'reference',
@@ -30,5 +31,6 @@ export const referenceBackend: Backend = {
   rope,
   embeddingForward, embeddingBackward,
   crossEntropyForward, crossEntropyBackward,
+  argmax, logSumExp, topK, sampleSoftmax,
   adamw,
 };
