@@ -7,6 +7,7 @@
  *   const reply = chat.send('Hello!');          // the prompt is built (and fitted) here
  *   for await (const piece of reply) process.stdout.write(piece);
  *   reply.finishReason;                         // 'stop' | 'eos' | 'length' | 'context' | 'aborted'
+ *   reply.stats;                                // { promptTokens, reusedTokens, prefillMs, generatedTokens, decodeMs }
  *   chat.messages();                            // [system, user, assistant]
  *   chat.reset(); chat.setSystem('Be verbose.');
  *
