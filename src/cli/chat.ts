@@ -7,6 +7,7 @@
 import { createInterface } from 'node:readline';
 import { CHAT_TEMPLATE_NAMES, chatTemplate, encodeChatPrompt } from '../generate/chat-template.js';
 import { ChatSession } from '../generate/chat-session.js';
+import type { GenerationStats } from '../generate/generate.js';
 import { LlmError } from '../util/errors.js';
 import { parseFlags, stringFlag, type FlagSpec } from './args.js';
 import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
@@ -30,6 +31,9 @@ model directory. Piped stdin works too: one message per line.
   --seed N             random seed (default 1337)
   --stop TEXT          also end an answer at TEXT; repeatable
   --tokenizer SPEC     use this tokenizer instead of the model's
+  --no-prompt-cache    prefill the whole conversation every turn (default: keep the KV cache
+                       between turns and prefill only what follows the common prefix)
+  --verbose            per answer on stderr: prompt tokens, reused tokens, prefill time, tok/s
 
 In the chat:
   /reset               forget the conversation (the system prompt stays)
@@ -42,7 +46,16 @@ const IN_CHAT_HELP = `/reset  forget the conversation | /system TEXT  set the sy
 Ctrl-C stops an answer; at the prompt it leaves.
 `;
 
-const FLAGS: FlagSpec = { template: { type: 'string' }, system: { type: 'string' }, ...SAMPLING_FLAGS };
+const FLAGS: FlagSpec = {
+  template: { type: 'string' }, system: { type: 'string' }, 'no-prompt-cache': { type: 'boolean' }, verbose: { type: 'boolean' }, ...SAMPLING_FLAGS,
+};
+
+/** The --verbose line of one answer. */
+export function turnStatsLine(turn: number, s: Readonly<GenerationStats>, finishReason: string | null): string {
+  const tps = s.decodeMs > 0 ? (1000 * s.generatedTokens) / s.decodeMs : 0;
+  return `llmts chat: turn ${turn}: ${s.promptTokens} prompt tokens (${s.reusedTokens} reused, ${s.promptTokens - s.reusedTokens} prefilled in `
+    + `${s.prefillMs.toFixed(1)} ms), ${s.generatedTokens} generated at ${tps.toFixed(1)} tok/s, stopped: ${finishReason ?? 'unknown'}\n`;
+}
 
 export async function chatCommand(argv: string[]): Promise<void> {
   const p = parseFlags(argv, FLAGS, 'chat');
@@ -60,6 +73,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
     ...opts,
     template: chatTemplate(templateName),
     system: stringFlag(p, 'system'),
+    cachePrompt: p.values['no-prompt-cache'] !== true,
     onDrop: (d) => notice(`dropped ${d.turns} earlier turn${d.turns === 1 ? '' : 's'} to fit the ${d.contextSize}-token context`),
   });
   // fail now, not at the first message, when the tokenizer cannot encode the template
@@ -102,6 +116,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
     }
   };
 
+  let turn = 0;
   try {
     if (tty) process.stdout.write(`llmts chat: ${path} (template ${templateName}, context ${session.contextSize} tokens); /help for commands\n`);
     for (;;) {
@@ -132,6 +147,8 @@ export async function chatCommand(argv: string[]): Promise<void> {
         const reply = session.send(line, { signal: answering.signal });
         for await (const piece of reply) process.stdout.write(piece);
         process.stdout.write('\n');
+        turn++;
+        if (p.values.verbose) process.stderr.write(turnStatsLine(turn, reply.stats, reply.finishReason));
         if (reply.finishReason === 'aborted') notice('answer stopped');
         else if (reply.finishReason === 'context') notice('the answer reached the end of the model\'s context');
       } catch (err) {

@@ -7,6 +7,7 @@
  *   const reply = chat.send('Hello!');          // the prompt is built (and fitted) here
  *   for await (const piece of reply) process.stdout.write(piece);
  *   reply.finishReason;                         // 'stop' | 'eos' | 'length' | 'context' | 'aborted'
+ *   reply.stats;                                // { promptTokens, reusedTokens, prefillMs, generatedTokens, decodeMs }
  *   chat.messages();                            // [system, user, assistant]
  *   chat.reset(); chat.setSystem('Be verbose.');
  *
@@ -15,6 +16,13 @@
  * dropped from the history for good (the system prompt always stays) until it fits; the count
  * is reported through onDrop and reply.droppedTurns. A message that does not fit even alone
  * (with the system prompt) is an LlmError.
+ *
+ * Prompt caching (on unless cachePrompt: false): the session keeps its KV cache and the token
+ * ids in it (prompt + the answer tokens fed back) between turns; the next prompt is tokenized
+ * in full and only the part after the longest common prefix with those ids is prefilled
+ * (CachedSequence). Dropped turns, /reset or a new system prompt change the prefix, so a
+ * near-full prefill follows by the same rule; reset() and setSystem() empty the cache anyway.
+ * reply.stats tells the prompt tokens, the reused ones and the prefill / decode times.
  *
  * Iterate each reply before the next send(): the turn joins the history when its answer ends;
  * a reply never iterated is simply superseded by the next send().
@@ -26,8 +34,8 @@ import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import { chatStopTokens, chatTemplate, encodeChatPrompt, type ChatMessage, type ChatTemplate, type ChatTemplateName } from './chat-template.js';
-import { Generation, type FinishReason, type TextGenerateOptions } from './generate.js';
-import { KvCache } from './kv-cache.js';
+import { CachedSequence } from './cached-sequence.js';
+import { Generation, type FinishReason, type GeneratedToken, type GenerationStats, type TextGenerateOptions } from './generate.js';
 
 export interface DropInfo {
   /** user/assistant turns dropped for this message */
@@ -38,13 +46,15 @@ export interface DropInfo {
   contextSize: number;
 }
 
-export interface ChatSessionOptions extends Omit<TextGenerateOptions, 'cache' | 'contextOverflow'> {
+export interface ChatSessionOptions extends Omit<TextGenerateOptions, 'cache' | 'contextOverflow' | 'sequence' | 'reusePrefix' | 'stats'> {
   /** default 'chatml' */
   template?: ChatTemplate | ChatTemplateName;
   system?: string;
   /** tokens kept free for the answer when fitting the history (default min(maxTokens, context / 2)) */
   reserve?: number;
   onDrop?: (info: DropInfo) => void;
+  /** keep the KV cache between turns and prefill only what follows the common prefix (default true) */
+  cachePrompt?: boolean;
 }
 
 export type ChatFinishReason = FinishReason | 'aborted';
@@ -59,13 +69,28 @@ export class ChatReply implements AsyncIterable<string> {
 
   constructor(
     private readonly generation: Generation,
-    /** number of prompt tokens */
-    readonly promptTokens: number,
+    /** the prompt's token ids */
+    readonly promptIds: readonly number[],
     /** turns dropped from the history to fit this prompt */
     readonly droppedTurns: number,
     private readonly signal: AbortSignal | undefined,
     private readonly notify: (reply: ChatReply, event: 'start' | 'end') => void,
   ) {}
+
+  /** number of prompt tokens */
+  get promptTokens(): number {
+    return this.promptIds.length;
+  }
+
+  /** every generated token (including a stop string's and a final stop token) */
+  get tokens(): readonly GeneratedToken[] {
+    return this.generation.tokens;
+  }
+
+  /** prompt tokens, reused tokens, prefill and decode time */
+  get stats(): Readonly<GenerationStats> {
+    return this.generation.stats;
+  }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<string> {
     if (this.started) throw new LlmError('a chat reply can be iterated only once');
@@ -105,7 +130,7 @@ export class ChatSession {
   private system: string | undefined;
   private history: ChatMessage[] = [];
   private readonly opts: ChatSessionOptions;
-  private readonly cache: KvCache;
+  private readonly sequence: CachedSequence;
   /** the reply now streaming (started, not finished) */
   private streaming: ChatReply | null = null;
   /** the latest reply; an earlier one that was never iterated is superseded and never joins the history */
@@ -123,7 +148,7 @@ export class ChatSession {
     if (opts.reserve !== undefined && (!Number.isInteger(opts.reserve) || opts.reserve < 0)) {
       throw new LlmError(`the answer reserve must be a non-negative integer, got ${opts.reserve}`);
     }
-    this.cache = new KvCache(model.config);
+    this.sequence = new CachedSequence(model);
   }
 
   get contextSize(): number {
@@ -145,14 +170,21 @@ export class ChatSession {
     return this.system;
   }
 
-  /** Forget the conversation (the system prompt stays). */
-  reset(): void {
-    this.history = [];
+  /** The token ids whose keys/values the session's cache holds (a copy). */
+  cachedTokens(): number[] {
+    return this.sequence.tokens;
   }
 
-  /** Set (or with '' / undefined, remove) the system prompt; the history stays. */
+  /** Forget the conversation (the system prompt stays) and empty the cache. */
+  reset(): void {
+    this.history = [];
+    this.sequence.reset();
+  }
+
+  /** Set (or with '' / undefined, remove) the system prompt; the history stays, the cache is emptied. */
   setSystem(text: string | undefined): void {
     this.system = text === '' ? undefined : text;
+    this.sequence.reset();
   }
 
   /** The prompt text for a user message given the current history (nothing is changed). */
@@ -178,16 +210,17 @@ export class ChatSession {
     }
     this.history.splice(0, 2 * dropped);
     if (dropped > 0) this.opts.onDrop?.({ turns: dropped, promptTokens: ids.length, contextSize: ctx });
-    const { template: _t, system: _s, reserve: _r, onDrop: _o, ...gen } = this.opts;
+    const { template: _t, system: _s, reserve: _r, onDrop: _o, cachePrompt, ...gen } = this.opts;
     const generation = new Generation(this.model, this.tokenizer, ids, {
       ...gen,
       seed: this.opts.seed + this.sends++,
       stop: [...this.template.stop, ...(this.opts.stop ?? [])],
       stopTokens: this.opts.stopTokens ?? chatStopTokens(this.tokenizer, this.template),
-      cache: this.cache,
+      sequence: this.sequence,
+      reusePrefix: cachePrompt ?? true,
       contextOverflow: 'stop',
     });
-    const reply = new ChatReply(generation, ids.length, dropped, options.signal, (r, event) => {
+    const reply = new ChatReply(generation, ids, dropped, options.signal, (r, event) => {
       if (this.latest !== r) throw new LlmError('this chat reply was superseded by a later send(); iterate a reply before sending again');
       if (event === 'start') {
         this.streaming = r;

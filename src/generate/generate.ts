@@ -8,6 +8,11 @@
  *   gen.finishReason;  // 'length' | 'stop' | 'eos' | 'context'
  *   gen.tokens;        // [{ id, logprob }, ...]
  *
+ *   // prompt caching: a CachedSequence keeps cache + tokens; the next prompt's common prefix is not recomputed
+ *   const seq = new CachedSequence(model);
+ *   const a = generate(model, tokenizer, promptIds, { ...opts, sequence: seq });    // a.stats.reusedTokens === 0
+ *   const b = generate(model, tokenizer, longerIds, { ...opts, sequence: seq });    // b.stats.reusedTokens > 0
+ *
  *   // token ids only (llmts sample, training previews)
  *   for (const id of generateTokens(model, promptIds, { maxTokens: 100, temperature: 0.8, topK: 200, seed: 1 })) ...
  *
@@ -20,7 +25,8 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import { KvCache } from './kv-cache.js';
+import { CachedSequence } from './cached-sequence.js';
+import type { KvCache } from './kv-cache.js';
 import { applyPenalties, logProb, sampleToken, type PenaltyOptions, type SamplingOptions } from './sampler.js';
 
 export interface GenerateOptions extends SamplingOptions, PenaltyOptions {
@@ -39,6 +45,34 @@ export interface GenerateOptions extends SamplingOptions, PenaltyOptions {
   contextOverflow?: 'stop' | 'slide';
   /** reuse this cache (it is reset first); default: a new one of the model's context length */
   cache?: KvCache;
+  /**
+   * Run on this sequence instead (its model must be this one): the longest common prefix of
+   * the tokens it holds and the prompt is not recomputed (prompt caching). Afterwards it holds
+   * the prompt and the generated tokens that were fed back to the model (not the last one).
+   */
+  sequence?: CachedSequence;
+  /** with `sequence`: false recomputes the whole prompt (default true) */
+  reusePrefix?: boolean;
+  /** filled in as generation runs */
+  stats?: GenerationStats;
+}
+
+/** Where the time of one generation went. */
+export interface GenerationStats {
+  /** prompt tokens fed to the model (after a 'slide' cut) */
+  promptTokens: number;
+  /** of those, tokens whose cached keys/values were reused */
+  reusedTokens: number;
+  /** milliseconds of the prompt's forward pass */
+  prefillMs: number;
+  /** tokens sampled */
+  generatedTokens: number;
+  /** milliseconds spent sampling and running generated tokens (time the consumer holds the generator excluded) */
+  decodeMs: number;
+}
+
+export function emptyStats(): GenerationStats {
+  return { promptTokens: 0, reusedTokens: 0, prefillMs: 0, generatedTokens: 0, decodeMs: 0 };
 }
 
 export interface TextGenerateOptions extends GenerateOptions {
@@ -62,8 +96,9 @@ export function* generateCached(model: Transformer, prompt: ArrayLike<number>, o
   if (prompt.length === 0) throw new LlmError('the prompt is empty: give at least one character or token');
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 0) throw new LlmError(`maxTokens must be a non-negative integer, got ${opts.maxTokens}`);
   const slide = opts.contextOverflow === 'slide';
-  const cache = opts.cache ?? new KvCache(model.config);
-  const limit = cache.maxT;
+  if (opts.sequence && opts.sequence.model !== model) throw new LlmError('the cached sequence belongs to another model');
+  if (opts.sequence && opts.cache) throw new LlmError('give either a cache or a cached sequence, not both');
+  const limit = opts.sequence?.capacity ?? opts.cache?.maxT ?? model.config.blockSize;
   let start = 0;
   if (prompt.length > limit) {
     if (!slide) throw new LlmError(`the prompt has ${prompt.length} tokens but the model's context holds ${limit}`);
@@ -86,15 +121,22 @@ export function* generateCached(model: Transformer, prompt: ArrayLike<number>, o
 
   if (opts.maxTokens === 0) return 'length';
   model.eval();
-  cache.reset();
-  model.forwardCached(Int32Array.from(history), cache, { out: logits });
+  const stats = opts.stats ?? emptyStats();
+  const seq = opts.sequence ?? new CachedSequence(model, opts.cache);
+  let t0 = performance.now();
+  const { reused } = seq.prefill(history, logits, { reuse: opts.reusePrefix });
+  Object.assign(stats, { promptTokens: history.length, reusedTokens: reused, prefillMs: performance.now() - t0, generatedTokens: 0, decodeMs: 0 });
+  t0 = performance.now();
   for (let n = 0; ; n++) {
     if (penalties) {
       work.set(logits);
       applyPenalties(work, counts, opts);
     }
     const id = sampleToken(work, opts, rng);
+    stats.generatedTokens++;
+    stats.decodeMs += performance.now() - t0;
     yield { id, logprob: logProb(logits, id) };
+    t0 = performance.now();
     if (stopTokens.has(id)) return 'eos';
     if (n + 1 >= opts.maxTokens) return 'length';
     history.push(id);
@@ -107,8 +149,8 @@ export function* generateCached(model: Transformer, prompt: ArrayLike<number>, o
         else counts.delete(old);
       }
     }
-    if (cache.pos < limit) {
-      model.forwardCached(Int32Array.of(id), cache, { out: logits });
+    if (seq.length < limit) {
+      seq.append(id, logits);
     } else if (slide) {
       const ids = Int32Array.from(history.slice(-model.config.blockSize));
       withBufferScope(() => {
@@ -155,6 +197,8 @@ export class Generation implements AsyncIterable<string> {
   text = '';
   /** set when the iteration has ended */
   finishReason: FinishReason | null = null;
+  /** prompt / reuse / timing figures, filled in as generation runs */
+  readonly stats: GenerationStats = emptyStats();
   private started = false;
 
   constructor(
@@ -172,7 +216,7 @@ export class Generation implements AsyncIterable<string> {
     const stopTokens = this.opts.stopTokens ?? (eos !== undefined ? [eos] : []);
     const stopSet = new Set(stopTokens);
     const decoder = new StreamDecoder(this.tokenizer);
-    const it = generateCached(this.model, this.promptIds, { ...this.opts, stopTokens });
+    const it = generateCached(this.model, this.promptIds, { ...this.opts, stopTokens, stats: this.stats });
     let pending = '';
     for (;;) {
       const r = it.next();

@@ -164,6 +164,28 @@ describe('llmts chat', () => {
     assert.match(r.stderr, /\(conversation reset\)/);
   });
 
+  it('--verbose: per turn prompt, reused and prefilled tokens; --no-prompt-cache gives the same answers reusing nothing', () => {
+    const chat = (...flags: string[]) => spawnSync(process.execPath, [CLI, 'chat', ckpt, '--template', 'qa', '--max-tokens', '6', '--temperature', '0.8', '--verbose', ...flags], {
+      input: 'hello\nhow are you\nand then\n', encoding: 'utf8',
+    });
+    const stats = (stderr: string) => [...stderr.matchAll(/^llmts chat: turn (\d+): (\d+) prompt tokens \((\d+) reused, (\d+) prefilled in [\d.]+ ms\), (\d+) generated at [\d.]+ tok\/s, stopped: \w+$/gm)]
+      .map((m) => ({ turn: Number(m[1]), prompt: Number(m[2]), reused: Number(m[3]), prefilled: Number(m[4]) }));
+    const cached = chat();
+    const plain = chat('--no-prompt-cache');
+    assert.equal(cached.status, 0, cached.stderr);
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.equal(cached.stdout, plain.stdout);
+    const a = stats(cached.stderr);
+    const b = stats(plain.stderr);
+    assert.deepEqual(a.map((s) => s.turn), [1, 2, 3], cached.stderr);
+    for (const s of [...a, ...b]) assert.equal(s.reused + s.prefilled, s.prompt);
+    assert.equal(a[0].reused, 0);
+    // 'Q: hello\nA: ...' is re-rendered unchanged at the start of the next prompt (one char per token)
+    assert.ok(a[1].reused >= a[0].prompt && a[2].reused >= a[1].prompt, cached.stderr);
+    assert.deepEqual(b.map((s) => s.reused), [0, 0, 0]);
+    assert.deepEqual(b.map((s) => s.prompt), a.map((s) => s.prompt));
+  });
+
   it('a template the tokenizer cannot spell is a one-line error', () => {
     const r = spawnSync(process.execPath, [CLI, 'chat', ckpt, '--template', 'chatml'], { input: '', encoding: 'utf8' });
     assert.equal(r.status, 1);
