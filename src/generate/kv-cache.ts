@@ -1,7 +1,8 @@
 /**
  * The key/value cache of one sequence: per layer, the keys and values (after RoPE) of every
- * position seen so far, preallocated once (layers x maxT x kvDim floats each), so prefill and
- * decode never allocate cache memory.
+ * position seen so far (layers x maxT x kvDim floats each at most). Memory is reserved as the
+ * sequence grows (doubling, from 256 positions), not for the whole context up front: a
+ * 100-token prompt on a 2048-context model does not zero 2048 positions per layer first.
  *
  *   const cache = new KvCache(model.config);           // maxT defaults to the context length
  *   model.forwardCached(promptIds, cache);             // prefill: cache.pos = prompt length
@@ -17,10 +18,11 @@ export class KvCache {
   readonly maxT: number;
   /** nKvHead * headDim: the width of one cached row */
   readonly kvDim: number;
-  /** per layer: (maxT, kvDim) keys and values */
+  /** per layer: (capacity, kvDim) keys and values; replaced (grown) by reserve() */
   readonly k: Float32Array[];
   readonly v: Float32Array[];
   private position = 0;
+  private capacity = 0;
 
   constructor(config: ModelConfig, maxT = config.blockSize) {
     if (!Number.isInteger(maxT) || maxT < 1) throw new LlmError(`KV cache length must be a positive integer, got ${maxT}`);
@@ -28,8 +30,24 @@ export class KvCache {
     this.nLayer = config.nLayer;
     this.maxT = maxT;
     this.kvDim = config.nKvHead * headDim(config);
-    this.k = Array.from({ length: this.nLayer }, () => new Float32Array(maxT * this.kvDim));
-    this.v = Array.from({ length: this.nLayer }, () => new Float32Array(maxT * this.kvDim));
+    this.k = Array.from({ length: this.nLayer }, () => new Float32Array(0));
+    this.v = Array.from({ length: this.nLayer }, () => new Float32Array(0));
+  }
+
+  /** Make room for positions 0..n-1 (n <= maxT), keeping what is held; called before a forward. */
+  reserve(n: number): void {
+    if (n <= this.capacity) return;
+    if (n > this.maxT) throw new LlmError(`KV cache overflow: ${n} positions > ${this.maxT}`);
+    const cap = Math.min(this.maxT, Math.max(n, 2 * this.capacity, 256));
+    const keep = this.position * this.kvDim;
+    for (let l = 0; l < this.nLayer; l++) {
+      for (const rows of [this.k, this.v]) {
+        const grown = new Float32Array(cap * this.kvDim);
+        grown.set(rows[l].subarray(0, keep));
+        rows[l] = grown;
+      }
+    }
+    this.capacity = cap;
   }
 
   /** Number of positions held (the position of the next token). */
@@ -60,8 +78,8 @@ export class KvCache {
     this.position += T;
   }
 
-  /** Bytes held by the cache. */
+  /** Bytes the cache holds now (it grows up to 2 x layers x maxT x kvDim x 4). */
   get bytes(): number {
-    return 2 * this.nLayer * this.maxT * this.kvDim * 4;
+    return 2 * this.nLayer * this.capacity * this.kvDim * 4;
   }
 }

@@ -333,6 +333,7 @@ export class Transformer {
     try {
       return noGrad(() => withBufferScope(() => {
         const pos = cache.pos;
+        cache.reserve(pos + T);
         let x = embedding(this.tokenEmbedding, tokens, [1, T]); // (1, T, C)
         if (this.positionEmbedding) {
           const positions = Int32Array.from({ length: T }, (_, t) => pos + t);

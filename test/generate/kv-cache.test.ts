@@ -196,3 +196,22 @@ describe('generation on the KV cache', () => {
     for (const p of pieces) assert.equal(new TextDecoder().decode(new TextEncoder().encode(p)), p, 'no lone surrogates');
   });
 });
+
+describe('KV cache growth', () => {
+  it('grows past its first 256 positions keeping every cached key and value', () => {
+    const cfg: ModelConfig = { ...LLAMA, blockSize: 700 };
+    const m = makeModel(cfg, 5);
+    const ids = prompt(cfg, 600, 11);
+    const cache = new KvCache(cfg);
+    assert.equal(cache.bytes, 0, 'nothing is reserved before the first forward');
+    const logits = new Float32Array(cfg.vocabSize);
+    m.forwardCached(Int32Array.from(ids.slice(0, 200)), cache);
+    const small = cache.bytes;
+    assert.equal(small, 2 * cfg.nLayer * 256 * cfg.nKvHead * (cfg.nEmbd / cfg.nHead) * 4);
+    for (let t = 200; t < 600; t++) m.forwardCached(Int32Array.of(ids[t]), cache, { out: logits });
+    assert.ok(cache.bytes > small && cache.bytes <= 2 * cfg.nLayer * 700 * cfg.nKvHead * (cfg.nEmbd / cfg.nHead) * 4);
+    const full = noGrad(() => m.forward(Int32Array.from(ids), 1, ids.length).logits);
+    const last = full.data.subarray(599 * cfg.vocabSize, 600 * cfg.vocabSize);
+    assert.ok(maxAbsDiff(logits, Float32Array.from(last)) < 1e-4);
+  });
+});
