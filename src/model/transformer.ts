@@ -154,9 +154,15 @@ export class CausalSelfAttention {
     kc.set(k.data.subarray(0, T * kvDim), pos * kvDim);
     vc.set(v.data.subarray(0, T * kvDim), pos * kvDim);
     const y = Tensor.empty([1, T, cfg.nEmbd]);
-    backend().attentionCached(q.data, kc, vc, y.data, {
-      Tq: T, pos, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale: 1 / Math.sqrt(hs),
-    });
+    const scale = 1 / Math.sqrt(hs);
+    if (pos === 0 && T > 1) {
+      // a fresh prompt is plain causal self-attention over its own rows: the tiled training kernel
+      // (cache rows 0..T-1 are exactly k and v in its (1, T, kvDim) layout)
+      const lse = Tensor.empty([cfg.nHead * T]);
+      backend().attentionForward(q.data, kc, vc, y.data, lse.data, { B: 1, T, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale });
+    } else {
+      backend().attentionCached(q.data, kc, vc, y.data, { Tq: T, pos, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale });
+    }
     return this.proj.forward(y);
   }
 }
