@@ -1,16 +1,21 @@
 /**
- * llmts convert: write a model as a llama.cpp GGUF file or a Hugging Face directory.
+ * llmts convert: write a model as a llama.cpp GGUF file, a Hugging Face directory or a
+ * llama2.c model file (+ tokenizer.bin next to it when the model has a SentencePiece tokenizer).
  *
  *   llmts convert out/run --to gguf --quant q8_0 --out model-q8.gguf
  *   llmts convert model.gguf --to hf --out hf-dir
+ *   llmts convert hf-dir --to llama2c --out model.bin             # run.c's legacy format (v0)
  *
  * Also exports `loadAnyModel`, which opens every model format llm.ts reads: an llm.ts checkpoint
  * (file, or a run directory holding ckpt.safetensors), a Hugging Face directory, a GGUF file
  * (dequantized to float32) or a llama2.c model file.
  */
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { exportGgufModel, GGUF_QUANTS, type GgufQuant } from '../formats/gguf-model.js';
 import { exportHfCheckpoint } from '../formats/hf-checkpoint.js';
+import { writeLlama2c } from '../formats/llama2c-write.js';
+import { writeLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.js';
+import type { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { hfTokenizerJsonString } from '../tokenizer/bpe-save.js';
 import { loadTokenizer } from '../tokenizer/load.js';
@@ -21,39 +26,48 @@ import { LlmError } from '../util/errors.js';
 import { parseFlags, stringFlag, type FlagSpec } from './args.js';
 import { loadAnyModel } from '../formats/load-model.js';
 
-export const CONVERT_USAGE = `Usage: llmts convert MODEL --to gguf|hf --out PATH [flags]
+export const CONVERT_USAGE = `Usage: llmts convert MODEL --to gguf|hf|llama2c --out PATH [flags]
 
 Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a
 Hugging Face model directory, a GGUF file or a llama2.c model file.
 
-  --to gguf|hf         output format (required)
-  --out PATH           output file (gguf) or directory (hf) (required)
+  --to gguf|hf|llama2c output format (required)
+  --out PATH           output file (gguf, llama2c) or directory (hf) (required)
   --quant TYPE         GGUF type of the weight matrices: f32, f16, q8_0, q4_0 (default f32);
                        norms and biases stay f32; rows not a multiple of 32 fall back to f16
   --name TEXT          general.name of the GGUF file
   --tokenizer SPEC     store this tokenizer instead of the model's
   --no-vocab           write a GGUF file without tokenizer metadata (e.g. for a char tokenizer)
+  --llama2c-version N  llama2.c layout: 0 = legacy header, what llama2.c's run.c reads
+                       (default), 1 = export.py's 256-byte "ak42" header
 
-GGUF files follow llama.cpp's conventions (architecture llama or gpt2).
+GGUF files follow llama.cpp's conventions (architecture llama or gpt2). llama2.c files are
+float32 Llama models (no biases, RoPE theta 10000, RMSNorm eps 1e-5, as run.c hard-codes);
+with a SentencePiece tokenizer, llama2.c's tokenizer.bin is written next to the model file.
 `;
 
 const FLAGS: FlagSpec = {
   to: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' }, name: { type: 'string' },
-  tokenizer: { type: 'string' }, 'no-vocab': { type: 'boolean' },
+  tokenizer: { type: 'string' }, 'no-vocab': { type: 'boolean' }, 'llama2c-version': { type: 'string' },
 };
 
 export async function convertCommand(argv: string[]): Promise<void> {
   const p = parseFlags(argv, FLAGS, 'convert');
   const [path, ...extra] = p.positionals;
-  if (!path) throw new LlmError('give the model: llmts convert MODEL --to gguf|hf --out PATH');
+  if (!path) throw new LlmError('give the model: llmts convert MODEL --to gguf|hf|llama2c --out PATH');
   if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}'`);
   const to = stringFlag(p, 'to');
-  if (to !== 'gguf' && to !== 'hf') throw new LlmError(`--to must be gguf or hf${to === undefined ? '' : `, got '${to}'`}`);
+  if (to !== 'gguf' && to !== 'hf' && to !== 'llama2c') throw new LlmError(`--to must be gguf, hf or llama2c${to === undefined ? '' : `, got '${to}'`}`);
   const out = stringFlag(p, 'out');
   if (!out) throw new LlmError('--out PATH is required');
   const quant = (stringFlag(p, 'quant') ?? 'f32').toLowerCase();
   if (!GGUF_QUANTS.includes(quant as GgufQuant)) throw new LlmError(`--quant ${quant}: choose one of ${GGUF_QUANTS.join(', ')}`);
-  if (to === 'hf' && p.values.quant !== undefined) throw new LlmError('--quant applies to --to gguf only (Hugging Face export is float32)');
+  if (to !== 'gguf' && p.values.quant !== undefined) throw new LlmError(`--quant applies to --to gguf only (${to === 'hf' ? 'Hugging Face' : 'llama2.c'} export is float32)`);
+  const l2cVersion = stringFlag(p, 'llama2c-version');
+  if (l2cVersion !== undefined && to !== 'llama2c') throw new LlmError('--llama2c-version applies to --to llama2c only');
+  if (l2cVersion !== undefined && l2cVersion !== '0' && l2cVersion !== '1') {
+    throw new LlmError(`--llama2c-version must be 0 (legacy, what run.c reads) or 1, got '${l2cVersion}'`);
+  }
   const model = await loadAnyModel(path, { keepQuantized: false });
   const tokSpec = stringFlag(p, 'tokenizer');
   const tokenizer = tokSpec ? await loadTokenizer(tokSpec) : model.tokenizer;
@@ -70,10 +84,28 @@ export async function convertCommand(argv: string[]): Promise<void> {
     process.stdout.write(`wrote ${out}: ${model.config.family} GGUF, ${res.tensors.length} tensors (${types}), ${formatBytes(res.bytes)}\n`);
     return;
   }
+  if (to === 'llama2c') {
+    const version = l2cVersion === '1' ? 1 : 0;
+    if (basename(out) === 'tokenizer.bin') throw new LlmError(`--out ${out}: tokenizer.bin is the name of the llama2.c tokenizer written next to the model; name the model file e.g. model.bin`);
+    const res = writeLlama2c(out, model.config, model.params, { version });
+    const note = writeLlama2cTokenizerNextTo(out, tokenizer, model.config.vocabSize);
+    process.stdout.write(`wrote ${out}: llama2.c version ${version} model, float32, ${model.config.tiedEmbeddings ? 'shared' : 'separate'} classifier, ${formatBytes(res.bytes)}${note}\n`);
+    return;
+  }
   exportHfCheckpoint(out, model.config, model.params, { bosTokenId: tokenizer?.bosId, eosTokenId: tokenizer?.eosId });
   let note = '';
   if (tokenizer) note = writeHfTokenizer(out, tokenizer);
   process.stdout.write(`wrote ${out}: ${model.config.family} Hugging Face checkpoint (config.json, model.safetensors${note})\n`);
+}
+
+/** llama2.c's tokenizer.bin in the model file's directory; returns a note for the summary. */
+function writeLlama2cTokenizerNextTo(modelFile: string, tok: Tokenizer | null, vocabSize: number): string {
+  if (!tok) return '; no tokenizer.bin: the model carries no tokenizer (pass --tokenizer SPEC with a SentencePiece tokenizer.model)';
+  if (tok.kind !== 'sentencepiece') return `; no tokenizer.bin: llama2.c's run.c needs a SentencePiece tokenizer, this one is ${tok.kind}`;
+  if (tok.vocabSize !== vocabSize) return `; no tokenizer.bin: the tokenizer has ${tok.vocabSize} pieces but the model's vocabulary is ${vocabSize}`;
+  const file = join(dirname(modelFile), 'tokenizer.bin');
+  const res = writeLlama2cTokenizer(file, tok as SentencePieceTokenizer);
+  return `; wrote ${file} (llama2.c tokenizer, ${res.tokens} tokens, ${formatBytes(res.bytes)})`;
 }
 
 /** tokenizer.json for a byte-level BPE tokenizer with a merge list; returns a note for the summary. */

@@ -22,7 +22,7 @@ Commands:
   run       generate text from a checkpoint or Hugging Face model on the KV cache (streaming)
   chat      chat with a model interactively (chat templates, streamed answers)
   tokenizer train a byte-level BPE tokenizer; encode and decode text with any tokenizer
-  convert   convert a model to GGUF (f32, f16, q8_0, q4_0) or a Hugging Face directory
+  convert   convert a model to GGUF (f32, f16, q8_0, q4_0), a Hugging Face directory or llama2.c
   info      describe a model file: architecture, sizes, tensor types, tokenizer
 
 Run 'llmts <command> --help' for the flags of a command. Add --debug to any command
