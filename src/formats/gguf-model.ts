@@ -55,7 +55,7 @@ import { LlmError } from '../util/errors.js';
 import { openFileSource, type FileSourceMode } from './file-source.js';
 import { readGguf, type Gguf, type GgufTensorInfo } from './gguf.js';
 import { ggufMeta, writeGguf, type GgufTensorToWrite, type GgufWriteValue } from './gguf-write.js';
-import { hfToMetaRows, metaToHfRows } from './llama2c.js';
+import { hfToMetaRows, metaToHfRowsInPlace } from './llama2c.js';
 import type { QuantizedWeight } from '../model/quantized.js';
 import { quantTypeOfGgml } from '../model/quantized.js';
 import { decodeTensor, encodeTensor, GgmlType, ggmlTensorBytes, ggmlTypeName, isSupportedType, QK } from './quant.js';
@@ -404,14 +404,6 @@ export interface GgufImportOptions {
   keepQuantized?: boolean;
 }
 
-/** GGUF rows (Meta RoPE order) -> HF order, whole rows of `rowBytes` bytes. */
-function permuteRowBytes(bytes: Uint8Array, nHeads: number, hd: number, rows: number, rowBytes: number): Uint8Array {
-  const order = metaToHfRows(Float32Array.from({ length: rows }, (_, i) => i), nHeads, hd, 1);
-  const out = new Uint8Array(bytes.length);
-  for (let r = 0; r < rows; r++) out.set(bytes.subarray(order[r] * rowBytes, (order[r] + 1) * rowBytes), r * rowBytes);
-  return out;
-}
-
 const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^output\.weight$/;
 
 /**
@@ -449,7 +441,7 @@ export function importGgufModel(path: string, opts: GgufImportOptions = {}): Ggu
         const cols = info.dims[0];
         const rows = info.dims[1];
         const blocks = typeof e.transform === 'object'
-          ? permuteRowBytes(src.copy(start, size, what), e.transform.permuteHeads, hd, rows, size / rows)
+          ? metaToHfRowsInPlace(src.copy(start, size, what), e.transform.permuteHeads, hd, size / rows)
           : src.bytes(start, size, what);
         quantized.set(e.ours, { type: qtype, rows, cols, blocks });
         continue;
@@ -463,7 +455,7 @@ export function importGgufModel(path: string, opts: GgufImportOptions = {}): Ggu
         const raw = src.copy(start, size, what);
         x = info.type === GgmlType.F32 ? new Float32Array(raw.buffer, 0, n) : decodeTensor(info.type, raw, n);
         if (e.transform === 'transpose') x = transpose(x, e.shape[1], e.shape[0]);
-        else if (e.transform !== 'copy') x = metaToHfRows(x, e.transform.permuteHeads, hd, e.shape[1]);
+        else if (e.transform !== 'copy') x = metaToHfRowsInPlace(x, e.transform.permuteHeads, hd, e.shape[1]); // x is our own buffer
       }
       params.set(e.ours, new Tensor(x, e.shape, true));
     }

@@ -188,7 +188,7 @@ function readWeights(src: FileSource, h: Llama2cHeader, path: string): Map<strin
       const what = `weight '${name}'`;
       let data: Float32Array;
       if (s.permuteHeads !== undefined) {
-        data = metaToHfRows(new Float32Array(src.copy(pos, 4 * n, what).buffer), s.permuteHeads, headSize, s.shape[1]);
+        data = metaToHfRowsInPlace(new Float32Array(src.copy(pos, 4 * n, what).buffer), s.permuteHeads, headSize, s.shape[1]);
       } else {
         data = src.f32(pos, n, what);
       }
@@ -218,6 +218,40 @@ export function metaToHfRows(w: Float32Array, nHeads: number, headSize: number, 
     }
   }
   return out;
+}
+
+/**
+ * metaToHfRows in place (rows of `rowLen` elements), following the permutation's cycles with two
+ * row buffers, so a loader that has just read a q/k matrix into its own buffer needs no second
+ * matrix-sized buffer. Works on float rows and on rows of quantized blocks (bytes).
+ */
+export function metaToHfRowsInPlace<T extends Float32Array | Uint8Array>(w: T, nHeads: number, headSize: number, rowLen: number): T {
+  const rows = nHeads * headSize;
+  if (w.length !== rows * rowLen) throw new LlmError(`cannot permute ${w.length} values as ${rows} rows of ${rowLen}`);
+  const half = headSize / 2;
+  // Meta row h*headSize + 2i + j goes to HF row h*headSize + j*half + i
+  const dest = (r: number): number => {
+    const h = Math.floor(r / headSize);
+    const k = r - h * headSize;
+    return h * headSize + (k & 1) * half + (k >> 1);
+  };
+  const moving = w.slice(0, rowLen) as T;
+  const held = w.slice(0, rowLen) as T;
+  const done = new Uint8Array(rows);
+  for (let start = 0; start < rows; start++) {
+    if (done[start]) continue;
+    moving.set(w.subarray(start * rowLen, (start + 1) * rowLen));
+    let cur = start;
+    do {
+      const d = dest(cur);
+      held.set(w.subarray(d * rowLen, (d + 1) * rowLen));
+      w.set(moving, d * rowLen);
+      moving.set(held);
+      done[cur] = 1;
+      cur = d;
+    } while (cur !== start);
+  }
+  return w;
 }
 
 /** The inverse of metaToHfRows (for writing llama2.c files from our weights). */

@@ -169,7 +169,7 @@ async function child(path: string): Promise<void> {
   for (const t of generateCached(model, [1, 2, 3, 4], { maxTokens: 1, temperature: 0, topK: 0, seed: 1 })) token = t.id;
   const peak = peakRssBytes();
   const result: Omit<LoadMeasurement, 'fileBytes'> = {
-    path, backend: describeBackend(), source: (m as { source?: string }).source ?? 'copy', baselineBytes: baseline,
+    path, backend: describeBackend(), source: m.source, baselineBytes: baseline,
     loadGrowthBytes: afterLoad - baseline, peakGrowthBytes: peak - baseline,
     finalGrowthBytes: process.memoryUsage().rss - baseline, loadMs, token,
   };
