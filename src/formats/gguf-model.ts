@@ -394,17 +394,18 @@ export interface GgufImportOptions {
   /** read the tokenizer from the metadata (default true) */
   tokenizer?: boolean;
   /**
-   * Keep Q8_0/Q4_0 Linear weights (and an untied lm_head) quantized, for inference with the
-   * quantized kernels (Backend.matmulQuantized). Their GGUF rows are already rows of outputs:
-   * Llama's (out, in) as stored (q/k rows are permuted back from Meta's RoPE order as whole
-   * block rows), and GPT-2's Conv1D weights were transposed by the exporter, so the file's rows
-   * are (out, in) too and are kept as they are. Embedding tables (token_embd, position_embd),
-   * norms and biases are dequantized to float32 as before.
+   * Keep Q8_0/Q4_0 Linear weights, the token embedding table and an untied lm_head quantized,
+   * for inference with the quantized kernels (Backend.matmulQuantized; the embedding lookup
+   * dequantizes only the looked-up rows, and a tied head multiplies by the same blocks). Their
+   * GGUF rows are already rows of outputs: Llama's (out, in) as stored (q/k rows are permuted
+   * back from Meta's RoPE order as whole block rows), GPT-2's Conv1D weights were transposed by
+   * the exporter, so the file's rows are (out, in) too, and token_embd's rows are tokens; all are
+   * kept as they are. position_embd, norms and biases are dequantized to float32.
    */
   keepQuantized?: boolean;
 }
 
-const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^output\.weight$/;
+const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^(output|token_embd)\.weight$/;
 
 /**
  * Read a llama/gpt2 GGUF model, dequantizing every tensor to float32, or with keepQuantized
