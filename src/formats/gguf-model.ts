@@ -27,9 +27,12 @@
  * not a multiple of 32 falls back to F16 for Q8_0/Q4_0. Norm weights and biases stay F32.
  * general.file_type is 0 (F32), 1 (F16), 7 (Q8_0) or 2 (Q4_0).
  *
- * Import dequantizes Q8_0/Q4_0/F16/BF16 to F32 parameters (our kernels are float32 for now; native
- * quantized kernels are future work). Every tensor's dims are checked against the configuration
- * the metadata implies, and its offset + size against the file.
+ * Import dequantizes F16/BF16 (and, without keepQuantized, Q8_0/Q4_0) to F32 parameters. Every
+ * tensor's dims are checked against the configuration the metadata implies, and its offset + size
+ * against the file, before any of its bytes are used. The file is memory-mapped where the native
+ * addon can (file-source.ts): F32 tensors stored as we use them (4-byte aligned, no transpose or
+ * RoPE row permutation) and quantized blocks kept as they are become views into the mapping;
+ * only converted tensors are copied.
  *
  * Tokenizer metadata: SentencePiece -> tokenizer.ggml.model 'llama' (tokens, scores, token_type,
  * bos/eos/unknown ids, add_bos/eos, add_space_prefix); byte-level BPE -> 'gpt2' (tokens in GPT-2's
@@ -39,7 +42,6 @@
  * model's vocabulary with '[PADn]' tokens of type 5 (unused). Char tokenizers, and BPE
  * vocabularies without a merge list (tiktoken ranks), are refused.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { headDim, validateConfig, type ModelConfig } from '../model/config.js';
 import { Tensor } from '../tensor/index.js';
 import { bytesToTokenText } from '../tokenizer/bytes-to-unicode.js';
@@ -50,9 +52,10 @@ import { SPLIT_PATTERNS, type SplitPattern } from '../tokenizer/pretokenize.js';
 import type { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
+import { openFileSource, type FileSourceMode } from './file-source.js';
 import { readGguf, type Gguf, type GgufTensorInfo } from './gguf.js';
 import { ggufMeta, writeGguf, type GgufTensorToWrite, type GgufWriteValue } from './gguf-write.js';
-import { hfToMetaRows, metaToHfRows } from './llama2c.js';
+import { hfToMetaRows, metaToHfRowsInPlace } from './llama2c.js';
 import type { QuantizedWeight } from '../model/quantized.js';
 import { quantTypeOfGgml } from '../model/quantized.js';
 import { decodeTensor, encodeTensor, GgmlType, ggmlTensorBytes, ggmlTypeName, isSupportedType, QK } from './quant.js';
@@ -374,6 +377,8 @@ export interface GgufModel {
   /** from the tokenizer.ggml.* metadata; null when the file has none */
   tokenizer: Tokenizer | null;
   gguf: Gguf;
+  /** how the tensors were read: 'mmap' (float32 tensors and raw blocks are views into the mapped file) or 'read' */
+  source: FileSourceMode;
 }
 
 /** The tokenizer stored in a GGUF file's metadata, or null. */
@@ -389,25 +394,18 @@ export interface GgufImportOptions {
   /** read the tokenizer from the metadata (default true) */
   tokenizer?: boolean;
   /**
-   * Keep Q8_0/Q4_0 Linear weights (and an untied lm_head) quantized, for inference with the
-   * quantized kernels (Backend.matmulQuantized). Their GGUF rows are already rows of outputs:
-   * Llama's (out, in) as stored (q/k rows are permuted back from Meta's RoPE order as whole
-   * block rows), and GPT-2's Conv1D weights were transposed by the exporter, so the file's rows
-   * are (out, in) too and are kept as they are. Embedding tables (token_embd, position_embd),
-   * norms and biases are dequantized to float32 as before.
+   * Keep Q8_0/Q4_0 Linear weights, the token embedding table and an untied lm_head quantized,
+   * for inference with the quantized kernels (Backend.matmulQuantized; the embedding lookup
+   * dequantizes only the looked-up rows, and a tied head multiplies by the same blocks). Their
+   * GGUF rows are already rows of outputs: Llama's (out, in) as stored (q/k rows are permuted
+   * back from Meta's RoPE order as whole block rows), GPT-2's Conv1D weights were transposed by
+   * the exporter, so the file's rows are (out, in) too, and token_embd's rows are tokens; all are
+   * kept as they are. position_embd, norms and biases are dequantized to float32.
    */
   keepQuantized?: boolean;
 }
 
-/** GGUF rows (Meta RoPE order) -> HF order, whole rows of `rowBytes` bytes. */
-function permuteRowBytes(bytes: Uint8Array, nHeads: number, hd: number, rows: number, rowBytes: number): Uint8Array {
-  const order = metaToHfRows(Float32Array.from({ length: rows }, (_, i) => i), nHeads, hd, 1);
-  const out = new Uint8Array(bytes.length);
-  for (let r = 0; r < rows; r++) out.set(bytes.subarray(order[r] * rowBytes, (order[r] + 1) * rowBytes), r * rowBytes);
-  return out;
-}
-
-const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^output\.weight$/;
+const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^(output|token_embd)\.weight$/;
 
 /**
  * Read a llama/gpt2 GGUF model, dequantizing every tensor to float32, or with keepQuantized
@@ -420,7 +418,7 @@ export function importGgufModel(path: string, opts: GgufImportOptions = {}): Ggu
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
   const hd = headDim(config);
-  const fd = openSync(path, 'r');
+  const src = openFileSource(path, 'GGUF');
   try {
     for (const e of layout(config)) {
       if (e.zeroFill) continue; // gpt2 without biases: nothing to read
@@ -434,33 +432,37 @@ export function importGgufModel(path: string, opts: GgufImportOptions = {}): Ggu
       }
       const size = ggmlTensorBytes(info.type, info.dims);
       const start = g.dataOffset + info.offset;
-      if (start + size > g.fileSize) {
+      if (start + size > g.fileSize || start + size > src.size) {
         throw new LlmError(`${path}: tensor '${e.gguf}' (${size} bytes at offset ${info.offset}) extends past the end of the file (truncated?)`);
       }
-      const bytes = new Uint8Array(size);
-      let done = 0;
-      while (done < size) {
-        const got = readSync(fd, bytes, done, Math.min(size - done, 1 << 30), start + done);
-        if (got <= 0) throw new LlmError(`${path}: file ends early inside tensor '${e.gguf}'`);
-        done += got;
-      }
+      const what = `tensor '${e.gguf}'`;
       const qtype = opts.keepQuantized && QUANTIZABLE.test(e.gguf) ? quantTypeOfGgml(info.type) : null;
       if (qtype) {
+        // blocks as they are in the file (a view into the mapping), or q/k rows reordered into a copy
         const cols = info.dims[0];
         const rows = info.dims[1];
-        const blocks = typeof e.transform === 'object' ? permuteRowBytes(bytes, e.transform.permuteHeads, hd, rows, size / rows) : bytes;
+        const blocks = typeof e.transform === 'object'
+          ? metaToHfRowsInPlace(src.copy(start, size, what), e.transform.permuteHeads, hd, size / rows)
+          : src.bytes(start, size, what);
         quantized.set(e.ours, { type: qtype, rows, cols, blocks });
         continue;
       }
       const n = e.shape.reduce((a, b) => a * b, 1);
-      let x = decodeTensor(info.type, bytes, n);
-      if (e.transform === 'transpose') x = transpose(x, e.shape[1], e.shape[0]);
-      else if (e.transform !== 'copy') x = metaToHfRows(x, e.transform.permuteHeads, hd, e.shape[1]);
+      let x: Float32Array;
+      if (info.type === GgmlType.F32 && e.transform === 'copy') {
+        x = src.f32(start, n, what); // no conversion: a view into the mapping when there is one
+      } else {
+        // converted: read into a private buffer (the mapped pages stay untouched), then convert
+        const raw = src.copy(start, size, what);
+        x = info.type === GgmlType.F32 ? new Float32Array(raw.buffer, 0, n) : decodeTensor(info.type, raw, n);
+        if (e.transform === 'transpose') x = transpose(x, e.shape[1], e.shape[0]);
+        else if (e.transform !== 'copy') x = metaToHfRowsInPlace(x, e.transform.permuteHeads, hd, e.shape[1]); // x is our own buffer
+      }
       params.set(e.ours, new Tensor(x, e.shape, true));
     }
   } finally {
-    closeSync(fd);
+    src.close();
   }
   const tokenizer = opts.tokenizer === false ? null : tokenizerFromGguf(g);
-  return { config, params, quantized, tokenizer, gguf: g };
+  return { config, params, quantized, tokenizer, gguf: g, source: src.mode };
 }

@@ -14,6 +14,7 @@ import { parameterSpecs } from '../model/parameters.js';
 import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import type { FileSourceMode } from './file-source.js';
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from './safetensors.js';
 
 export interface HfExportOptions {
@@ -107,7 +108,7 @@ function addZeroBiases(cfg: ModelConfig, tensors: Record<string, TensorToWrite>)
 }
 
 /** Read a transformers checkpoint directory into our config and parameter map. */
-export function importHfCheckpoint(dir: string): { config: ModelConfig; params: Map<string, Tensor> } {
+export function importHfCheckpoint(dir: string): { config: ModelConfig; params: Map<string, Tensor>; source: FileSourceMode } {
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new LlmError(`${dir} has no config.json (expected a Hugging Face checkpoint directory)`);
   let json: Record<string, unknown>;
@@ -117,7 +118,7 @@ export function importHfCheckpoint(dir: string): { config: ModelConfig; params: 
     throw new LlmError(`${configPath} is not valid JSON`);
   }
   const config = configFromHf(json, configPath);
-  const raw = readWeights(dir);
+  const { tensors: raw, source } = readWeights(dir);
   const params = new Map<string, Tensor>();
   const specs = parameterSpecs(config);
   for (const spec of specs) {
@@ -128,10 +129,10 @@ export function importHfCheckpoint(dir: string): { config: ModelConfig; params: 
     }
     params.set(spec.name, new Tensor(t.data, spec.shape, true));
   }
-  return { config, params };
+  return { config, params, source };
 }
 
-function readWeights(dir: string): Map<string, { shape: number[]; data: Float32Array }> {
+function readWeights(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; source: FileSourceMode } {
   const single = join(dir, 'model.safetensors');
   const index = join(dir, 'model.safetensors.index.json');
   const files: string[] = [];
@@ -143,11 +144,14 @@ function readWeights(dir: string): Map<string, { shape: number[]; data: Float32A
     throw new LlmError(`${dir} has no model.safetensors (pytorch_model.bin is not supported: convert it to safetensors)`);
   }
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  let source: FileSourceMode = 'mmap';
   for (const f of files) {
-    for (const [name, t] of loadSafetensors(f).tensors) {
+    const st = loadSafetensors(f);
+    if (st.source === 'read') source = 'read';
+    for (const [name, t] of st.tensors) {
       if (!(t.data instanceof Float32Array)) continue; // integer buffers (e.g. masks) are not parameters
       out.set(name, { shape: t.shape, data: t.data });
     }
   }
-  return out;
+  return { tensors: out, source };
 }

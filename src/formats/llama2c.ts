@@ -27,10 +27,10 @@
  * does for Meta checkpoints: hf_row[h, j*half + i] = meta_row[h, 2i + j] (i < half, j in {0, 1}).
  * w1 -> gate_proj, w3 -> up_proj, w2 -> down_proj; rope theta 10000, RMSNorm eps 1e-5 (run.c's).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { validateConfig, type ModelConfig } from '../model/config.js';
 import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
+import { openFileSource, type FileSource, type FileSourceMode } from './file-source.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432; // "ak42" read as a little-endian uint32
 const V1_HEADER_BYTES = 256;
@@ -54,22 +54,16 @@ export interface Llama2cHeader {
   headerBytes: number;
 }
 
-export function readLlama2c(path: string): { config: ModelConfig; params: Map<string, Tensor> } {
-  let fd: number;
+export function readLlama2c(path: string): { config: ModelConfig; params: Map<string, Tensor>; source: FileSourceMode } {
+  const src = openFileSource(path, 'llama2.c model');
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new LlmError(`cannot open llama2.c model file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const head = Buffer.alloc(Math.min(V1_HEADER_BYTES, size));
-    readFully(fd, head, 0, path);
+    const size = src.size;
+    const head = Buffer.from(src.copy(0, Math.min(V1_HEADER_BYTES, size), 'the header'));
     const h = parseLlama2cHeader(head, size, path);
     const config = llama2cConfig(h, path);
-    return { config, params: readWeights(fd, h, path) };
+    return { config, params: readWeights(src, h, path), source: src.mode };
   } finally {
-    closeSync(fd);
+    src.close();
   }
 }
 
@@ -175,7 +169,11 @@ function expectedFileBytes(h: Llama2cHeader): bigint {
   return BigInt(h.headerBytes) + 4n * floats;
 }
 
-function readWeights(fd: number, h: Llama2cHeader, path: string): Map<string, Tensor> {
+/**
+ * The weights: views into the mapped file (4-byte aligned: both header sizes are multiples of 4),
+ * or each read into its own array; wq/wk are read into a private copy and permuted.
+ */
+function readWeights(src: FileSource, h: Llama2cHeader, path: string): Map<string, Tensor> {
   const params = new Map<string, Tensor>();
   let pos = h.headerBytes;
   const headSize = h.dim / h.nHeads;
@@ -186,13 +184,19 @@ function readWeights(fd: number, h: Llama2cHeader, path: string): Map<string, Te
       continue;
     }
     for (let l = 0; l < s.layers; l++) {
-      let data: Float32Array = new Float32Array(n);
-      readFully(fd, new Uint8Array(data.buffer), pos, path);
+      const name = s.name.replace('{l}', String(l));
+      const what = `weight '${name}'`;
+      let data: Float32Array;
+      if (s.permuteHeads !== undefined) {
+        data = metaToHfRowsInPlace(new Float32Array(src.copy(pos, 4 * n, what).buffer), s.permuteHeads, headSize, s.shape[1]);
+      } else {
+        data = src.f32(pos, n, what);
+      }
       pos += 4 * n;
-      if (s.permuteHeads !== undefined) data = metaToHfRows(data, s.permuteHeads, headSize, s.shape[1]);
-      params.set(s.name.replace('{l}', String(l)), new Tensor(data, s.shape, true));
+      params.set(name, new Tensor(data, s.shape, true));
     }
   }
+  if (pos > src.size) throw new LlmError(`${path}: llama2.c model file ends early at byte ${src.size}`);
   return params;
 }
 
@@ -216,6 +220,40 @@ export function metaToHfRows(w: Float32Array, nHeads: number, headSize: number, 
   return out;
 }
 
+/**
+ * metaToHfRows in place (rows of `rowLen` elements), following the permutation's cycles with two
+ * row buffers, so a loader that has just read a q/k matrix into its own buffer needs no second
+ * matrix-sized buffer. Works on float rows and on rows of quantized blocks (bytes).
+ */
+export function metaToHfRowsInPlace<T extends Float32Array | Uint8Array>(w: T, nHeads: number, headSize: number, rowLen: number): T {
+  const rows = nHeads * headSize;
+  if (w.length !== rows * rowLen) throw new LlmError(`cannot permute ${w.length} values as ${rows} rows of ${rowLen}`);
+  const half = headSize / 2;
+  // Meta row h*headSize + 2i + j goes to HF row h*headSize + j*half + i
+  const dest = (r: number): number => {
+    const h = Math.floor(r / headSize);
+    const k = r - h * headSize;
+    return h * headSize + (k & 1) * half + (k >> 1);
+  };
+  const moving = w.slice(0, rowLen) as T;
+  const held = w.slice(0, rowLen) as T;
+  const done = new Uint8Array(rows);
+  for (let start = 0; start < rows; start++) {
+    if (done[start]) continue;
+    moving.set(w.subarray(start * rowLen, (start + 1) * rowLen));
+    let cur = start;
+    do {
+      const d = dest(cur);
+      held.set(w.subarray(d * rowLen, (d + 1) * rowLen));
+      w.set(moving, d * rowLen);
+      moving.set(held);
+      done[cur] = 1;
+      cur = d;
+    } while (cur !== start);
+  }
+  return w;
+}
+
 /** The inverse of metaToHfRows (for writing llama2.c files from our weights). */
 export function hfToMetaRows(w: Float32Array, nHeads: number, headSize: number, cols: number): Float32Array {
   const out = new Float32Array(w.length);
@@ -230,14 +268,4 @@ export function hfToMetaRows(w: Float32Array, nHeads: number, headSize: number, 
     }
   }
   return out;
-}
-
-function readFully(fd: number, into: Uint8Array, position: number, path: string): void {
-  let done = 0;
-  while (done < into.byteLength) {
-    const want = Math.min(into.byteLength - done, 1 << 30);
-    const got = readSync(fd, into, done, want, position + done);
-    if (got <= 0) throw new LlmError(`${path}: llama2.c model file ends early at byte ${position + done}`);
-    done += got;
-  }
 }

@@ -13,6 +13,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
+import type { FileSourceMode } from './file-source.js';
 import { importGgufModel } from './gguf-model.js';
 import { importHfCheckpoint } from './hf-checkpoint.js';
 import { readLlama2c } from './llama2c.js';
@@ -28,6 +29,8 @@ export interface LoadedModel {
   /** GGUF Q8_0/Q4_0 Linear weights kept quantized (inference only); absent for other formats */
   quantized?: Map<string, QuantizedWeight>;
   tokenizer: Tokenizer | null;
+  /** how the weights were read: 'mmap' (views into a copy-on-write mapping of the file) or 'read' (file-source.ts) */
+  source: FileSourceMode;
 }
 
 /** Which format `path` holds, by content (directories: config.json or ckpt.safetensors). */
@@ -70,11 +73,11 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
     }
     case 'checkpoint': {
       const ck = loadCheckpoint(file);
-      return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer) };
+      return { format, path: file, config: ck.config, params: ck.params, tokenizer: tokenizerFromJSON(ck.tokenizer), source: ck.source ?? 'read' };
     }
     case 'gguf': {
       const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });
-      return { format, path: file, config: g.config, params: g.params, quantized: g.quantized, tokenizer: g.tokenizer };
+      return { format, path: file, config: g.config, params: g.params, quantized: g.quantized, tokenizer: g.tokenizer, source: g.source };
     }
     case 'llama2c': {
       const m = readLlama2c(file);

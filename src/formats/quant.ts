@@ -88,7 +88,7 @@ export function quantizeQ8_0(x: Float32Array, out = new Uint8Array((x.length / Q
   return out;
 }
 
-export function dequantizeQ8_0(bytes: Uint8Array, n: number, out = new Float32Array(n)): Float32Array {
+export function dequantizeQ8_0(bytes: Uint8Array, n: number, out: Float32Array = new Float32Array(n)): Float32Array {
   if (n % QK !== 0 || bytes.byteLength < (n / QK) * Q8_0_BLOCK_BYTES) throw new LlmError(`Q8_0 data of ${bytes.byteLength} bytes cannot hold ${n} values`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let b = 0; b < n / QK; b++) {
@@ -129,7 +129,7 @@ export function quantizeQ4_0(x: Float32Array, out = new Uint8Array((x.length / Q
   return out;
 }
 
-export function dequantizeQ4_0(bytes: Uint8Array, n: number, out = new Float32Array(n)): Float32Array {
+export function dequantizeQ4_0(bytes: Uint8Array, n: number, out: Float32Array = new Float32Array(n)): Float32Array {
   if (n % QK !== 0 || bytes.byteLength < (n / QK) * Q4_0_BLOCK_BYTES) throw new LlmError(`Q4_0 data of ${bytes.byteLength} bytes cannot hold ${n} values`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const half = QK / 2;

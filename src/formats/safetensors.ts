@@ -28,14 +28,15 @@
  *   U8     Uint8Array                             Uint8Array
  *   U16    Uint16Array                            Uint16Array
  *
- * Arrays returned by the readers are fresh copies that the caller owns, aligned at
- * offset 0 of their own ArrayBuffer. The writer orders the data by dtype size
+ * parseSafetensors returns fresh copies that the caller owns, aligned at offset 0 of their own
+ * ArrayBuffer. loadSafetensors returns views into a copy-on-write memory mapping of the file where
+ * it can (see loadSafetensors); writing into them is safe and never changes the file. The writer orders the data by dtype size
  * (largest first) so that every tensor is naturally aligned in the file. Byte
  * order is little-endian, as on every platform Node runs on.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { writeFileAtomicParts } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
+import { openFileSource, type FileSourceMode } from './file-source.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'U16';
@@ -184,44 +185,51 @@ export function parseSafetensors(buf: Uint8Array, source: string): Safetensors {
     // Copy explicitly: on a Node Buffer, slice() would return a view, not a copy.
     const bytes = new Uint8Array(e.end - e.begin);
     bytes.set(buf.subarray(base + e.begin, base + e.end));
-    tensors.set(e.name, decode(e, bytes.buffer));
+    tensors.set(e.name, decode(e, bytes));
   }
   return { tensors, metadata };
 }
 
-/** Read a safetensors file, copying each tensor straight from disk into its own array. */
-export function loadSafetensors(path: string): Safetensors {
-  let fd: number;
+/**
+ * Read a safetensors file. Where the file can be memory-mapped (file-source.ts), tensors stored
+ * in a dtype we return as it is (F32, I32, I64, U8, U16) and naturally aligned in the file are
+ * views into the copy-on-write mapping: no memory until used, and writes into them never reach
+ * the file. F16/BF16 (converted to float32) and unaligned tensors are read into arrays of their own.
+ * Without mapping, each tensor is read from disk into its own array. `source` says which.
+ */
+export function loadSafetensors(path: string): Safetensors & { source: FileSourceMode } {
+  const src = openFileSource(path, 'safetensors');
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new LlmError(`cannot open safetensors file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const size = fstatSync(fd).size;
+    const size = src.size;
     if (size < 8) throw tooShort(path, size);
-    const n = headerLength(readAt(fd, 0, 8, path), size, path);
-    const { entries, metadata } = parseHeader(readAt(fd, 8, n, path), size - 8 - n, path);
+    const n = headerLength(src.copy(0, 8, 'the header length'), size, path);
+    const { entries, metadata } = parseHeader(src.copy(8, n, 'the JSON header'), size - 8 - n, path);
     const tensors = new Map<string, LoadedTensor>();
     for (const e of entries) {
-      tensors.set(e.name, decode(e, readAt(fd, 8 + n + e.begin, e.end - e.begin, path).buffer as ArrayBuffer));
+      const offset = 8 + n + e.begin;
+      const length = e.end - e.begin;
+      const what = `tensor "${e.name}"`;
+      const converted = e.dtype === 'F16' || e.dtype === 'BF16';
+      const bytes = converted ? src.copy(offset, length, what) : src.bytes(offset, length, what);
+      const aligned = bytes.byteOffset % SAFETENSORS_DTYPE_SIZE[e.dtype] === 0;
+      tensors.set(e.name, aligned ? decode(e, bytes) : decode(e, src.copy(offset, length, what)));
     }
-    return { tensors, metadata };
+    return { tensors, metadata, source: src.mode };
   } finally {
-    closeSync(fd);
+    src.close();
   }
 }
 
-/** Read exactly `len` bytes at `pos` into a fresh buffer (len has already been checked against the file size). */
-function readAt(fd: number, pos: number, len: number, path: string): Uint8Array {
-  const out = new Uint8Array(len);
-  let got = 0;
-  while (got < len) {
-    const r = readSync(fd, out, got, len - got, pos + got);
-    if (r === 0) throw new LlmError(`${path}: file ended early while reading safetensors data (was it truncated while being read?)`);
-    got += r;
+/** The string metadata of a safetensors file, reading only its header. */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  const src = openFileSource(path, 'safetensors');
+  try {
+    if (src.size < 8) throw tooShort(path, src.size);
+    const n = headerLength(src.copy(0, 8, 'the header length'), src.size, path);
+    return parseHeader(src.copy(8, n, 'the JSON header'), src.size - 8 - n, path).metadata;
+  } finally {
+    src.close();
   }
-  return out;
 }
 
 function tooShort(source: string, size: number): LlmError {
@@ -305,23 +313,27 @@ function checkShape(shape: unknown): number | null {
   return shape.reduce((a: number, d: number) => a * d, 1);
 }
 
-function decode(e: HeaderEntry, buf: ArrayBuffer): LoadedTensor {
+/** The tensor over `bytes` (which must be aligned to the dtype size); F16/BF16 are converted. */
+function decode(e: HeaderEntry, bytes: Uint8Array): LoadedTensor {
   const shape = e.shape;
+  const buf = bytes.buffer as ArrayBuffer;
+  const at = bytes.byteOffset;
+  const count = bytes.byteLength / SAFETENSORS_DTYPE_SIZE[e.dtype];
   switch (e.dtype) {
     case 'F32':
-      return { dtype: 'F32', shape, data: new Float32Array(buf) };
+      return { dtype: 'F32', shape, data: new Float32Array(buf, at, count) };
     case 'F16':
-      return { dtype: 'F16', shape, data: decodeF16(new Uint16Array(buf)) };
+      return { dtype: 'F16', shape, data: decodeF16(new Uint16Array(buf, at, count)) };
     case 'BF16':
-      return { dtype: 'BF16', shape, data: decodeBf16(new Uint16Array(buf)) };
+      return { dtype: 'BF16', shape, data: decodeBf16(new Uint16Array(buf, at, count)) };
     case 'I32':
-      return { dtype: 'I32', shape, data: new Int32Array(buf) };
+      return { dtype: 'I32', shape, data: new Int32Array(buf, at, count) };
     case 'I64':
-      return { dtype: 'I64', shape, data: new BigInt64Array(buf) };
+      return { dtype: 'I64', shape, data: new BigInt64Array(buf, at, count) };
     case 'U8':
-      return { dtype: 'U8', shape, data: new Uint8Array(buf) };
+      return { dtype: 'U8', shape, data: new Uint8Array(buf, at, count) };
     case 'U16':
-      return { dtype: 'U16', shape, data: new Uint16Array(buf) };
+      return { dtype: 'U16', shape, data: new Uint16Array(buf, at, count) };
   }
 }
 

@@ -22,7 +22,7 @@ import { Rng } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
 import { initParameters } from './init.js';
 import { parameterSpecs, type ParamSpec } from './parameters.js';
-import type { QuantizedWeight } from './quantized.js';
+import { dequantizeRows, type QuantizedWeight } from './quantized.js';
 
 type Params = Map<string, Tensor>;
 type QuantMap = Map<string, QuantizedWeight>;
@@ -80,10 +80,10 @@ class Linear {
   }
 }
 
+const QUANTIZED_NO_GRAD = 'this model has quantized (Q8_0/Q4_0) weights, which are inference-only: no gradient flows through them (train from a float checkpoint, or import the GGUF without keepQuantized)';
+
 function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor {
-  if (isGradEnabled()) {
-    throw new LlmError('this model has quantized (Q8_0/Q4_0) weights, which are inference-only: no gradient flows through them (train from a float checkpoint, or import the GGUF without keepQuantized)');
-  }
+  if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
   if (x.lastDim !== w.cols) throw new LlmError(`quantized linear: input width ${x.lastDim} does not fit the weight's ${w.cols} columns`);
   const rows = x.size / w.cols;
   const out = Tensor.empty([...x.shape.slice(0, -1), w.rows]);
@@ -236,7 +236,9 @@ export class Transformer {
   readonly specs: ParamSpec[];
   private readonly ctx: Context;
   private readonly blocks: Block[];
-  private readonly tokenEmbedding: Tensor;
+  private readonly tokenEmbedding: Tensor | null;
+  /** the token table kept quantized (GGUF Q8_0/Q4_0): lookups dequantize only their rows */
+  private readonly tokenEmbeddingQuantized: QuantizedWeight | null;
   private readonly positionEmbedding: Tensor | null;
   private readonly finalNorm: Norm;
   private readonly head: Tensor | null;
@@ -264,12 +266,24 @@ export class Transformer {
       rng: new Rng(0),
       rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta),
     };
-    this.tokenEmbedding = get(this.params, gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight');
+    const embName = gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight';
+    this.tokenEmbeddingQuantized = this.quantized.get(embName) ?? null;
+    this.tokenEmbedding = this.tokenEmbeddingQuantized ? null : get(this.params, embName);
     this.positionEmbedding = gpt2 ? get(this.params, 'transformer.wpe.weight') : null;
     this.blocks = Array.from({ length: config.nLayer }, (_, l) => new Block(this.params, l, this.ctx));
     this.finalNorm = new Norm(this.params, gpt2 ? 'transformer.ln_f' : 'model.norm', this.ctx);
-    this.headQuantized = config.tiedEmbeddings ? null : this.quantized.get('lm_head.weight') ?? null;
-    this.head = config.tiedEmbeddings ? this.tokenEmbedding : this.headQuantized ? null : get(this.params, 'lm_head.weight');
+    this.headQuantized = config.tiedEmbeddings ? this.tokenEmbeddingQuantized : this.quantized.get('lm_head.weight') ?? null;
+    this.head = this.headQuantized ? null : config.tiedEmbeddings ? this.tokenEmbedding : get(this.params, 'lm_head.weight');
+  }
+
+  /** (…shape, C) token embeddings, from the float table or the quantized one. */
+  private embedTokens(tokens: Int32Array, shape: number[]): Tensor {
+    if (!this.tokenEmbeddingQuantized) return embedding(this.tokenEmbedding!, tokens, shape);
+    if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
+    const w = this.tokenEmbeddingQuantized;
+    const out = Tensor.empty([...shape, w.cols]);
+    dequantizeRows(w, tokens, out.data);
+    return out;
   }
 
   private headForward(x: Tensor): Tensor {
@@ -302,7 +316,7 @@ export class Transformer {
     const cfg = this.config;
     if (tokens.length !== B * T) throw new LlmError(`forward: ${tokens.length} tokens do not form a (${B}, ${T}) batch`);
     if (T > cfg.blockSize) throw new LlmError(`sequence of ${T} tokens is longer than the model's context of ${cfg.blockSize}`);
-    let x = embedding(this.tokenEmbedding, tokens, [B, T]); // (B, T, C)
+    let x = this.embedTokens(tokens, [B, T]); // (B, T, C)
     if (this.positionEmbedding) {
       const positions = new Int32Array(T).map((_, t) => t);
       x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
@@ -340,7 +354,7 @@ export class Transformer {
       return noGrad(() => withBufferScope(() => {
         const pos = cache.pos;
         cache.reserve(pos + T);
-        let x = embedding(this.tokenEmbedding, tokens, [1, T]); // (1, T, C)
+        let x = this.embedTokens(tokens, [1, T]); // (1, T, C)
         if (this.positionEmbedding) {
           const positions = Int32Array.from({ length: T }, (_, t) => pos + t);
           x = add(x, embedding(this.positionEmbedding, positions, [1, T]));
@@ -368,9 +382,10 @@ function lastPosition(x: Tensor, B: number, T: number): Tensor {
   return out;
 }
 
-/** Which quantized weights a config allows: 2-D Linear weights and an untied lm_head. */
+/** Which quantized weights a config allows: 2-D Linear weights, the token embedding and an untied lm_head. */
 function quantizable(spec: ParamSpec, cfg: ModelConfig): boolean {
   if (spec.shape.length !== 2) return false;
+  if (spec.name === 'transformer.wte.weight' || spec.name === 'model.embed_tokens.weight') return true;
   if (spec.name === 'lm_head.weight') return !cfg.tiedEmbeddings;
   return /\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/.test(spec.name);
 }
@@ -378,10 +393,10 @@ function quantizable(spec: ParamSpec, cfg: ModelConfig): boolean {
 function checkParameters(specs: ParamSpec[], params: Params, quantized: QuantMap, cfg: ModelConfig): void {
   for (const name of quantized.keys()) {
     const spec = specs.find((s) => s.name === name);
-    if (!spec || !quantizable(spec, cfg)) throw new LlmError(`'${name}' cannot be a quantized weight (only Linear weights and an untied lm_head can)`);
+    if (!spec || !quantizable(spec, cfg)) throw new LlmError(`'${name}' cannot be a quantized weight (only Linear weights, the token embedding and an untied lm_head can)`);
     const q = quantized.get(name)!;
     // rows-of-outputs orientation: (out, in) = the spec for 'out_in', its transpose for GPT-2's Conv1D (in, out)
-    const inOut = cfg.family === 'gpt2' && name !== 'lm_head.weight';
+    const inOut = cfg.family === 'gpt2' && name !== 'lm_head.weight' && name !== 'transformer.wte.weight';
     const want = inOut ? [spec.shape[1], spec.shape[0]] : spec.shape;
     if (q.rows !== want[0] || q.cols !== want[1]) {
       throw new LlmError(`quantized weight '${name}' is ${q.rows} x ${q.cols} (out x in), the config needs ${want[0]} x ${want[1]}`);

@@ -23,7 +23,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { readGguf } from '../formats/gguf.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpointTokenizer } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { BpeTokenizer } from './bpe.js';
 import { bpeFromGguf } from './gguf-bpe.js';
@@ -110,8 +110,7 @@ async function loadFile(path: string, format: Format): Promise<Tokenizer> {
       throw new LlmError(`${path}: GGUF tokenizer.ggml.model is ${JSON.stringify(model ?? null)}; supported: 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)`);
     }
     case 'safetensors': {
-      const ck = loadCheckpoint(path);
-      return tokenizerFromJSON(ck.tokenizer);
+      return tokenizerFromJSON(loadCheckpointTokenizer(path)); // the header only, not the weights
     }
     case 'json': {
       const json = readJson(path);

@@ -8,7 +8,8 @@
  *              options, losses), optimizer hyperparameters and step count
  */
 import { existsSync } from 'node:fs';
-import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../formats/safetensors.js';
+import type { FileSourceMode } from '../formats/file-source.js';
+import { loadSafetensors, readSafetensorsMetadata, saveSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
 import { validateConfig, type ModelConfig } from '../model/config.js';
@@ -27,6 +28,8 @@ export interface CheckpointData {
   trainer: Record<string, unknown>;
   /** optional: absent in inference-only exports */
   optimizer?: AdamWState & { hyper: Record<string, number> };
+  /** set by loadCheckpoint: 'mmap' when the tensors are views into a copy-on-write mapping of the file */
+  source?: FileSourceMode;
 }
 
 export function saveCheckpoint(path: string, ck: CheckpointData): void {
@@ -74,6 +77,7 @@ export function loadCheckpoint(path: string): CheckpointData {
     }
   }
   const ck: CheckpointData = {
+    source: file.source,
     config,
     params,
     tokenizer: parseJson(path, 'tokenizer', meta.tokenizer),
@@ -84,6 +88,16 @@ export function loadCheckpoint(path: string): CheckpointData {
     ck.optimizer = { step, m, v, hyper };
   }
   return ck;
+}
+
+/** The tokenizer (JSON) of an llm.ts checkpoint, reading only the file's header. */
+export function loadCheckpointTokenizer(path: string): unknown {
+  if (!existsSync(path)) throw new LlmError(`checkpoint not found: ${path}`);
+  const meta = readSafetensorsMetadata(path);
+  if (meta.format !== CHECKPOINT_FORMAT) {
+    throw new LlmError(`${path} is not an llm.ts checkpoint (metadata format is ${meta.format ?? 'missing'})`);
+  }
+  return parseJson(path, 'tokenizer', meta.tokenizer);
 }
 
 function parseJson(path: string, key: string, text: string | undefined): unknown {

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hfToMetaRows, LLAMA2C_MAGIC, metaToHfRows, readLlama2c } from '../../src/formats/llama2c.js';
+import { hfToMetaRows, LLAMA2C_MAGIC, metaToHfRows, metaToHfRowsInPlace, readLlama2c } from '../../src/formats/llama2c.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { parameterSpecs } from '../../src/model/parameters.js';
 import { Transformer } from '../../src/model/transformer.js';
@@ -180,6 +180,20 @@ describe('llama2.c model files', () => {
     assert.deepEqual([...metaToHfRows(Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 2, 4, 1)], [0, 2, 1, 3, 4, 6, 5, 7]);
     const w = Float32Array.from({ length: 6 * 8 * 3 }, (_, i) => i);
     assert.deepEqual(hfToMetaRows(metaToHfRows(w, 6, 8, 3), 6, 8, 3), w);
+  });
+
+  it('the in-place permutation equals metaToHfRows, on float rows and on rows of bytes', () => {
+    for (const [heads, hs, cols] of [[2, 4, 1], [6, 8, 3], [3, 16, 5], [1, 2, 7]]) {
+      const w = Float32Array.from({ length: heads * hs * cols }, (_, i) => i * 0.5 - 3);
+      const want = metaToHfRows(w, heads, hs, cols);
+      const inPlace = w.slice();
+      assert.equal(metaToHfRowsInPlace(inPlace, heads, hs, cols), inPlace);
+      assert.deepEqual(inPlace, want);
+      const bytes = Uint8Array.from({ length: heads * hs * cols * 4 }, (_, i) => i % 251);
+      const wantBytes = new Uint8Array(new Float32Array(metaToHfRows(new Float32Array(bytes.slice().buffer), heads, hs, cols)).buffer);
+      assert.deepEqual(metaToHfRowsInPlace(bytes, heads, hs, cols * 4), wantBytes);
+    }
+    assert.throws(() => metaToHfRowsInPlace(new Float32Array(10), 2, 4, 1), LlmError);
   });
 
   for (const tied of [false, true]) {

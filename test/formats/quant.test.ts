@@ -4,6 +4,7 @@ import { f16BitsToF32, f32ToF16Bits } from '../../src/formats/half.js';
 import {
   decodeTensor, dequantizeQ4_0, dequantizeQ8_0, encodeTensor, GgmlType, ggmlRowBytes, ggmlTensorBytes, quantizeQ4_0, quantizeQ8_0,
 } from '../../src/formats/quant.js';
+import { dequantizeRows, quantizeWeight } from '../../src/model/quantized.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -112,5 +113,23 @@ describe('tensor encoding', () => {
     const q = decodeTensor(GgmlType.Q8_0, encodeTensor(GgmlType.Q8_0, randomBlocks(64, 3)), 64);
     assert.equal(q.length, 64);
     assert.throws(() => decodeTensor(GgmlType.Q8_0, new Uint8Array(10), 32), LlmError);
+  });
+});
+
+describe('quantized embedding rows', () => {
+  it('dequantizeRows gives exactly the rows of the fully dequantized table, and rejects bad ids', () => {
+    const rng = new Rng(5);
+    const rows = 7;
+    const cols = 64;
+    const table = Float32Array.from({ length: rows * cols }, () => rng.normal());
+    for (const type of ['q8_0', 'q4_0'] as const) {
+      const w = quantizeWeight(type, table, rows, cols);
+      const full = type === 'q8_0' ? dequantizeQ8_0(w.blocks, rows * cols) : dequantizeQ4_0(w.blocks, rows * cols);
+      const ids = Int32Array.from([6, 0, 3, 3]);
+      const out = dequantizeRows(w, ids, new Float32Array(ids.length * cols));
+      ids.forEach((id, i) => assert.deepEqual(out.subarray(i * cols, (i + 1) * cols), full.subarray(id * cols, (id + 1) * cols)));
+      assert.throws(() => dequantizeRows(w, Int32Array.from([7]), new Float32Array(cols)), (e: unknown) => e instanceof LlmError && /token id 7 .* outside the vocabulary \[0, 7\)/.test(e.message));
+      assert.throws(() => dequantizeRows(w, Int32Array.from([1, 2]), new Float32Array(cols)), LlmError);
+    }
   });
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileMappingAvailable } from '../../src/formats/file-source.js';
 import {
   loadSafetensors,
   parseSafetensors,
@@ -70,16 +71,46 @@ test('round trip of every dtype plus metadata through a file', () => {
   assert.deepEqual(parsed.tensors, tensors);
 });
 
-test('loaded arrays are fresh, own their buffer and start at offset 0', () => {
+test('parsed arrays are fresh copies at offset 0; loaded arrays are views of the mapping (or own reads) and writes never reach the file', () => {
   const src = new Float32Array([1, 2, 3]);
   const p = join(dir, 'own.safetensors');
   saveSafetensors(p, { a: { dtype: 'U8', shape: [1], data: new Uint8Array([7]) }, w: { dtype: 'F32', shape: [3], data: src } });
-  for (const t of [loadSafetensors(p).tensors.get('w')!, parseSafetensors(readFileSync(p), p).tensors.get('w')!]) {
-    assert.equal(t.data.byteOffset, 0);
-    assert.equal(t.data.buffer.byteLength, 12);
-    (t.data as Float32Array)[0] = 42;
-    assert.equal(src[0], 1);
+  const before = readFileSync(p);
+  const parsed = parseSafetensors(before, p).tensors.get('w')!;
+  assert.equal(parsed.data.byteOffset, 0);
+  assert.equal(parsed.data.buffer.byteLength, 12);
+  (parsed.data as Float32Array)[0] = 42;
+  assert.equal(src[0], 1);
+
+  const loaded = loadSafetensors(p);
+  const w = loaded.tensors.get('w')!.data as Float32Array;
+  assert.equal(loaded.source, fileMappingAvailable() ? 'mmap' : 'read');
+  if (loaded.source === 'mmap') {
+    assert.equal(w.buffer.byteLength, before.byteLength, 'a view into the whole mapped file');
+    assert.ok(w.byteOffset > 8);
+  } else {
+    assert.equal(w.byteOffset, 0);
+    assert.equal(w.buffer.byteLength, 12);
   }
+  w[0] = 42;
+  assert.deepEqual(readFileSync(p), before, 'the file is unchanged');
+  assert.equal((loadSafetensors(p).tensors.get('w')!.data as Float32Array)[0], 1);
+});
+
+test('unaligned and F16 tensors are copied; aligned F32 ones are views', () => {
+  // a hand-made file whose F32 tensor starts at an odd offset of the data buffer
+  const data = new Uint8Array(1 + 8 + 4);
+  new DataView(data.buffer).setFloat32(1, 1.5, true);
+  new DataView(data.buffer).setFloat32(5, -2, true);
+  new DataView(data.buffer).setUint16(9, 0x3c00, true); // F16 1.0
+  let header = '{"odd":{"dtype":"F32","shape":[2],"data_offsets":[1,9]},"h":{"dtype":"F16","shape":[1],"data_offsets":[9,11]}}';
+  header += ' '.repeat((4 - ((8 + header.length) % 4)) % 4); // data buffer 4-aligned in the file, so 'odd' is at 1 mod 4
+  const p = join(dir, 'unaligned.safetensors');
+  writeFileSync(p, rawFile(header, data));
+  const t = loadSafetensors(p).tensors;
+  assert.deepEqual(t.get('odd')!.data, new Float32Array([1.5, -2]));
+  assert.equal(t.get('odd')!.data.byteOffset, 0, 'an unaligned tensor gets its own buffer');
+  assert.deepEqual(t.get('h')!.data, new Float32Array([1]));
 });
 
 test('Uint16Array data for F16/BF16 is written as raw bits', () => {

@@ -106,7 +106,8 @@ describe('quantized inference (GGUF Q8_0 / Q4_0 kept as blocks)', () => {
     const toks = Int32Array.from(d.val.subarray(0, SEQ));
     const f32 = allLogits(roundTrip(dir, m, 'f32'), toks);
     const q8 = roundTrip(dir, m, 'q8_0');
-    assert.equal(q8.quantized.size, 7 * LLAMA.nLayer + 1); // q k v o gate up down per layer + lm_head
+    assert.equal(q8.quantized.size, 7 * LLAMA.nLayer + 2); // q k v o gate up down per layer + lm_head + token embedding
+    assert.ok(q8.quantized.has('model.embed_tokens.weight') && !q8.params.has('model.embed_tokens.weight'));
     for (const [quant, minAgree] of [['q8_0', 0.99], ['q4_0', 0.95]] as const) {
       const model = quant === 'q8_0' ? q8 : roundTrip(dir, m, quant);
       const c = compare(f32, allLogits(model, toks), cfg.vocabSize);
@@ -120,7 +121,7 @@ describe('quantized inference (GGUF Q8_0 / Q4_0 kept as blocks)', () => {
     const toks = tokens(GPT2, 60);
     const f32 = allLogits(roundTrip(dir, m, 'f32'), toks);
     const q8 = roundTrip(dir, m, 'q8_0');
-    assert.equal(q8.quantized.size, 4 * GPT2.nLayer);
+    assert.equal(q8.quantized.size, 4 * GPT2.nLayer + 1); // + the token embedding, also the tied head
     const c = compare(f32, allLogits(q8, toks), GPT2.vocabSize);
     t.diagnostic(`gpt2 q8_0: top-1 agreement ${(100 * c.agree).toFixed(1)}%, logit error mean ${c.meanErr.toExponential(2)} max ${c.maxErr.toExponential(2)}`);
     assert.ok(c.agree >= 0.95);
