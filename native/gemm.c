@@ -484,9 +484,11 @@ static void gemv_task(void *vctx, int task, int thread) {
 static void gemv(const problem *p) {
   int outputs = p->M == 1 ? p->N : p->M;
   int threads = pool_size();
-  /* enough work per task to amortise a pool round trip */
+  /* enough work per task to amortise a pool round trip; one contiguous share per thread (as an
+   * OpenMP static schedule): each thread streams one run of rows, which the hardware prefetchers
+   * follow better than several interleaved chunks (decode of the 110M shape: ~5% faster) */
   long work = (long)outputs * p->K;
-  int tasks = work < 65536 ? 1 : threads * 4;
+  int tasks = work < 65536 ? 1 : threads;
   int chunk = (outputs + tasks - 1) / tasks;
   if (p->M == 1 && p->bcs == 1) chunk = ((chunk + 15) / 16) * 16;
   if (chunk < 1) chunk = 1;
