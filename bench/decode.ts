@@ -339,7 +339,7 @@ async function main(): Promise<void> {
     if (!values.keep) rmSync(dir, { recursive: true, force: true });
   }
 
-  const ratio = (a: number | undefined, b: number | undefined): string => (a && b && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '—');
+  const ratio = (a: number | undefined, b: number | undefined): string => (a && b && b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '—');
   const ms = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(1));
   console.log(
     `\n| shape | quant | threads | ours TTFT ms | llama.cpp TTFT ms | ours prefill tok/s | llama.cpp prefill tok/s | ours decode tok/s | llama.cpp decode tok/s | decode ratio | llama2.c decode tok/s | ratio to llama2.c |`,
