@@ -103,10 +103,14 @@ function topCandidates(x: Float32Array, k: number, temperature: number): { ids: 
  * nucleus (all such tokens together hold less than 1 - topP), and one with p < minP x p_max never
  * passes min-p; the rest are few.
  */
+/** x / T for nucleusCandidates, reused across tokens (one vocabulary row, grown on demand) */
+let scratch = new Float32Array(0);
+
 function nucleusCandidates(x: Float32Array, temperature: number, topP: number, minP: number): { ids: Int32Array; total: number } {
   const V = x.length;
   const be = backend();
-  const scaled = new Float32Array(V);
+  if (scratch.length < V) scratch = new Float32Array(V);
+  const scaled = scratch.subarray(0, V);
   for (let i = 0; i < V; i++) scaled[i] = x[i] / temperature;
   const top = be.argmax(x, V);
   const logTotal = be.logSumExp(scaled, V) - scaled[top]; // log of sum(exp((x - max) / T))

@@ -20,30 +20,18 @@ import { bpeTokenizerFromTrained, trainBpe } from '../../src/tokenizer/bpe-train
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { bpeFromGguf } from '../../src/tokenizer/gguf-bpe.js';
 import { readGgufSentencePiece, sentencePieceFromGguf } from '../../src/tokenizer/gguf-sentencepiece.js';
-import { PieceType, SentencePieceTokenizer } from '../../src/tokenizer/sentencepiece.js';
+import type { SentencePieceTokenizer } from '../../src/tokenizer/sentencepiece.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
 import { sharedDataPath } from '../helpers/shared-data.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { tinySentencePiece as tinySp } from '../helpers/tiny-sentencepiece.js';
 
 const dir = tmpDir('gguf-model');
 
-function tinySentencePiece(): SentencePieceTokenizer {
-  const pieces = ['<unk>', '<s>', '</s>'];
-  const types: number[] = [PieceType.UNKNOWN, PieceType.CONTROL, PieceType.CONTROL];
-  for (let b = 0; b < 256; b++) {
-    pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-    types.push(PieceType.BYTE);
-  }
-  for (const p of ['▁', 'a', 'b', 'c', '▁a', 'ab', '▁ab', 'ca']) {
-    pieces.push(p);
-    types.push(PieceType.NORMAL);
-  }
-  const scores = pieces.map((p, i) => (i < 259 ? 0 : -i + p.length * 10));
-  return new SentencePieceTokenizer({ pieces, scores, types, byteFallback: true, bosId: 1, eosId: 2 });
-}
+const tinySentencePiece = (): SentencePieceTokenizer => tinySp(['▁', 'a', 'b', 'c', '▁a', 'ab', '▁ab', 'ca'], (p, i) => -i + p.length * 10);
 
 function tinyBpe(): Tokenizer {
   const text = 'the cat sat on the mat. the dog ate the hat; cats and dogs! ' .repeat(20);

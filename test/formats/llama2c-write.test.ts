@@ -17,13 +17,14 @@ import { Transformer } from '../../src/model/transformer.js';
 import { Tensor } from '../../src/tensor/index.js';
 import { llama2cTokenizerBytes, parseLlama2cTokenizer, writeLlama2cTokenizer } from '../../src/tokenizer/llama2c-tokenizer.js';
 import { readSentencePieceModel } from '../../src/tokenizer/sentencepiece-model.js';
-import { PieceType, SentencePieceTokenizer } from '../../src/tokenizer/sentencepiece.js';
+import type { SentencePieceTokenizer } from '../../src/tokenizer/sentencepiece.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
 import { runCli, assertOneLineError } from '../helpers/cli.js';
 import { sharedDataPath } from '../helpers/shared-data.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { tinySentencePiece as tinySp } from '../helpers/tiny-sentencepiece.js';
 
 function llama(o: Partial<ModelConfig> = {}): ModelConfig {
   return {
@@ -47,21 +48,7 @@ function expectLlmError(fn: () => unknown, pattern: RegExp): void {
   });
 }
 
-/** A Llama-style SentencePiece vocabulary: <unk> <s> </s>, 256 byte pieces, a few merges. */
-function tinySentencePiece(): SentencePieceTokenizer {
-  const pieces = ['<unk>', '<s>', '</s>'];
-  const types: number[] = [PieceType.UNKNOWN, PieceType.CONTROL, PieceType.CONTROL];
-  for (let b = 0; b < 256; b++) {
-    pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-    types.push(PieceType.BYTE);
-  }
-  for (const p of ['▁', 'a', 'b', 'é', '▁a', 'ab', '▁ab', '▁▁é']) {
-    pieces.push(p);
-    types.push(PieceType.NORMAL);
-  }
-  const scores = pieces.map((_, i) => (i < 259 ? 0 : -0.25 * i));
-  return new SentencePieceTokenizer({ pieces, scores, types, byteFallback: true, bosId: 1, eosId: 2 });
-}
+const tinySentencePiece = (): SentencePieceTokenizer => tinySp(['▁', 'a', 'b', 'é', '▁a', 'ab', '▁ab', '▁▁é'], (_, i) => -0.25 * i);
 
 describe('llama2.c writer', () => {
   const dir = tmpDir('llama2c-write');
