@@ -97,15 +97,15 @@ function topCandidates(x: Float32Array, k: number, temperature: number): { ids: 
   return { ids, total };
 }
 
+/** x / T for nucleusCandidates, reused across tokens (one vocabulary row, grown on demand) */
+let scratch = new Float32Array(0);
+
 /**
  * No top-k: every token is a candidate, normalised over the whole vocabulary, but only those that
  * can survive top-p / min-p are sorted. A token with p < (1 - topP) / (V - 1) is never in the
  * nucleus (all such tokens together hold less than 1 - topP), and one with p < minP x p_max never
  * passes min-p; the rest are few.
  */
-/** x / T for nucleusCandidates, reused across tokens (one vocabulary row, grown on demand) */
-let scratch = new Float32Array(0);
-
 function nucleusCandidates(x: Float32Array, temperature: number, topP: number, minP: number): { ids: Int32Array; total: number } {
   const V = x.length;
   const be = backend();
