@@ -27,6 +27,8 @@ import { tmpDir } from '../helpers/tmp.js';
 
 const GREEDY_TOKENS = 40;
 const PROMPTS = ['ROMEO:\n', 'First Citizen:\nWe are', 'the king '];
+/** without ../shared the model trains on a synthetic text of a few lowercase words */
+const SYNTHETIC_PROMPTS = ['the king ', 'and queen of rome', 'speak now;\n'];
 
 function greedy(m: Transformer, prompt: number[]): number[] {
   return [...generateCached(m, prompt, { maxTokens: GREEDY_TOKENS, temperature: 0, topK: 0, seed: 1 })].map((t) => t.id);
@@ -38,7 +40,8 @@ function allLogits(m: Transformer, toks: number[]): Float32Array {
 
 describe('export -> re-import agreement (safetensors, GGUF F32, llama2.c v0/v1)', () => {
   it('a trained Llama (GQA) gives identical greedy tokens and logits within 1e-4 from every format', async (t) => {
-    const d = tinyData(trainingText(60_000));
+    const text = trainingText(60_000);
+    const d = tinyData(text);
     const cfg: ModelConfig = {
       family: 'llama', vocabSize: d.tokenizer.vocabSize, blockSize: 128, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 64, hiddenDim: 160,
       bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
@@ -65,7 +68,8 @@ describe('export -> re-import agreement (safetensors, GGUF F32, llama2.c v0/v1)'
       exports.push(['llama2c', f]);
     }
 
-    const prompts = PROMPTS.map((p) => d.tokenizer.encode(p));
+    const texts = PROMPTS.every((p) => [...p].every((c) => text.includes(c))) ? PROMPTS : SYNTHETIC_PROMPTS;
+    const prompts = texts.map((p) => d.tokenizer.encode(p));
     const want = prompts.map((p) => greedy(original, p));
     for (const w of want) assert.equal(w.length, GREEDY_TOKENS);
     t.diagnostic(`original greedy: ${JSON.stringify(d.tokenizer.decode(want[0]))}`);
@@ -80,7 +84,7 @@ describe('export -> re-import agreement (safetensors, GGUF F32, llama2.c v0/v1)'
       assert.deepEqual(loaded.config, cfg, `${path}: config`);
       const m = new Transformer(loaded.config, loaded.params);
       m.eval();
-      for (let i = 0; i < prompts.length; i++) assert.deepEqual(greedy(m, prompts[i]), want[i], `${path}: greedy tokens for prompt ${JSON.stringify(PROMPTS[i])}`);
+      for (let i = 0; i < prompts.length; i++) assert.deepEqual(greedy(m, prompts[i]), want[i], `${path}: greedy tokens for prompt ${JSON.stringify(texts[i])}`);
       const got = allLogits(m, probe);
       let maxDiff = 0;
       for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i] - wantLogits[i]));
