@@ -10,6 +10,7 @@
 
 #include "kernel_util.h"
 #include "vec_math.h"
+#include "decode_kernels.h"
 
 /* ---- sigmoid (on the exp of vec_math.h) -------------------------------------------------------
  * sigmoid(z) and 1 - sigmoid(z), both without cancellation: a = exp(-|z|) <= 1, d = 1/(1+a);
@@ -241,6 +242,12 @@ TARGET_AVX2 static void act_avx2(const act_ctx *k, int64_t lo, int64_t hi) {
 #endif
 
 SIMD_RANGE(act_range, act, act_ctx)
+
+/* Elements [lo, hi) on the calling thread (decode.c): GELU of x, or silu(x) * up when up != NULL. */
+void act_forward_range(const float *x, const float *up, float *out, int64_t lo, int64_t hi) {
+  act_ctx k = {x, up, NULL, out, NULL, up ? SWIGLU_F : GELU_F};
+  act_range(&k, lo, hi);
+}
 
 /* ---- N-API wrappers ------------------------------------------------------------------------ */
 

@@ -24,11 +24,12 @@ extern const export_t attention_cached_exports[];
 extern const export_t quant_matmul_exports[];
 extern const export_t sampling_exports[];
 extern const export_t mmap_exports[];
+extern const export_t decode_exports[];
 
 static const export_t *const all_exports[] = {
     gemm_exports,    elementwise_exports, activation_exports, norm_exports,          softmax_exports,
     attention_exports, rope_exports,      embedding_exports,  cross_entropy_exports, adamw_exports, peak_exports, copy_exports,
-    attention_cached_exports, quant_matmul_exports, sampling_exports, mmap_exports,
+    attention_cached_exports, quant_matmul_exports, sampling_exports, mmap_exports, decode_exports,
 };
 
 static int thread_count(void) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernel_util.h"
+#include "decode_kernels.h"
 
 #define KBLK 64
 #define QROWS 16
@@ -162,6 +163,35 @@ static void cattn_task(void *p, int task, int thread) {
   }
 }
 
+/* The whole attention (threads as the work warrants); also the decode step's (decode.c). */
+void attention_cached_forward(const float *q, const float *k, const float *v, float *out, int64_t Tq, int64_t pos,
+                              int64_t nHead, int64_t nKv, int64_t hs, float scale) {
+  cattn_ctx c;
+  memset(&c, 0, sizeof c);
+  c.q = q;
+  c.k = k;
+  c.v = v;
+  c.out = out;
+  c.Tq = Tq;
+  c.pos = pos;
+  c.nHead = nHead;
+  c.nKv = nKv;
+  c.hs = hs;
+  c.group = nHead / nKv;
+  c.qRow = nHead * hs;
+  c.kvRow = nKv * hs;
+  c.scale = scale;
+  c.qBlocks = (Tq + QROWS - 1) / QROWS;
+  int64_t tasks = c.qBlocks * nHead;
+  /* multiply-adds: each row reads (pos + i + 1) keys and values of hs floats */
+  double work = (double)nHead * (double)Tq * (double)(pos + (Tq + 1) / 2) * (double)hs * 2.0;
+  if (pool_size() <= 1 || tasks < 2 || work < (double)PAR_MIN_WORK || tasks > INT32_MAX) {
+    for (int64_t t = 0; t < tasks; t++) cattn_task(&c, (int)t, 0);
+  } else {
+    pool_run(cattn_task, &c, (int)tasks);
+  }
+}
+
 /* attentionCached(q, kCache, vCache, out, Tq, pos, nHead, nKvHead, headDim, scale) */
 static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   const char *fn = "attentionCached";
@@ -186,24 +216,7 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   c.out = arg_f32(&a, 3, (size_t)qLen, 0);
   if (a.failed) return NULL;
   if (Tq == 0 || hs == 0) return make_undefined(env);
-  c.Tq = Tq;
-  c.pos = pos;
-  c.nHead = nHead;
-  c.nKv = nKv;
-  c.hs = hs;
-  c.group = nHead / nKv;
-  c.qRow = qRow;
-  c.kvRow = kvRow;
-  c.scale = (float)scale;
-  c.qBlocks = (Tq + QROWS - 1) / QROWS;
-  int64_t tasks = c.qBlocks * nHead;
-  /* multiply-adds: each row reads (pos + i + 1) keys and values of hs floats */
-  double work = (double)nHead * (double)Tq * (double)(pos + (Tq + 1) / 2) * (double)hs * 2.0;
-  if (pool_size() <= 1 || tasks < 2 || work < (double)PAR_MIN_WORK || tasks > INT32_MAX) {
-    for (int64_t t = 0; t < tasks; t++) cattn_task(&c, (int)t, 0);
-  } else {
-    pool_run(cattn_task, &c, (int)tasks);
-  }
+  attention_cached_forward(c.q, c.k, c.v, c.out, Tq, pos, nHead, nKv, hs, (float)scale);
   return make_undefined(env);
 }
 

@@ -16,6 +16,7 @@
 #include "cpu.h"
 #include "napi_args.h"
 #include "threadpool.h"
+#include "dot_f32.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -312,103 +313,6 @@ static void gemm_blocked(const problem *p) {
 
 /* ------------------------------------------------------------------ matrix-vector paths */
 
-/* dot product of n floats with strides 1 */
-static float dot_portable(const float *x, const float *y, int n) {
-  float s[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; l++) s[l] += x[i + l] * y[i + l];
-  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; i++) t += x[i] * y[i];
-  return t;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static float dot_avx512(const float *x, const float *y, int n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 64 <= n; i += 64) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
-    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
-    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
-  }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
-  if (i < n) {
-    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s1);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *x, const float *y, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-  __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-  float t = _mm_cvtss_f32(h);
-  for (; i < n; i++) t += x[i] * y[i];
-  return t;
-}
-#endif
-
-static float dot(const float *x, const float *y, int n) {
-#if defined(__x86_64__)
-  simd_level level = cpu_simd();
-  if (level == SIMD_AVX512) return dot_avx512(x, y, n);
-  if (level == SIMD_AVX2) return dot_avx2(x, y, n);
-#endif
-  return dot_portable(x, y, n);
-}
-
-#if defined(__x86_64__)
-/* out[r] = rows[r]·x for 4 rows at once: x is loaded once per step and the 4 row streams
- * keep more memory requests in flight (matrix-vector products are bandwidth-bound). */
-__attribute__((target("avx512f"))) static void dot4_avx512(const float *r0, long ld, const float *x, int n, float *out) {
-  const float *r1 = r0 + ld, *r2 = r1 + ld, *r3 = r2 + ld;
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m512 xv = _mm512_loadu_ps(x + i);
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + i), xv, s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + i), xv, s1);
-    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + i), xv, s2);
-    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + i), xv, s3);
-  }
-  if (i < n) {
-    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-    __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r0 + i), xv, s0);
-    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r1 + i), xv, s1);
-    s2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r2 + i), xv, s2);
-    s3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r3 + i), xv, s3);
-  }
-  out[0] = _mm512_reduce_add_ps(s0);
-  out[1] = _mm512_reduce_add_ps(s1);
-  out[2] = _mm512_reduce_add_ps(s2);
-  out[3] = _mm512_reduce_add_ps(s3);
-}
-#endif
-
-/* out[r] = (rows + r*ld)·x for r < count */
-static void dot_rows(const float *rows, long ld, const float *x, int n, int count, float *out) {
-  int r = 0;
-#if defined(__x86_64__)
-  if (cpu_simd() == SIMD_AVX512)
-    for (; r + 4 <= count; r += 4) dot4_avx512(rows + (long)r * ld, ld, x, n, out + r);
-#endif
-  for (; r < count; r++) out[r] = dot(rows + (long)r * ld, x, n);
-}
-
 /* y[0..n) = alpha * sum_k x[k] * rows[k][0..n) + beta * y, rows strided by ld */
 static void axpy_rows(float *y, const float *x, long xs, const float *rows, long ld, int K, int n, float alpha, float beta) {
   float acc[256];
@@ -442,7 +346,7 @@ static void gemv_task(void *vctx, int task, int thread) {
       float part[64];
       for (int j0 = lo; j0 < hi; j0 += 64) {
         int w = hi - j0 < 64 ? hi - j0 : 64;
-        dot_rows(p->B + (long)j0 * p->bcs, p->bcs, p->A, p->K, w, part);
+        f32_dot_rows(p->B + (long)j0 * p->bcs, p->bcs, p->A, p->K, w, part);
         for (int j = 0; j < w; j++) {
           float v = p->alpha * part[j];
           p->C[j0 + j] = p->beta == 0.0f ? v : v + p->beta * p->C[j0 + j];
@@ -463,7 +367,7 @@ static void gemv_task(void *vctx, int task, int thread) {
       float part[64];
       for (int i0 = lo; i0 < hi; i0 += 64) {
         int w = hi - i0 < 64 ? hi - i0 : 64;
-        dot_rows(p->A + (long)i0 * p->ars, p->ars, p->B, p->K, w, part);
+        f32_dot_rows(p->A + (long)i0 * p->ars, p->ars, p->B, p->K, w, part);
         for (int i = 0; i < w; i++) {
           float v = p->alpha * part[i];
           float *c = p->C + (long)(i0 + i) * p->ldc;

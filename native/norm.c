@@ -10,6 +10,7 @@
 
 #include "kernel_util.h"
 #include "vec_math.h"
+#include "decode_kernels.h"
 
 /* ---- context ----------------------------------------------------------------------------------
  * LayerNorm and RMSNorm share every loop: RMSNorm is LayerNorm with the mean fixed at 0 and no bias
@@ -391,6 +392,24 @@ SIMD_RANGE(norm_bwd_cols_range, norm_bwd_cols, norm_ctx)
 static void norm_backward(norm_ctx *k) {
   if (k->dx) parallel_for(norm_bwd_rows_range, k, k->rows, k->dim, 1);
   if (k->dw || k->db) parallel_for(norm_bwd_cols_range, k, k->dim, k->rows, 16);
+}
+
+/* One call on the calling thread (decode.c): LayerNorm (rms = 0) or RMSNorm of `rows` rows. */
+void norm_forward_rows(const float *x, const float *w, const float *b, float *out, float *mean, float *rstd,
+                       int64_t rows, int64_t dim, double eps, int rms) {
+  norm_ctx k;
+  memset(&k, 0, sizeof k);
+  k.x = x;
+  k.w = w;
+  k.b = b;
+  k.out = out;
+  k.mean_out = mean;
+  k.rstd_out = rstd;
+  k.rows = rows;
+  k.dim = dim;
+  k.eps = eps;
+  k.rms = rms;
+  norm_fwd_range(&k, 0, rows);
 }
 
 /* ---- N-API wrappers ------------------------------------------------------------------------ */

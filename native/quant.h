@@ -33,6 +33,12 @@ typedef struct {
   int64_t M, K, nb;
 } quant_rows;
 
+/* For one activation row (decode.c): quantize x (K floats, K % 32 == 0) to q, d and sum, and the
+ * per-row dot kernel of a weight type (the one matmulQuantized uses on this CPU). */
+typedef float (*quant_dot_fn)(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb);
+void quant_quantize_row(const float *x, int64_t K, int8_t *q, float *d, int32_t *sum);
+quant_dot_fn quant_row_dot(int type);
+
 /* 1 when this CPU runs the panel GEMM (AVX-512 VNNI and not disabled by LLMTS_NO_VNNI=1) */
 int quant_panel_available(void);
 

@@ -149,7 +149,7 @@ static void quantize_rows(const void *p, int64_t lo, int64_t hi) {
 /* ------------------------------------------------------------------ dot kernels
  * dot of one quantized x row (nb blocks) with one weight row */
 
-typedef float (*qdot_fn)(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb);
+typedef quant_dot_fn qdot_fn;
 
 static float dot_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
   float acc = 0.0f;
@@ -325,6 +325,22 @@ static qdot_fn pick_dot(int type) {
 #endif
   (void)p;
   return type == TYPE_Q8_0 ? dot_q8_portable : dot_q4_portable;
+}
+
+void quant_quantize_row(const float *x, int64_t K, int8_t *q, float *d, int32_t *sum) {
+  quant_init_f16();
+#ifdef LLMTS_X86
+  if (cpu_simd() == SIMD_AVX512) {
+    quantize_row_avx512(x, K / QK, q, d, sum);
+    return;
+  }
+#endif
+  quantize_row_portable(x, K / QK, q, d, sum);
+}
+
+quant_dot_fn quant_row_dot(int type) {
+  quant_init_f16();
+  return pick_dot(type);
 }
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernel_util.h"
+#include "decode_kernels.h"
 
 /* ---- kernel --------------------------------------------------------------------------------
  * For every row (b, t), head h and i < half: with c = cos[p, i], s = +-sin[p, i], p = posOffset + t,
@@ -82,6 +83,12 @@ TARGET_AVX2 static void rope_rows_avx2(const rope_ctx *k, int64_t r0, int64_t r1
 #endif
 
 SIMD_RANGE(rope_range, rope_rows, rope_ctx)
+
+/* One row at position pos on the calling thread (decode.c). */
+void rope_forward_row(const float *x, float *out, const float *cos, const float *sin, int64_t nHeads, int64_t headDim, int64_t pos) {
+  rope_ctx k = {x, cos, sin, out, 1, nHeads, headDim, pos, 1.0f};
+  rope_range(&k, 0, 1);
+}
 
 /* rope(x, out, cos, sin, B, T, nHeads, headDim, posOffset, inverse) */
 static napi_value js_rope(napi_env env, napi_callback_info info) {

@@ -9,6 +9,8 @@
  * - Kernels never allocate buffers that outlive the call; the caller owns all memory.
  */
 
+import type { DecodeProgram, DecodeRunner } from './decode-program.js';
+
 /** C[b] = alpha * op(A[b]) · op(B[b]) + beta * C[b]   for b in [0, batch). */
 export interface GemmArgs {
   /** rows of op(A) and of C */
@@ -215,6 +217,13 @@ export interface Backend {
    * cumulative probability exceeds u (0 <= u < 1).
    */
   sampleSoftmax(x: Float32Array, n: number, invTemperature: number, u: number): number;
+
+  // ---- fused decode step ---------------------------------------------------------------
+  /**
+   * Compile a decode program (one token through a whole model, see decode-program.ts): checks
+   * every op against its buffers once; run(token, pos) then executes all of it in one call.
+   */
+  compileDecode(program: DecodeProgram): DecodeRunner;
 
   // ---- optimizer -----------------------------------------------------------------------
   /**

@@ -100,6 +100,12 @@ function makeBackend(addon: Addon): Backend {
     embeddingForward: pick('embeddingForward'), embeddingBackward: pick('embeddingBackward'),
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
     argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
+    compileDecode: pick('compileDecode', (fn) => (p) => {
+      const handle = fn(p.buffers, p.code, p.consts);
+      const run = addon.decodeRun as (h: unknown, token: number, pos: number) => void;
+      const bind = addon.decodeBind as (h: unknown, index: number, b: unknown) => void;
+      return { run: (token, pos) => run(handle, token, pos), bind: (index, b) => bind(handle, index, b) };
+    }),
     adamw: pick('adamw'),
   };
 }

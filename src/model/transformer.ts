@@ -15,7 +15,10 @@ import {
   Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, isGradEnabled, layerNorm, linear,
   noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
-import { backend } from '../backend/index.js';
+import { backend, type Backend } from '../backend/index.js';
+import {
+  DecodeProgramBuilder, Epilogue, WeightType, weightTypeOf, type DecodeRunner, type DecodeWeight,
+} from '../backend/decode-program.js';
 import type { KvCache } from '../generate/kv-cache.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
@@ -59,6 +62,9 @@ class Norm {
     const eps = this.ctx.cfg.normEps;
     return this.ctx.cfg.family === 'gpt2' ? layerNorm(x, this.weight, this.bias, eps) : rmsNorm(x, this.weight, eps);
   }
+  emitDecode(b: DecodeProgramBuilder, x: Float32Array, out: Float32Array): void {
+    b.norm(this.ctx.cfg.family !== 'gpt2', x, this.weight.data, this.bias?.data ?? null, out, this.weight.size, this.ctx.cfg.normEps);
+  }
 }
 
 /**
@@ -77,6 +83,16 @@ class Linear {
   forward(x: Tensor): Tensor {
     if (!this.quantized) return linear(x, this.weight!, this.bias, this.layout);
     return quantizedLinear(x, this.quantized, this.bias);
+  }
+  /** The weight as a decode-program operand. */
+  decodeWeight(): DecodeWeight {
+    const bias = this.bias?.data ?? null;
+    const q = this.quantized;
+    if (q) return { data: q.blocks, type: weightTypeOf(q.type), N: q.rows, K: q.cols, bias };
+    const [r, c] = this.weight!.shape;
+    return this.layout === 'out_in'
+      ? { data: this.weight!.data, type: WeightType.F32, N: r, K: c, bias }
+      : { data: this.weight!.data, type: WeightType.F32_IN_OUT, N: c, K: r, bias };
   }
 }
 
@@ -165,6 +181,28 @@ export class CausalSelfAttention {
     }
     return this.proj.forward(y);
   }
+
+  /** Decode-program ops of forwardCached for one token: xn (normed input) -> x += attention. */
+  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch, slots: { k: number; v: number }): void {
+    const { cfg } = this.ctx;
+    const hs = headDim(cfg);
+    const kvDim = cfg.nKvHead * hs;
+    let q = s.q, k = s.k, v = s.v;
+    if (this.qkv) {
+      b.matvec(s.xn, [{ w: this.qkv.decodeWeight(), out: s.qkv }]);
+      [q, k, v] = [s.qkv.subarray(0, cfg.nEmbd), s.qkv.subarray(cfg.nEmbd, cfg.nEmbd + kvDim), s.qkv.subarray(cfg.nEmbd + kvDim)];
+    } else {
+      b.matvec(s.xn, [{ w: this.q!.decodeWeight(), out: q }, { w: this.k!.decodeWeight(), out: k }, { w: this.v!.decodeWeight(), out: v }]);
+    }
+    if (this.ctx.rope) {
+      b.rope(q, cfg.nHead, hs, this.ctx.rope.cos, this.ctx.rope.sin);
+      b.rope(k, cfg.nKvHead, hs, this.ctx.rope.cos, this.ctx.rope.sin);
+    }
+    b.kvStore(k, slots.k, kvDim);
+    b.kvStore(v, slots.v, kvDim);
+    b.attention(q, slots.k, slots.v, s.att, cfg.nHead, cfg.nKvHead, hs, 1 / Math.sqrt(hs));
+    b.matvec(s.att, [{ w: this.proj.decodeWeight(), out: s.x, accumulate: true }]);
+  }
 }
 
 export class MLP {
@@ -187,6 +225,13 @@ export class MLP {
   forward(x: Tensor): Tensor {
     const h = this.fc ? gelu(this.fc.forward(x)) : swiglu(this.gate!.forward(x), this.up!.forward(x)); // (B, T, hidden)
     return dropout(this.down.forward(h), this.ctx.cfg.dropout, this.ctx.rng, this.ctx.training);
+  }
+
+  /** Decode-program ops of forward for one token: xn (normed input) -> x += mlp. */
+  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch): void {
+    if (this.fc) b.matvec(s.xn, [{ w: this.fc.decodeWeight(), out: s.h1 }], Epilogue.GELU);
+    else b.matvec(s.xn, [{ w: this.gate!.decodeWeight(), out: s.h1 }, { w: this.up!.decodeWeight(), out: s.h2 }], Epilogue.SWIGLU);
+    b.matvec(s.h1, [{ w: this.down.decodeWeight(), out: s.x, accumulate: true }]);
   }
 }
 
@@ -214,6 +259,43 @@ export class Block {
     x = add(x, this.attn.forwardCached(this.norm1.forward(x), cache, layer));
     return add(x, this.mlp.forward(this.norm2.forward(x)));
   }
+
+  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch, slots: { k: number; v: number }): void {
+    this.norm1.emitDecode(b, s.x, s.xn);
+    this.attn.emitDecode(b, s, slots);
+    this.norm2.emitDecode(b, s.x, s.xn);
+    this.mlp.emitDecode(b, s);
+  }
+}
+
+/** The activations of one decode step (a decode program's own buffers). */
+interface DecodeScratch {
+  /** the residual stream (C) */
+  x: Float32Array;
+  /** normed x (C) */
+  xn: Float32Array;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  /** GPT-2's fused q|k|v (C + 2 kv) */
+  qkv: Float32Array;
+  /** attention output (C) */
+  att: Float32Array;
+  /** MLP hidden (hidden), SwiGLU's second product */
+  h1: Float32Array;
+  h2: Float32Array;
+  logits: Float32Array;
+}
+
+/** A compiled decode program and the KV cache arrays its slots are bound to. */
+interface Decoder {
+  /** the backend it was compiled for (a program belongs to one) */
+  backend: Backend;
+  runner: DecodeRunner;
+  logits: Float32Array;
+  kSlots: number[];
+  vSlots: number[];
+  bound: (Float32Array | null)[];
 }
 
 export interface CachedForwardOptions {
@@ -245,6 +327,12 @@ export class Transformer {
   private readonly headQuantized: QuantizedWeight | null;
   /** quantized weights (inference only), by parameter name; these are absent from params */
   readonly quantized: QuantMap;
+  /**
+   * Decode single tokens with a compiled decode program (Backend.compileDecode: one call a token)
+   * instead of op by op; both give the same logits. Off only to compare the two.
+   */
+  useDecodeProgram = true;
+  private decoder: Decoder | null = null;
 
   /**
    * Build around existing parameters (checked against the config), or initialise fresh ones.
@@ -348,6 +436,7 @@ export class Transformer {
     }
     const n = (opts.allLogits ? T : 1) * cfg.vocabSize;
     if (opts.out && opts.out.length < n) throw new LlmError(`forwardCached: the logits buffer holds ${opts.out.length} floats, ${n} needed`);
+    if (T === 1 && this.useDecodeProgram) return this.decodeOne(tokens[0], cache, opts.out);
     const training = this.ctx.training;
     this.ctx.training = false;
     try {
@@ -371,6 +460,63 @@ export class Transformer {
     } finally {
       this.ctx.training = training;
     }
+  }
+
+  /** forwardCached of one token through the decode program (compiled on first use). */
+  private decodeOne(token: number, cache: KvCache, out?: Float32Array): Float32Array {
+    const V = this.config.vocabSize;
+    if (!Number.isInteger(token) || token < 0 || token >= V) {
+      throw new LlmError(`embedding: token id ${token} at position 0 is outside the vocabulary [0, ${V})`);
+    }
+    if (this.decoder?.backend !== backend()) this.decoder = this.compileDecoder();
+    const d = this.decoder;
+    const pos = cache.pos;
+    cache.reserve(pos + 1);
+    for (let l = 0; l < this.blocks.length; l++) {
+      if (d.bound[2 * l] !== cache.k[l]) d.runner.bind(d.kSlots[l], (d.bound[2 * l] = cache.k[l]));
+      if (d.bound[2 * l + 1] !== cache.v[l]) d.runner.bind(d.vSlots[l], (d.bound[2 * l + 1] = cache.v[l]));
+    }
+    d.runner.run(token, pos);
+    cache.advance(1);
+    const logits = out ?? new Float32Array(V);
+    logits.set(d.logits);
+    return logits;
+  }
+
+  /**
+   * The decode program of this model: the ops forwardCached runs for one token, emitted by the
+   * same classes, over buffers of its own (activations, logits) and one slot per layer for the
+   * KV cache's keys and values (bound to a cache's arrays before each run).
+   */
+  private compileDecoder(): Decoder {
+    const cfg = this.config;
+    const kvDim = cfg.nKvHead * headDim(cfg);
+    const f = (n: number) => new Float32Array(n);
+    const s: DecodeScratch = {
+      x: f(cfg.nEmbd), xn: f(cfg.nEmbd), q: f(cfg.nEmbd), k: f(kvDim), v: f(kvDim), qkv: f(cfg.nEmbd + 2 * kvDim),
+      att: f(cfg.nEmbd), h1: f(cfg.hiddenDim), h2: f(cfg.hiddenDim), logits: f(cfg.vocabSize),
+    };
+    const b = new DecodeProgramBuilder();
+    const emb = this.tokenEmbeddingQuantized;
+    if (emb) b.embed(emb.blocks, weightTypeOf(emb.type), emb.cols, s.x);
+    else b.embed(this.tokenEmbedding!.data, WeightType.F32, cfg.nEmbd, s.x);
+    if (this.positionEmbedding) b.addRow(this.positionEmbedding.data, cfg.nEmbd, s.x);
+    const kSlots: number[] = [];
+    const vSlots: number[] = [];
+    for (let l = 0; l < this.blocks.length; l++) {
+      const slots = { k: b.slot(f(0)), v: b.slot(f(0)) };
+      kSlots.push(slots.k);
+      vSlots.push(slots.v);
+      this.blocks[l].emitDecode(b, s, slots);
+    }
+    this.finalNorm.emitDecode(b, s.x, s.xn);
+    const head: DecodeWeight = this.headQuantized
+      ? { data: this.headQuantized.blocks, type: weightTypeOf(this.headQuantized.type), N: this.headQuantized.rows, K: this.headQuantized.cols, bias: null }
+      : { data: this.head!.data, type: WeightType.F32, N: cfg.vocabSize, K: cfg.nEmbd, bias: null };
+    b.matvec(s.xn, [{ w: head, out: s.logits }]);
+    const be = backend();
+    const runner = be.compileDecode(b.build());
+    return { backend: be, runner, logits: s.logits, kSlots, vSlots, bound: new Array<Float32Array | null>(2 * this.blocks.length).fill(null) };
   }
 }
 

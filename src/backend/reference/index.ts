@@ -18,6 +18,7 @@ import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
 import { adamw } from './adamw.js';
 import { matmulQuantized } from './quant-matmul.js';
 import { argmax, logSumExp, topK, sampleSoftmax } from './sampling.js';
+import { compileDecode } from './decode-program.js';
 
 export const referenceBackend: Backend = {
   name: 'reference',
@@ -32,5 +33,6 @@ export const referenceBackend: Backend = {
   embeddingForward, embeddingBackward,
   crossEntropyForward, crossEntropyBackward,
   argmax, logSumExp, topK, sampleSoftmax,
+  compileDecode,
   adamw,
 };

@@ -1,0 +1,617 @@
+/* The fused decode step: one token through a whole model in one call.
+ *
+ * Decoding one token is ~100 small kernels (12 layers x norm, q/k/v, rope, attention, o, norm,
+ * gate/up, down). Called one by one from JavaScript, each pays an N-API crossing, a pool round
+ * trip and a cold start of its memory streams; the step is bandwidth-bound, so those gaps are
+ * what separates us from a C runner such as llama2.c. Here the model is compiled once (by
+ * src/model/decode-program.ts, from the same classes that train it) into a list of ops over a
+ * table of buffers; decodeRun executes the list for (token, pos) in C. The ops:
+ *
+ *   EMBED      dst = table[token]                      (F32 rows, or Q8_0/Q4_0 rows dequantized)
+ *   ADD_ROW    dst += table[pos]                       (learned positions)
+ *   NORM       out = norm(x) * w (+ b)                 (RMSNorm or LayerNorm, norm.c's kernel)
+ *   MATVEC     up to 3 products sharing one input x:  out_i (+)= W_i x (+ b_i), W_i F32 (out, in)
+ *              or (in, out), or Q8_0/Q4_0 blocks (x quantized once, quant_matmul.c's dot
+ *              kernels); optional epilogue silu(out_0) * out_1 -> out_0 (SwiGLU) or gelu(out_0).
+ *              The rows of all products form one range split over the pool in contiguous
+ *              shares, so q|k|v or gate|up are one pool round trip.
+ *   ROPE       x = rotate(x, pos)                      (rope.c's kernel)
+ *   KV_STORE   slot[pos] = src                         (a KV cache row)
+ *   ATTENTION  out = attention(q, kslot, vslot, pos)   (attention_cached.c's kernel)
+ *
+ * Every kernel is the one the op-by-op path runs, so a program gives the same floats as
+ * Transformer.forwardCached on one token (the tests check equality). Compile validates every
+ * op against the sizes of its buffers; run checks only what depends on (token, pos): the token
+ * id, the rope table and the KV slots' capacity, all before anything is written. KV slots are
+ * rebound (decodeBind) when the cache grows. Buffers are held by references for the program's
+ * lifetime. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode_kernels.h"
+#include "dot_f32.h"
+#include "kernel_util.h"
+#include "quant.h"
+
+enum { OP_EMBED = 1, OP_ADD_ROW = 2, OP_NORM = 3, OP_MATVEC = 4, OP_ROPE = 5, OP_KV_STORE = 6, OP_ATTENTION = 7 };
+/* weight types of MATVEC and EMBED */
+enum { W_F32 = 0, W_F32_IN_OUT = 1, W_Q4_0 = TYPE_Q4_0, W_Q8_0 = TYPE_Q8_0 };
+enum { EPI_NONE = 0, EPI_SWIGLU = 1, EPI_GELU = 2 };
+
+#define MAX_MATS 3
+#define ROW_ALIGN 16
+
+typedef struct {
+  void *data;
+  size_t bytes;
+  napi_ref ref;
+} dbuf;
+
+typedef struct {
+  int w, type, out, N, bias, accumulate;
+} mat_arg;
+
+typedef struct {
+  int32_t *code; /* the program, copied */
+  int64_t ncode;
+  double *consts;
+  int64_t nconsts;
+  dbuf *bufs;
+  int nbufs;
+  /* quantized activation scratch (largest K of a quantized MATVEC) */
+  int8_t *xq;
+  float *xd;
+  int32_t *xs;
+  napi_env env;
+} program;
+
+/* ------------------------------------------------------------------ matrix-vector group */
+
+typedef struct {
+  const float *x;
+  int64_t K, nb;
+  const int8_t *xq;
+  const float *xd;
+  int nm, epi;
+  struct {
+    const void *w;
+    int type;
+    float *out;
+    const float *bias;
+    int64_t N;
+    int accumulate;
+    quant_dot_fn qdot;
+  } m[MAX_MATS];
+  int64_t rows; /* the split range: sum of N, or N when the epilogue pairs rows */
+  int64_t chunk;
+} mv_ctx;
+
+static inline void store_out(const mv_ctx *c, int i, int64_t r, float v) {
+  if (c->m[i].bias) v += c->m[i].bias[r];
+  float *o = c->m[i].out + r;
+  *o = c->m[i].accumulate ? *o + v : v;
+}
+
+/* rows [lo, hi) of product i */
+static void mv_rows(const mv_ctx *c, int i, int64_t lo, int64_t hi) {
+  const int64_t K = c->K;
+  switch (c->m[i].type) {
+    case W_F32: {
+      float part[64];
+      const float *w = (const float *)c->m[i].w;
+      for (int64_t r0 = lo; r0 < hi; r0 += 64) {
+        int n = hi - r0 < 64 ? (int)(hi - r0) : 64;
+        f32_dot_rows(w + r0 * K, (long)K, c->x, (int)K, n, part);
+        for (int j = 0; j < n; j++) store_out(c, i, r0 + j, part[j]);
+      }
+      break;
+    }
+    case W_F32_IN_OUT: {
+      /* W stored (K, N): out[j] = sum_k x[k] W[k, j], columns [lo, hi) in blocks of 256 */
+      const float *w = (const float *)c->m[i].w;
+      const int64_t N = c->m[i].N;
+      float acc[256];
+      for (int64_t j0 = lo; j0 < hi; j0 += 256) {
+        int64_t n = hi - j0 < 256 ? hi - j0 : 256;
+        memset(acc, 0, (size_t)n * sizeof(float));
+        for (int64_t k = 0; k < K; k++) {
+          const float a = c->x[k], *row = w + k * N + j0;
+          for (int64_t j = 0; j < n; j++) acc[j] += a * row[j];
+        }
+        for (int64_t j = 0; j < n; j++) store_out(c, i, j0 + j, acc[j]);
+      }
+      break;
+    }
+    default: {
+      const uint8_t *w = (const uint8_t *)c->m[i].w;
+      const int64_t rb = c->nb * (c->m[i].type == W_Q8_0 ? Q8_BYTES : Q4_BYTES);
+      for (int64_t r = lo; r < hi; r++) store_out(c, i, r, c->m[i].qdot(w + r * rb, c->xq, c->xd, c->nb));
+    }
+  }
+}
+
+static void mv_task(void *p, int task, int thread) {
+  (void)thread;
+  const mv_ctx *c = (const mv_ctx *)p;
+  int64_t lo = (int64_t)task * c->chunk, hi = lo + c->chunk < c->rows ? lo + c->chunk : c->rows;
+  if (lo >= hi) return;
+  if (c->epi == EPI_SWIGLU) {
+    mv_rows(c, 0, lo, hi);
+    mv_rows(c, 1, lo, hi);
+    act_forward_range(c->m[0].out, c->m[1].out, c->m[0].out, lo, hi);
+    return;
+  }
+  int64_t base = 0; /* walk the concatenated rows of the products */
+  for (int i = 0; i < c->nm; i++) {
+    int64_t a = lo > base ? lo : base, b = hi < base + c->m[i].N ? hi : base + c->m[i].N;
+    if (a < b) mv_rows(c, i, a - base, b - base);
+    base += c->m[i].N;
+  }
+  if (c->epi == EPI_GELU) act_forward_range(c->m[0].out, NULL, c->m[0].out, lo, hi);
+}
+
+static void run_matvec(program *pg, const int32_t *op, int64_t *bytes_moved) {
+  mv_ctx c;
+  memset(&c, 0, sizeof c);
+  c.x = (const float *)pg->bufs[op[1]].data;
+  c.K = op[2];
+  c.nb = c.K / QK;
+  c.epi = op[3];
+  c.nm = op[4];
+  int quantized = 0;
+  int64_t work = 0;
+  for (int i = 0; i < c.nm; i++) {
+    const int32_t *a = op + 5 + 6 * i;
+    c.m[i].w = pg->bufs[a[0]].data;
+    c.m[i].type = a[1];
+    c.m[i].out = (float *)pg->bufs[a[2]].data;
+    c.m[i].N = a[3];
+    c.m[i].bias = a[4] >= 0 ? (const float *)pg->bufs[a[4]].data : NULL;
+    c.m[i].accumulate = a[5];
+    if (a[1] == W_Q8_0 || a[1] == W_Q4_0) {
+      quantized = 1;
+      c.m[i].qdot = quant_row_dot(a[1]);
+    }
+    c.rows += c.m[i].N;
+    work += c.m[i].N * c.K;
+  }
+  if (quantized) {
+    quant_quantize_row(c.x, c.K, pg->xq, pg->xd, pg->xs);
+    c.xq = pg->xq;
+    c.xd = pg->xd;
+  }
+  if (c.epi == EPI_SWIGLU) c.rows = c.m[0].N;
+  /* one contiguous share per thread (the prefetchers follow one stream each), aligned to 16 rows */
+  int tasks = work < 65536 ? 1 : pool_size();
+  c.chunk = (c.rows + tasks - 1) / tasks;
+  c.chunk = (c.chunk + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+  if (c.chunk < 1) c.chunk = 1;
+  pool_run(mv_task, &c, (int)((c.rows + c.chunk - 1) / c.chunk));
+  (void)bytes_moved;
+}
+
+/* ------------------------------------------------------------------ the other ops */
+
+static int64_t op_length(int code) {
+  switch (code) {
+    case OP_EMBED: return 5;      /* table, type, dim, dst */
+    case OP_ADD_ROW: return 4;    /* table, dim, dst */
+    case OP_NORM: return 8;       /* rms, x, w, b|-1, out, dim, eps const */
+    case OP_ROPE: return 6;       /* x, nHeads, headDim, cos, sin */
+    case OP_KV_STORE: return 4;   /* src, slot, width */
+    case OP_ATTENTION: return 9;  /* q, kslot, vslot, out, nHead, nKv, hs, scale const */
+    default: return 0;            /* MATVEC: 5 + 6 * nmats */
+  }
+}
+
+static void dequantize_row(const uint8_t *blocks, int type, int64_t dim, float *dst) {
+  for (int64_t b = 0; b < dim / QK; b++) {
+    if (type == W_Q8_0) {
+      const uint8_t *blk = blocks + b * Q8_BYTES;
+      float d = quant_scale_of(blk);
+      const int8_t *q = (const int8_t *)(blk + 2);
+      for (int j = 0; j < QK; j++) dst[b * QK + j] = d * (float)q[j];
+    } else {
+      const uint8_t *blk = blocks + b * Q4_BYTES;
+      float d = quant_scale_of(blk);
+      for (int j = 0; j < QK / 2; j++) {
+        dst[b * QK + j] = d * (float)((blk[2 + j] & 0x0f) - 8);
+        dst[b * QK + j + QK / 2] = d * (float)((blk[2 + j] >> 4) - 8);
+      }
+    }
+  }
+}
+
+static int64_t row_bytes(int type, int64_t K) {
+  if (type == W_Q8_0) return K / QK * Q8_BYTES;
+  if (type == W_Q4_0) return K / QK * Q4_BYTES;
+  return K * 4;
+}
+
+static void run_program(program *pg, int64_t token, int64_t pos) {
+  for (int64_t at = 0; at < pg->ncode;) {
+    const int32_t *op = pg->code + at;
+    dbuf *B = pg->bufs;
+    switch (op[0]) {
+      case OP_EMBED: {
+        int64_t dim = op[3];
+        float *dst = (float *)B[op[4]].data;
+        const uint8_t *table = (const uint8_t *)B[op[1]].data + token * row_bytes(op[2], dim);
+        if (op[2] == W_F32) memcpy(dst, table, (size_t)dim * sizeof(float));
+        else dequantize_row(table, op[2], dim, dst);
+        break;
+      }
+      case OP_ADD_ROW: {
+        int64_t dim = op[2];
+        const float *row = (const float *)B[op[1]].data + pos * dim;
+        float *dst = (float *)B[op[3]].data;
+        for (int64_t j = 0; j < dim; j++) dst[j] += row[j];
+        break;
+      }
+      case OP_NORM: {
+        float mean, rstd;
+        norm_forward_rows((const float *)B[op[2]].data, (const float *)B[op[3]].data,
+                          op[4] >= 0 ? (const float *)B[op[4]].data : NULL, (float *)B[op[5]].data, &mean, &rstd, 1,
+                          op[6], pg->consts[op[7]], op[1]);
+        break;
+      }
+      case OP_MATVEC: run_matvec(pg, op, NULL); break;
+      case OP_ROPE: {
+        float *x = (float *)B[op[1]].data;
+        rope_forward_row(x, x, (const float *)B[op[4]].data, (const float *)B[op[5]].data, op[2], op[3], pos);
+        break;
+      }
+      case OP_KV_STORE: {
+        int64_t width = op[3];
+        memcpy((float *)B[op[2]].data + pos * width, B[op[1]].data, (size_t)width * sizeof(float));
+        break;
+      }
+      case OP_ATTENTION:
+        attention_cached_forward((const float *)B[op[1]].data, (const float *)B[op[2]].data, (const float *)B[op[3]].data,
+                                 (float *)B[op[4]].data, 1, pos, op[5], op[6], op[7], (float)pg->consts[op[8]]);
+        break;
+    }
+    at += op[0] == OP_MATVEC ? 5 + 6 * op[4] : op_length(op[0]);
+  }
+}
+
+/* ------------------------------------------------------------------ validation */
+
+typedef struct {
+  char msg[240];
+} verr;
+
+static int buf_ok(const program *pg, int idx, int64_t floats_or_bytes, int is_bytes, verr *e, int64_t at, const char *what) {
+  if (idx < 0 || idx >= pg->nbufs) {
+    snprintf(e->msg, sizeof e->msg, "op at %lld: %s buffer index %d out of range", (long long)at, what, idx);
+    return 0;
+  }
+  int64_t need = is_bytes ? floats_or_bytes : floats_or_bytes * 4;
+  if (need < 0 || (uint64_t)need > pg->bufs[idx].bytes) {
+    snprintf(e->msg, sizeof e->msg, "op at %lld: %s buffer %d holds %zu bytes, %lld needed", (long long)at, what, idx,
+             pg->bufs[idx].bytes, (long long)need);
+    return 0;
+  }
+  return 1;
+}
+
+static int const_ok(const program *pg, int idx, verr *e, int64_t at) {
+  if (idx < 0 || idx >= pg->nconsts) {
+    snprintf(e->msg, sizeof e->msg, "op at %lld: constant index %d out of range", (long long)at, idx);
+    return 0;
+  }
+  return 1;
+}
+
+static int positive(int64_t v, int64_t limit, verr *e, int64_t at, const char *what) {
+  if (v <= 0 || v > limit) {
+    snprintf(e->msg, sizeof e->msg, "op at %lld: %s = %lld is out of range", (long long)at, what, (long long)v);
+    return 0;
+  }
+  return 1;
+}
+
+/* Everything that does not depend on (token, pos). The KV slots are checked at run time. */
+static int validate(program *pg, verr *e, int64_t *max_qk) {
+  *max_qk = 0;
+  const int64_t LIM = 1 << 26;
+  for (int64_t at = 0; at < pg->ncode;) {
+    const int32_t *op = pg->code + at;
+    int64_t len = op[0] == OP_MATVEC ? (at + 4 < pg->ncode ? 5 + 6 * (int64_t)op[4] : 5) : op_length(op[0]);
+    if (len == 0) {
+      snprintf(e->msg, sizeof e->msg, "op at %lld: unknown op code %d", (long long)at, op[0]);
+      return 0;
+    }
+    if (at + len > pg->ncode) {
+      snprintf(e->msg, sizeof e->msg, "op at %lld: truncated", (long long)at);
+      return 0;
+    }
+    switch (op[0]) {
+      case OP_EMBED:
+        if (!positive(op[3], LIM, e, at, "dim")) return 0;
+        if (op[2] != W_F32 && op[2] != W_Q8_0 && op[2] != W_Q4_0) {
+          snprintf(e->msg, sizeof e->msg, "op at %lld: embedding type %d unknown", (long long)at, op[2]);
+          return 0;
+        }
+        if (op[2] != W_F32 && op[3] % QK) {
+          snprintf(e->msg, sizeof e->msg, "op at %lld: quantized rows of %d floats are not blocks of 32", (long long)at, op[3]);
+          return 0;
+        }
+        if (!buf_ok(pg, op[1], row_bytes(op[2], op[3]), 1, e, at, "table") || !buf_ok(pg, op[4], op[3], 0, e, at, "dst")) return 0;
+        break;
+      case OP_ADD_ROW:
+        if (!positive(op[2], LIM, e, at, "dim") || !buf_ok(pg, op[1], op[2], 0, e, at, "table") ||
+            !buf_ok(pg, op[3], op[2], 0, e, at, "dst"))
+          return 0;
+        break;
+      case OP_NORM:
+        if (!positive(op[6], LIM, e, at, "dim") || !buf_ok(pg, op[2], op[6], 0, e, at, "x") ||
+            !buf_ok(pg, op[3], op[6], 0, e, at, "weight") || (op[4] >= 0 && !buf_ok(pg, op[4], op[6], 0, e, at, "bias")) ||
+            !buf_ok(pg, op[5], op[6], 0, e, at, "out") || !const_ok(pg, op[7], e, at))
+          return 0;
+        break;
+      case OP_MATVEC: {
+        int64_t K = op[2], nm = op[4];
+        if (!positive(K, LIM, e, at, "K") || !positive(nm, MAX_MATS, e, at, "products") || !buf_ok(pg, op[1], K, 0, e, at, "x"))
+          return 0;
+        if (op[3] != EPI_NONE && op[3] != EPI_SWIGLU && op[3] != EPI_GELU) {
+          snprintf(e->msg, sizeof e->msg, "op at %lld: epilogue %d unknown", (long long)at, op[3]);
+          return 0;
+        }
+        for (int64_t i = 0; i < nm; i++) {
+          const int32_t *a = op + 5 + 6 * i;
+          int type = a[1];
+          int64_t N = a[3];
+          if (!positive(N, LIM, e, at, "N")) return 0;
+          if (type != W_F32 && type != W_F32_IN_OUT && type != W_Q8_0 && type != W_Q4_0) {
+            snprintf(e->msg, sizeof e->msg, "op at %lld: weight type %d unknown", (long long)at, type);
+            return 0;
+          }
+          if ((type == W_Q8_0 || type == W_Q4_0)) {
+            if (K % QK) {
+              snprintf(e->msg, sizeof e->msg, "op at %lld: quantized K = %lld is not a multiple of 32", (long long)at, (long long)K);
+              return 0;
+            }
+            if (K > *max_qk) *max_qk = K;
+          }
+          if (!buf_ok(pg, a[0], N * row_bytes(type, K), 1, e, at, "weight") || !buf_ok(pg, a[2], N, 0, e, at, "out") ||
+              (a[4] >= 0 && !buf_ok(pg, a[4], N, 0, e, at, "bias")))
+            return 0;
+          if (a[2] == op[1]) {
+            snprintf(e->msg, sizeof e->msg, "op at %lld: a product's output aliases its input", (long long)at);
+            return 0;
+          }
+        }
+        if (op[3] == EPI_SWIGLU && (nm != 2 || op[5 + 3] != op[5 + 6 + 3])) {
+          snprintf(e->msg, sizeof e->msg, "op at %lld: the SwiGLU epilogue needs two products of equal N", (long long)at);
+          return 0;
+        }
+        if (op[3] == EPI_GELU && nm != 1) {
+          snprintf(e->msg, sizeof e->msg, "op at %lld: the GELU epilogue needs one product", (long long)at);
+          return 0;
+        }
+        break;
+      }
+      case OP_ROPE:
+        if (!positive(op[2], LIM, e, at, "heads") || !positive(op[3], LIM, e, at, "headDim") || (op[3] & 1) ||
+            !buf_ok(pg, op[1], (int64_t)op[2] * op[3], 0, e, at, "x") || !buf_ok(pg, op[4], op[3] / 2, 0, e, at, "cos") ||
+            !buf_ok(pg, op[5], op[3] / 2, 0, e, at, "sin"))
+          return 0;
+        break;
+      case OP_KV_STORE:
+        if (!positive(op[3], LIM, e, at, "width") || !buf_ok(pg, op[1], op[3], 0, e, at, "src") ||
+            !buf_ok(pg, op[2], 0, 0, e, at, "slot"))
+          return 0;
+        break;
+      case OP_ATTENTION:
+        if (!positive(op[5], LIM, e, at, "nHead") || !positive(op[6], LIM, e, at, "nKvHead") ||
+            !positive(op[7], LIM, e, at, "headDim") || op[5] % op[6] || !buf_ok(pg, op[1], (int64_t)op[5] * op[7], 0, e, at, "q") ||
+            !buf_ok(pg, op[2], 0, 0, e, at, "kslot") || !buf_ok(pg, op[3], 0, 0, e, at, "vslot") ||
+            !buf_ok(pg, op[4], (int64_t)op[5] * op[7], 0, e, at, "out") || !const_ok(pg, op[8], e, at))
+          return 0;
+        break;
+    }
+    at += len;
+  }
+  return 1;
+}
+
+/* What depends on (token, pos), checked before anything is written. */
+static int check_run(const program *pg, int64_t token, int64_t pos, verr *e) {
+  for (int64_t at = 0; at < pg->ncode;) {
+    const int32_t *op = pg->code + at;
+    const dbuf *B = pg->bufs;
+    switch (op[0]) {
+      case OP_EMBED: {
+        int64_t rows = (int64_t)(B[op[1]].bytes / (uint64_t)row_bytes(op[2], op[3]));
+        if (token < 0 || token >= rows) {
+          snprintf(e->msg, sizeof e->msg, "token id %lld is outside the vocabulary [0, %lld)", (long long)token, (long long)rows);
+          return 0;
+        }
+        break;
+      }
+      case OP_ADD_ROW:
+        if ((uint64_t)((pos + 1) * op[2]) * 4 > B[op[1]].bytes) {
+          snprintf(e->msg, sizeof e->msg, "position %lld is beyond the position table", (long long)pos);
+          return 0;
+        }
+        break;
+      case OP_ROPE:
+        if ((uint64_t)((pos + 1) * (op[3] / 2)) * 4 > B[op[4]].bytes || (uint64_t)((pos + 1) * (op[3] / 2)) * 4 > B[op[5]].bytes) {
+          snprintf(e->msg, sizeof e->msg, "position %lld is beyond the rotary tables", (long long)pos);
+          return 0;
+        }
+        break;
+      case OP_KV_STORE:
+        if ((uint64_t)((pos + 1) * op[3]) * 4 > B[op[2]].bytes) {
+          snprintf(e->msg, sizeof e->msg, "position %lld does not fit the KV cache buffer %d (%zu bytes)", (long long)pos, op[2],
+                   B[op[2]].bytes);
+          return 0;
+        }
+        break;
+      case OP_ATTENTION: {
+        uint64_t need = (uint64_t)((pos + 1) * op[6] * op[7]) * 4;
+        if (need > B[op[2]].bytes || need > B[op[3]].bytes) {
+          snprintf(e->msg, sizeof e->msg, "position %lld does not fit the KV cache buffers %d/%d", (long long)pos, op[2], op[3]);
+          return 0;
+        }
+        break;
+      }
+    }
+    at += op[0] == OP_MATVEC ? 5 + 6 * op[4] : op_length(op[0]);
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------ N-API */
+
+static int typed_data(napi_env env, napi_value v, void **data, size_t *bytes) {
+  bool is_typed = false;
+  napi_is_typedarray(env, v, &is_typed);
+  if (!is_typed) return 0;
+  napi_typedarray_type type;
+  size_t length, offset;
+  napi_value ab;
+  napi_get_typedarray_info(env, v, &type, &length, data, &ab, &offset);
+  if (type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array) *bytes = length * 4;
+  else if (type == napi_uint8_array || type == napi_int8_array) *bytes = length;
+  else if (type == napi_float64_array) *bytes = length * 8;
+  else return 0;
+  return 1;
+}
+
+static void program_free(program *pg, napi_env env) {
+  if (!pg) return;
+  for (int i = 0; i < pg->nbufs; i++)
+    if (pg->bufs[i].ref) napi_delete_reference(env, pg->bufs[i].ref);
+  free(pg->bufs);
+  free(pg->code);
+  free(pg->consts);
+  free(pg->xq);
+  free(pg->xd);
+  free(pg->xs);
+  free(pg);
+}
+
+static void program_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  program_free((program *)data, env);
+}
+
+static napi_value throw_error(napi_env env, const char *fn, const char *msg) {
+  char full[320];
+  snprintf(full, sizeof full, "llmts native %s: %s", fn, msg);
+  napi_throw_error(env, NULL, full);
+  return NULL;
+}
+
+/* compileDecode(buffers: TypedArray[], code: Int32Array, consts: Float64Array) -> program handle */
+static napi_value js_decode_compile(napi_env env, napi_callback_info info) {
+  const char *fn = "compileDecode";
+  args_t a;
+  if (!args_init(&a, env, info, 3, fn)) return NULL;
+  bool is_array = false;
+  napi_is_array(env, a.argv[0], &is_array);
+  if (!is_array) return throw_error(env, fn, "argument 0 must be an array of typed arrays");
+  uint32_t nbufs = 0;
+  napi_get_array_length(env, a.argv[0], &nbufs);
+  void *code_data, *const_data;
+  size_t code_bytes, const_bytes;
+  if (!typed_data(env, a.argv[1], &code_data, &code_bytes) || !typed_data(env, a.argv[2], &const_data, &const_bytes))
+    return throw_error(env, fn, "arguments 1 and 2 must be an Int32Array and a Float64Array");
+  program *pg = (program *)calloc(1, sizeof(program));
+  if (!pg) return throw_error(env, fn, "out of memory");
+  pg->nbufs = (int)nbufs;
+  pg->bufs = (dbuf *)calloc(nbufs ? nbufs : 1, sizeof(dbuf));
+  pg->ncode = (int64_t)(code_bytes / 4);
+  pg->code = (int32_t *)malloc(code_bytes ? code_bytes : 4);
+  pg->nconsts = (int64_t)(const_bytes / 8);
+  pg->consts = (double *)malloc(const_bytes ? const_bytes : 8);
+  if (!pg->bufs || !pg->code || !pg->consts) {
+    program_free(pg, env);
+    return throw_error(env, fn, "out of memory");
+  }
+  memcpy(pg->code, code_data, code_bytes);
+  memcpy(pg->consts, const_data, const_bytes);
+  for (uint32_t i = 0; i < nbufs; i++) {
+    napi_value v;
+    napi_get_element(env, a.argv[0], i, &v);
+    if (!typed_data(env, v, &pg->bufs[i].data, &pg->bufs[i].bytes)) {
+      program_free(pg, env);
+      char msg[120];
+      snprintf(msg, sizeof msg, "buffer %u is not a Float32Array, Int32Array or Uint8Array", i);
+      return throw_error(env, fn, msg);
+    }
+    napi_create_reference(env, v, 1, &pg->bufs[i].ref);
+  }
+  verr e;
+  int64_t max_qk = 0;
+  if (!validate(pg, &e, &max_qk)) {
+    program_free(pg, env);
+    return throw_error(env, fn, e.msg);
+  }
+  if (max_qk > 0) {
+    pg->xq = (int8_t *)malloc((size_t)max_qk);
+    pg->xd = (float *)malloc((size_t)(max_qk / QK) * sizeof(float));
+    pg->xs = (int32_t *)malloc((size_t)(max_qk / QK) * sizeof(int32_t));
+    if (!pg->xq || !pg->xd || !pg->xs) {
+      program_free(pg, env);
+      return throw_error(env, fn, "out of memory");
+    }
+  }
+  napi_value handle;
+  napi_create_external(env, pg, program_finalize, NULL, &handle);
+  return handle;
+}
+
+static program *get_program(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_external) return NULL;
+  void *p = NULL;
+  napi_get_value_external(env, v, &p);
+  return (program *)p;
+}
+
+/* decodeBind(handle, index, typedArray): replace a buffer (a KV slot that grew) */
+static napi_value js_decode_bind(napi_env env, napi_callback_info info) {
+  const char *fn = "decodeBind";
+  args_t a;
+  if (!args_init(&a, env, info, 3, fn)) return NULL;
+  program *pg = get_program(env, a.argv[0]);
+  if (!pg) return throw_error(env, fn, "argument 0 is not a decode program");
+  int64_t idx = arg_int(&a, 1);
+  if (a.failed) return NULL;
+  if (idx < 0 || idx >= pg->nbufs) return throw_error(env, fn, "buffer index out of range");
+  void *data;
+  size_t bytes;
+  if (!typed_data(env, a.argv[2], &data, &bytes)) return throw_error(env, fn, "argument 2 must be a typed array");
+  napi_ref ref;
+  napi_create_reference(env, a.argv[2], 1, &ref);
+  if (pg->bufs[idx].ref) napi_delete_reference(env, pg->bufs[idx].ref);
+  pg->bufs[idx].data = data;
+  pg->bufs[idx].bytes = bytes;
+  pg->bufs[idx].ref = ref;
+  return make_undefined(env);
+}
+
+/* decodeRun(handle, token, pos) */
+static napi_value js_decode_run(napi_env env, napi_callback_info info) {
+  const char *fn = "decodeRun";
+  args_t a;
+  if (!args_init(&a, env, info, 3, fn)) return NULL;
+  program *pg = get_program(env, a.argv[0]);
+  if (!pg) return throw_error(env, fn, "argument 0 is not a decode program");
+  int64_t token = arg_int(&a, 1), pos = arg_int(&a, 2);
+  if (a.failed) return NULL;
+  if (pos < 0) return throw_error(env, fn, "position must be >= 0");
+  verr e;
+  if (!check_run(pg, token, pos, &e)) return throw_error(env, fn, e.msg);
+  run_program(pg, token, pos);
+  return make_undefined(env);
+}
+
+const export_t decode_exports[] = {
+    {"compileDecode", js_decode_compile}, {"decodeBind", js_decode_bind}, {"decodeRun", js_decode_run}, {NULL, NULL}};
