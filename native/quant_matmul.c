@@ -126,6 +126,45 @@ TARGET_AVX512 static void quantize_row_avx512(const float *x, int64_t nb, int8_t
     sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
   }
 }
+/* AVX2: round half away from zero exactly as roundf, as the AVX-512 version */
+TARGET_AVX2 static inline __m256i round_away_epi32_avx2(__m256 t) {
+  __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  __m256 sign = _mm256_and_ps(t, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)));
+  __m256 frac = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)), _mm256_sub_ps(t, r));
+  __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  __m256 one = _mm256_or_ps(sign, _mm256_set1_ps(1.0f));
+  return _mm256_cvttps_epi32(_mm256_add_ps(r, _mm256_and_ps(up, one)));
+}
+
+TARGET_AVX2 static void quantize_row_avx2(const float *x, int64_t nb, int8_t *q, float *d, int32_t *sum) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < nb; b++) {
+    const float *v = x + b * QK;
+    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h);
+    float s = amax / 127.0f;
+    float id = s != 0.0f ? 1.0f / s : 0.0f;
+    d[b] = s;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i r0 = round_away_epi32_avx2(_mm256_mul_ps(v0, vid)), r1 = round_away_epi32_avx2(_mm256_mul_ps(v1, vid));
+    __m256i r2 = round_away_epi32_avx2(_mm256_mul_ps(v2, vid)), r3 = round_away_epi32_avx2(_mm256_mul_ps(v3, vid));
+    /* int32 -> int8 in element order: packs work within 128-bit lanes, a permute restores order */
+    __m256i p01 = _mm256_packs_epi32(r0, r1), p23 = _mm256_packs_epi32(r2, r3);
+    __m256i p = _mm256_packs_epi16(p01, p23);
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(q + b * QK), p);
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(r0, r1), _mm256_add_epi32(r2, r3));
+    __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+    sum[b] = _mm_cvtsi128_si32(t4);
+  }
+}
 #endif
 
 typedef struct {
@@ -139,6 +178,10 @@ static void quantize_rows(const void *p, int64_t lo, int64_t hi) {
 #ifdef LLMTS_X86
     if (cpu_simd() == SIMD_AVX512) {
       quantize_row_avx512(c->x + m * c->K, c->nb, xq_buf + m * c->K, xd_buf + m * c->nb, xs_buf + m * c->nb);
+      continue;
+    }
+    if (cpu_simd() == SIMD_AVX2) {
+      quantize_row_avx2(c->x + m * c->K, c->nb, xq_buf + m * c->K, xd_buf + m * c->nb, xs_buf + m * c->nb);
       continue;
     }
 #endif
@@ -241,6 +284,52 @@ TARGET_Q_AVX2 static float dot_q4_avx2(const uint8_t *w, const int8_t *xq, const
   return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* Prompt-sized products without VNNI (AVX2, AVX-512BW): tiles of 4 weight rows x 2 activation
+ * rows. Each weight block is loaded (and, for Q4_0, unpacked) once per tile and used for both x
+ * rows, each x block is used for the 4 weight rows: per block and pair, sign + maddubs + madd +
+ * convert + scale + fma, where the per-row kernel also reloads and unpacks. 8 accumulators. */
+TARGET_Q_AVX2 static inline __m256i load_w_block(const uint8_t *blk, int type) {
+  return type == TYPE_Q8_0 ? _mm256_loadu_si256((const __m256i *)(blk + 2)) : q4_unpack(blk + 2);
+}
+
+/* one weight row i of the tile: its block against both x blocks (accumulators A<i>0, A<i>1) */
+#define TILE_ROW(i)                                                                                   \
+  {                                                                                                   \
+    const uint8_t *blk = w + (i) * rb + b * bb;                                                       \
+    __m256i wv = load_w_block(blk, type), wa = _mm256_abs_epi8(wv);                                   \
+    __m256 dw = _mm256_set1_ps(scale_of(blk));                                                        \
+    __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(x0, wv)), ones);         \
+    __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(x1, wv)), ones);         \
+    A##i##0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, d0), _mm256_cvtepi32_ps(s0), A##i##0);                \
+    A##i##1 = _mm256_fmadd_ps(_mm256_mul_ps(dw, d1), _mm256_cvtepi32_ps(s1), A##i##1);                \
+  }
+
+/* 8 named accumulators (an array of them would live on the stack) */
+TARGET_Q_AVX2 static void tile4x2_avx2(const uint8_t *w, int64_t rb, int type, const int8_t *xq, const float *xd, int64_t nb,
+                                        int64_t K, float *out, int64_t ldo) {
+  const int64_t bb = type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 A00 = _mm256_setzero_ps(), A01 = A00, A10 = A00, A11 = A00, A20 = A00, A21 = A00, A30 = A00, A31 = A00;
+  for (int64_t b = 0; b < nb; b++) {
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + K + b * QK));
+    __m256 d0 = _mm256_set1_ps(xd[b]), d1 = _mm256_set1_ps(xd[nb + b]);
+    TILE_ROW(0)
+    TILE_ROW(1)
+    TILE_ROW(2)
+    TILE_ROW(3)
+  }
+  out[0] = hsum256(A00);
+  out[1] = hsum256(A10);
+  out[2] = hsum256(A20);
+  out[3] = hsum256(A30);
+  out[ldo] = hsum256(A01);
+  out[ldo + 1] = hsum256(A11);
+  out[ldo + 2] = hsum256(A21);
+  out[ldo + 3] = hsum256(A31);
+}
+#undef TILE_ROW
+
 /* AVX-512: two blocks per zmm (lanes 0-7 the first block, 8-15 the second). */
 #define DEF_AVX512(SUFFIX, TARGET, DOT16)                                                                          \
   TARGET static float dot_q8_##SUFFIX(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {          \
@@ -334,6 +423,10 @@ void quant_quantize_row(const float *x, int64_t K, int8_t *q, float *d, int32_t 
     quantize_row_avx512(x, K / QK, q, d, sum);
     return;
   }
+  if (cpu_simd() == SIMD_AVX2) {
+    quantize_row_avx2(x, K / QK, q, d, sum);
+    return;
+  }
 #endif
   quantize_row_portable(x, K / QK, q, d, sum);
 }
@@ -360,6 +453,30 @@ static void qm_task(void *p, int task, int thread) {
     for (int64_t m = 0; m < c->M; m++) c->out[m * c->N + n] = c->dot(wr, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb);
   }
 }
+
+#ifdef LLMTS_X86
+/* rows [lo, hi) of W against every row of x, 4 x 2 tiles, leftovers by the per-row kernel */
+static void qm_tile_task(void *p, int task, int thread) {
+  (void)thread;
+  const qm_ctx *c = (const qm_ctx *)p;
+  const int type = c->row_bytes == c->nb * Q8_BYTES ? TYPE_Q8_0 : TYPE_Q4_0;
+  int64_t lo = (int64_t)task * c->chunk, hi = lo + c->chunk;
+  if (hi > c->N) hi = c->N;
+  int64_t n = lo;
+  for (; n + 4 <= hi; n += 4) {
+    int64_t m = 0;
+    for (; m + 2 <= c->M; m += 2)
+      tile4x2_avx2(c->w + n * c->row_bytes, c->row_bytes, type, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb,
+                   c->nb * QK, c->out + m * c->N + n, c->N);
+    for (; m < c->M; m++)
+      for (int64_t i = n; i < n + 4; i++)
+        c->out[m * c->N + i] = c->dot(c->w + i * c->row_bytes, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb);
+  }
+  for (; n < hi; n++)
+    for (int64_t m = 0; m < c->M; m++)
+      c->out[m * c->N + n] = c->dot(c->w + n * c->row_bytes, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb);
+}
+#endif
 
 /* matmulQuantized(x, w, type, out, M, N, K); type: 8 (Q8_0) or 2 (Q4_0) */
 static napi_value js_matmul_quantized(napi_env env, napi_callback_info info) {
@@ -409,7 +526,14 @@ static napi_value js_matmul_quantized(napi_env env, napi_callback_info info) {
   if (tasks > N) tasks = N;
   if (tasks < 1) tasks = 1;
   c.chunk = (N + tasks - 1) / tasks;
-  pool_run(qm_task, &c, (int)((N + c.chunk - 1) / c.chunk));
+  pool_task_fn fn = qm_task;
+#ifdef LLMTS_X86
+  if (M >= 2 && (choose_path() == 1 || choose_path() == 2)) {
+    c.chunk = (c.chunk + 3) / 4 * 4; /* whole tiles per task */
+    fn = qm_tile_task;
+  }
+#endif
+  pool_run(fn, &c, (int)((N + c.chunk - 1) / c.chunk));
   return make_undefined(env);
 }
 
