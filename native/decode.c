@@ -50,10 +50,6 @@ typedef struct {
 } dbuf;
 
 typedef struct {
-  int w, type, out, N, bias, accumulate;
-} mat_arg;
-
-typedef struct {
   int32_t *code; /* the program, copied */
   int64_t ncode;
   double *consts;
@@ -64,7 +60,6 @@ typedef struct {
   int8_t *xq;
   float *xd;
   int32_t *xs;
-  napi_env env;
 } program;
 
 /* ------------------------------------------------------------------ matrix-vector group */
@@ -152,7 +147,7 @@ static void mv_task(void *p, int task, int thread) {
   if (c->epi == EPI_GELU) act_forward_range(c->m[0].out, NULL, c->m[0].out, lo, hi);
 }
 
-static void run_matvec(program *pg, const int32_t *op, int64_t *bytes_moved) {
+static void run_matvec(program *pg, const int32_t *op) {
   mv_ctx c;
   memset(&c, 0, sizeof c);
   c.x = (const float *)pg->bufs[op[1]].data;
@@ -189,7 +184,6 @@ static void run_matvec(program *pg, const int32_t *op, int64_t *bytes_moved) {
   c.chunk = (c.chunk + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
   if (c.chunk < 1) c.chunk = 1;
   pool_run(mv_task, &c, (int)((c.rows + c.chunk - 1) / c.chunk));
-  (void)bytes_moved;
 }
 
 /* ------------------------------------------------------------------ the other ops */
@@ -257,7 +251,7 @@ static void run_program(program *pg, int64_t token, int64_t pos) {
                           op[6], pg->consts[op[7]], op[1]);
         break;
       }
-      case OP_MATVEC: run_matvec(pg, op, NULL); break;
+      case OP_MATVEC: run_matvec(pg, op); break;
       case OP_ROPE: {
         float *x = (float *)B[op[1]].data;
         rope_forward_row(x, x, (const float *)B[op[4]].data, (const float *)B[op[5]].data, op[2], op[3], pos);
