@@ -208,15 +208,13 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   }
   int64_t qRow = size_mul(&a, fn, nHead, hs), kvRow = size_mul(&a, fn, nKv, hs);
   int64_t qLen = size_mul(&a, fn, Tq, qRow), kvLen = size_mul(&a, fn, pos + Tq, kvRow);
-  cattn_ctx c;
-  memset(&c, 0, sizeof c);
-  c.q = arg_f32(&a, 0, (size_t)qLen, 0);
-  c.k = arg_f32(&a, 1, (size_t)kvLen, 0);
-  c.v = arg_f32(&a, 2, (size_t)kvLen, 0);
-  c.out = arg_f32(&a, 3, (size_t)qLen, 0);
+  const float *q = arg_f32(&a, 0, (size_t)qLen, 0);
+  const float *k = arg_f32(&a, 1, (size_t)kvLen, 0);
+  const float *v = arg_f32(&a, 2, (size_t)kvLen, 0);
+  float *out = arg_f32(&a, 3, (size_t)qLen, 0);
   if (a.failed) return NULL;
   if (Tq == 0 || hs == 0) return make_undefined(env);
-  attention_cached_forward(c.q, c.k, c.v, c.out, Tq, pos, nHead, nKv, hs, (float)scale);
+  attention_cached_forward(q, k, v, out, Tq, pos, nHead, nKv, hs, (float)scale);
   return make_undefined(env);
 }
 

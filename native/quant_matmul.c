@@ -438,6 +438,7 @@ quant_dot_fn quant_row_dot(int type) {
 
 typedef struct {
   qdot_fn dot;
+  int type;
   const uint8_t *w;
   int64_t row_bytes, nb, M, N, chunk;
   float *out;
@@ -459,14 +460,13 @@ static void qm_task(void *p, int task, int thread) {
 static void qm_tile_task(void *p, int task, int thread) {
   (void)thread;
   const qm_ctx *c = (const qm_ctx *)p;
-  const int type = c->row_bytes == c->nb * Q8_BYTES ? TYPE_Q8_0 : TYPE_Q4_0;
   int64_t lo = (int64_t)task * c->chunk, hi = lo + c->chunk;
   if (hi > c->N) hi = c->N;
   int64_t n = lo;
   for (; n + 4 <= hi; n += 4) {
     int64_t m = 0;
     for (; m + 2 <= c->M; m += 2)
-      tile4x2_avx2(c->w + n * c->row_bytes, c->row_bytes, type, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb,
+      tile4x2_avx2(c->w + n * c->row_bytes, c->row_bytes, c->type, xq_buf + m * c->nb * QK, xd_buf + m * c->nb, c->nb,
                    c->nb * QK, c->out + m * c->N + n, c->N);
     for (; m < c->M; m++)
       for (int64_t i = n; i < n + 4; i++)
@@ -519,7 +519,7 @@ static napi_value js_matmul_quantized(napi_env env, napi_callback_info info) {
     quant_rows xr = {xq_buf, xd_buf, xs_buf, M, K, nb};
     if (quant_panel_matmul(&xr, w, (int)type, out, N)) return make_undefined(env);
   }
-  qm_ctx c = {pick_dot((int)type), w, row_bytes, nb, M, N, N, out};
+  qm_ctx c = {pick_dot((int)type), (int)type, w, row_bytes, nb, M, N, N, out};
   int threads = pool_size();
   int64_t work = M * N * K;
   int64_t tasks = work < 65536 ? 1 : (int64_t)threads * 4;

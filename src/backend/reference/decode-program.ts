@@ -5,7 +5,7 @@
  * before it writes anything, with the same messages as native/decode.c.
  */
 import { Epilogue, Op, WeightType, opLength, type DecodeBuffer, type DecodeProgram, type DecodeRunner } from '../decode-program.js';
-import { dequantizeQ4_0, dequantizeQ8_0 } from '../../formats/quant.js';
+import { Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK, dequantizeQ4_0, dequantizeQ8_0 } from '../../formats/quant.js';
 import { LlmError } from '../../util/errors.js';
 import { attentionCached } from './attention-cached.js';
 import { add, addBias } from './elementwise.js';
@@ -15,11 +15,9 @@ import { layerNormForward, rmsNormForward } from './norm.js';
 import { matmulQuantized } from './quant-matmul.js';
 import { rope } from './rope.js';
 
-const QK = 32;
-
 function rowBytes(type: number, K: number): number {
-  if (type === WeightType.Q8_0) return (K / QK) * 34;
-  if (type === WeightType.Q4_0) return (K / QK) * 18;
+  if (type === WeightType.Q8_0) return (K / QK) * Q8_0_BLOCK_BYTES;
+  if (type === WeightType.Q4_0) return (K / QK) * Q4_0_BLOCK_BYTES;
   return K * 4;
 }
 
@@ -32,8 +30,13 @@ function u8(b: DecodeBuffer): Uint8Array {
   return b instanceof Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** What native/decode.c checks at compile time: indices, sizes, types (not the KV slots). */
-function validate({ buffers, code, consts }: DecodeProgram): void {
+/**
+ * What native/decode.c checks at compile time: indices, sizes, types (not the KV slots).
+ * Returns the op offsets and the widest accumulating product (its scratch).
+ */
+function validate({ buffers, code, consts }: DecodeProgram): { ops: Int32Array[]; maxAccumulate: number } {
+  const ops: Int32Array[] = [];
+  let maxAccumulate = 0;
   const fail = (at: number, what: string): never => {
     throw new LlmError(`compileDecode: op at ${at}: ${what}`);
   };
@@ -46,10 +49,10 @@ function validate({ buffers, code, consts }: DecodeProgram): void {
     if (!(idx >= 0 && idx < consts.length)) fail(at, `constant index ${idx} out of range`);
   };
   for (let at = 0; at < code.length;) {
-    if (![Op.EMBED, Op.ADD_ROW, Op.NORM, Op.MATVEC, Op.ROPE, Op.KV_STORE, Op.ATTENTION].includes(code[at] as never)) fail(at, `unknown op code ${code[at]}`);
     const len = code[at] === Op.MATVEC && at + 4 >= code.length ? 5 : opLength(code, at);
     if (at + len > code.length) fail(at, 'truncated');
     const op = code.subarray(at, at + len);
+    ops.push(op);
     switch (op[0]) {
       case Op.EMBED:
         if (op[2] !== WeightType.F32 && op[2] !== WeightType.Q8_0 && op[2] !== WeightType.Q4_0) fail(at, `embedding type ${op[2]} unknown`);
@@ -72,7 +75,8 @@ function validate({ buffers, code, consts }: DecodeProgram): void {
         need(at, op[1], K, 'x');
         if (op[4] < 1 || op[4] > 3) fail(at, `products = ${op[4]} is out of range`);
         for (let i = 0; i < op[4]; i++) {
-          const [w, type, out, N, bias] = op.subarray(5 + 6 * i, 10 + 6 * i);
+          const [w, type, out, N, bias, accumulate] = op.subarray(5 + 6 * i, 11 + 6 * i);
+          if (accumulate) maxAccumulate = Math.max(maxAccumulate, N);
           if (![WeightType.F32, WeightType.F32_IN_OUT, WeightType.Q8_0, WeightType.Q4_0].includes(type as never)) fail(at, `weight type ${type} unknown`);
           if ((type === WeightType.Q8_0 || type === WeightType.Q4_0) && K % QK !== 0) fail(at, `quantized K = ${K} is not a multiple of 32`);
           need(at, w, N * rowBytes(type, K), 'weight', true);
@@ -103,19 +107,21 @@ function validate({ buffers, code, consts }: DecodeProgram): void {
     }
     at += len;
   }
+  return { ops, maxAccumulate };
 }
 
 export function compileDecode(program: DecodeProgram): DecodeRunner {
-  const { code, consts } = program;
+  const { consts } = program;
   const bufs = program.buffers.slice();
-  validate(program);
+  const { ops, maxAccumulate } = validate(program);
   const mean = new Float32Array(1);
   const rstd = new Float32Array(1);
+  /** W x of an accumulating product, before it is added into out */
+  const product = new Float32Array(maxAccumulate);
 
   function check(token: number, pos: number): void {
     if (!Number.isInteger(pos) || pos < 0) throw new LlmError(`decodeRun: position must be >= 0, got ${pos}`);
-    for (let at = 0; at < code.length; at += opLength(code, at)) {
-      const op = code.subarray(at);
+    for (const op of ops) {
       switch (op[0]) {
         case Op.EMBED: {
           const rows = Math.floor(bufs[op[1]].byteLength / rowBytes(op[2], op[3]));
@@ -144,26 +150,25 @@ export function compileDecode(program: DecodeProgram): DecodeRunner {
     const x = f32(bufs[op[1]]);
     const K = op[2];
     const epilogue = op[3];
-    const outs: Float32Array[] = [];
     for (let i = 0; i < op[4]; i++) {
       const [w, type, outIdx, N, biasIdx, accumulate] = op.subarray(5 + 6 * i, 11 + 6 * i);
       const out = f32(bufs[outIdx]);
-      const y = accumulate ? new Float32Array(N) : out;
+      const y = accumulate ? product.subarray(0, N) : out;
       if (type === WeightType.F32) gemm({ M: 1, N, K, a: x, b: f32(bufs[w]), c: y, transB: true });
       else if (type === WeightType.F32_IN_OUT) gemm({ M: 1, N, K, a: x, b: f32(bufs[w]), c: y });
       else matmulQuantized(x, u8(bufs[w]), type === WeightType.Q8_0 ? 'q8_0' : 'q4_0', y, 1, N, K);
       if (biasIdx >= 0) addBias(y, f32(bufs[biasIdx]), y, 1, N);
       if (accumulate) add(out, y, out, N);
-      outs.push(out);
     }
-    if (epilogue === Epilogue.SWIGLU) swigluForward(outs[0], outs[1], outs[0], op[5 + 3]);
-    else if (epilogue === Epilogue.GELU) geluForward(outs[0], outs[0], op[5 + 3]);
+    // the first product's out (word 7) and N (word 8); SwiGLU's second out is word 13
+    const out0 = f32(bufs[op[7]]);
+    if (epilogue === Epilogue.SWIGLU) swigluForward(out0, f32(bufs[op[13]]), out0, op[8]);
+    else if (epilogue === Epilogue.GELU) geluForward(out0, out0, op[8]);
   }
 
   function run(token: number, pos: number): void {
     check(token, pos);
-    for (let at = 0; at < code.length; at += opLength(code, at)) {
-      const op = code.subarray(at);
+    for (const op of ops) {
       switch (op[0]) {
         case Op.EMBED: {
           const dim = op[3];
