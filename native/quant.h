@@ -1,7 +1,7 @@
 /* Shared by the quantized-matmul files: GGUF block constants, fp16 scales, int8 activations.
  *
  *   quant_matmul.c  the N-API entry, activation quantization, per-row dot kernels (decode, M = 1)
- *   quant_panel.c   the panel GEMM for many rows (prompt prefill), AVX-512 VNNI
+ *   quant_panel.c   the panel GEMM for many rows (prompt prefill), AVX-512 VNNI or AVX2
  *
  * Activations are quantized once per call, per row of x, to int8 blocks of 32 (as llama.cpp's
  * Q8_0): d = amax / 127, q = round-half-away(x / d), plus each block's sum of q (the panel GEMM
@@ -39,8 +39,11 @@ typedef float (*quant_dot_fn)(const uint8_t *w, const int8_t *xq, const float *x
 void quant_quantize_row(const float *x, int64_t K, int8_t *q, float *d, int32_t *sum);
 quant_dot_fn quant_row_dot(int type);
 
-/* 1 when this CPU runs the panel GEMM (AVX-512 VNNI and not disabled by LLMTS_NO_VNNI=1) */
-int quant_panel_available(void);
+/* which panel GEMM this CPU runs: AVX-512 VNNI (unless LLMTS_NO_VNNI=1), else AVX2, else none */
+#define PANEL_NONE 0
+#define PANEL_AVX2 1
+#define PANEL_VNNI 2
+int quant_panel_kind(void);
 
 /* out (M, N) = x · Wᵀ for W (N, K) in raw GGUF blocks of `type`, on the thread pool; returns 0
  * (having done nothing) when its scratch cannot be allocated */

@@ -380,10 +380,13 @@ DEF_AVX512(vnni, TARGET_Q_VNNI, dot16_vnni)
 
 /* ------------------------------------------------------------------ dispatch */
 
-/* rows of x from which the panel GEMM (quant_panel.c) beats the per-row dots (measured: making a
- * Q8_0 panel costs twice a Q4_0 one, 8 gathers a block instead of 4) */
+/* rows of x from which the panel GEMM (quant_panel.c) beats the per-row dots (VNNI) or the 4x2
+ * tiles (AVX2). Measured: making a Q8_0 panel costs twice a Q4_0 one, 8 gathers a block instead of
+ * 4; on a Zen 3 (AVX2) the tiles win up to M = 3 (Q4_0) and M = 6..7 (Q8_0), the panel beyond. */
 #define PANEL_MIN_ROWS_Q8 6
 #define PANEL_MIN_ROWS_Q4 3
+#define PANEL_MIN_ROWS_Q8_AVX2 8
+#define PANEL_MIN_ROWS_Q4_AVX2 4
 
 static int path = -1; /* 0 portable, 1 avx2, 2 avx512bw, 3 avx512vnni */
 
@@ -515,7 +518,10 @@ static napi_value js_matmul_quantized(napi_env env, napi_callback_info info) {
   }
   quantize_ctx qc = {x, K, nb};
   parallel_for(quantize_rows, &qc, M, K, 1);
-  if (M >= (type == TYPE_Q8_0 ? PANEL_MIN_ROWS_Q8 : PANEL_MIN_ROWS_Q4) && quant_panel_available()) {
+  int kind = quant_panel_kind();
+  int64_t min_rows = kind == PANEL_VNNI ? (type == TYPE_Q8_0 ? PANEL_MIN_ROWS_Q8 : PANEL_MIN_ROWS_Q4)
+                                        : (type == TYPE_Q8_0 ? PANEL_MIN_ROWS_Q8_AVX2 : PANEL_MIN_ROWS_Q4_AVX2);
+  if (kind != PANEL_NONE && M >= min_rows) {
     quant_rows xr = {xq_buf, xd_buf, xs_buf, M, K, nb};
     if (quant_panel_matmul(&xr, w, (int)type, out, N)) return make_undefined(env);
   }

@@ -3,7 +3,7 @@
  *
  * A per-row dot product (quant_matmul.c, what decode uses) reloads and unpacks every weight
  * block once per row of x and ends every pair of blocks with a horizontal step. Here the work is
- * done as a GEMM on AVX-512 VNNI instead:
+ * done as a GEMM instead, on AVX-512 VNNI as below, or on AVX2 at half the width (further down):
  *
  *   1. Panels. The thread that owns 32 rows of W (two panels of 16) first rewrites their blocks
  *      into a scratch panel, block by block: 8 groups of 64 bytes, group g holding for each of the
@@ -152,29 +152,170 @@ TARGET_PANEL static void panel_task(void *p, int task, int thread) {
 }
 #endif
 
+/* ------------------------------------------------------------------ AVX2 panels
+ *
+ * The same GEMM for CPUs without VNNI (any AVX2 CPU, AVX-512 ones without VNNI too), at half the
+ * width: panels of 8 rows of W, block by block 8 groups of 32 bytes (group g: for each row n the 4
+ * weights k = 32b + 4g .. +3, byte 4n + j) and the 8 scales. maddubs multiplies unsigned by signed
+ * bytes and adds adjacent pairs into int16:
+ *   - Q4_0 keeps its nibbles q (0..15) unsigned: a pair is at most 2 x 15 x 127 = 3810, so all 8
+ *     groups of a block add up in int16 (8 x 3810 < 32767) before one madd widens them to int32;
+ *     the offset (w = q - 8) comes off as 8 * sum(x block), as above.
+ *   - Q8_0 weights stay signed (w + 128 would overflow a pair): per group |w| x (x with w's sign),
+ *     widened to int32 at once (a pair reaches 2 x 127 x 127).
+ * Tiles are 8 rows of W x up to 4 rows of x: 4 float accumulators, 4 integer ones, the group, the
+ * broadcast x and a temporary in the 16 ymm registers. */
+#ifdef LLMTS_X86
+#define A2_ROWS 8
+#define A2_BLOCK_BYTES (8 * 32 + A2_ROWS * 4)
+#define A2_TASK_PANELS 2
+#define A2_TILE_M 4
+#define TARGET_A2 __attribute__((target("avx2,fma")))
+
+TARGET_A2 static void a2_make_panel(const uint8_t *w, int type, int64_t row_bytes, int nrows, int64_t nb, uint8_t *dst) {
+  int32_t offs[A2_ROWS], valid[A2_ROWS];
+  for (int n = 0; n < A2_ROWS; n++) {
+    offs[n] = n < nrows ? (int32_t)(n * row_bytes) : 0;
+    valid[n] = n < nrows ? -1 : 0;
+  }
+  const __m256i idx = _mm256_loadu_si256((const __m256i *)offs), mask = _mm256_loadu_si256((const __m256i *)valid);
+  const __m256i zero = _mm256_setzero_si256();
+  const int64_t block_bytes = type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t *o = dst + b * A2_BLOCK_BYTES;
+    const uint8_t *base = w + b * block_bytes + 2;
+    if (type == TYPE_Q8_0) {
+      for (int g = 0; g < 8; g++) {
+        __m256i v = _mm256_mask_i32gather_epi32(zero, (const int *)(base + 4 * g), idx, mask, 1);
+        _mm256_store_si256((__m256i *)(o + 32 * g), v);
+      }
+    } else {
+      const __m256i lo4 = _mm256_set1_epi8(0x0f);
+      for (int h = 0; h < 4; h++) {
+        __m256i v = _mm256_mask_i32gather_epi32(zero, (const int *)(base + 4 * h), idx, mask, 1);
+        _mm256_store_si256((__m256i *)(o + 32 * h), _mm256_and_si256(v, lo4));
+        _mm256_store_si256((__m256i *)(o + 32 * (h + 4)), _mm256_and_si256(_mm256_srli_epi32(v, 4), lo4));
+      }
+    }
+    float *s = (float *)(o + 256);
+    for (int n = 0; n < A2_ROWS; n++) s[n] = n < nrows ? quant_scale_of(w + n * row_bytes + b * block_bytes) : 0.0f;
+  }
+}
+
+static inline int32_t load_i32(const int8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* rows m0 .. m0+mr-1 of x against the panel p (rows n0 .. n0+7, the first `rows` of them real) */
+TARGET_A2 static inline __attribute__((always_inline)) void a2_tile(const int mr, const int type, const quant_rows *x,
+                                                                    int64_t m0, const uint8_t *p, float *out, int64_t N,
+                                                                    int64_t n0, int rows) {
+  __m256 f[A2_TILE_M];
+  for (int m = 0; m < mr; m++) f[m] = _mm256_setzero_ps();
+  const int64_t nb = x->nb, K = x->K;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t *xq = x->q + m0 * K;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *a = p + b * A2_BLOCK_BYTES;
+    __m256i acc[A2_TILE_M];
+    if (type == TYPE_Q4_0) {
+      for (int m = 0; m < mr; m++) acc[m] = _mm256_setzero_si256();
+      for (int g = 0; g < 8; g++) {
+        __m256i wv = _mm256_load_si256((const __m256i *)(a + 32 * g));
+        for (int m = 0; m < mr; m++)
+          acc[m] = _mm256_add_epi16(acc[m], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(load_i32(xq + m * K + b * QK + 4 * g))));
+      }
+      for (int m = 0; m < mr; m++)
+        acc[m] = _mm256_sub_epi32(_mm256_madd_epi16(acc[m], ones), _mm256_set1_epi32(8 * x->sum[(m0 + m) * nb + b]));
+    } else {
+      for (int m = 0; m < mr; m++) acc[m] = _mm256_setzero_si256();
+      for (int g = 0; g < 8; g++) {
+        __m256i wv = _mm256_load_si256((const __m256i *)(a + 32 * g)), wa = _mm256_abs_epi8(wv);
+        for (int m = 0; m < mr; m++) {
+          __m256i xb = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(xq + m * K + b * QK + 4 * g)), wv);
+          acc[m] = _mm256_add_epi32(acc[m], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xb), ones));
+        }
+      }
+    }
+    __m256 sw = _mm256_load_ps((const float *)(a + 256));
+    for (int m = 0; m < mr; m++)
+      f[m] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[m]), sw), _mm256_set1_ps(x->d[(m0 + m) * nb + b]), f[m]);
+  }
+  for (int m = 0; m < mr; m++) {
+    float *o = out + (m0 + m) * N + n0;
+    if (rows == A2_ROWS) {
+      _mm256_storeu_ps(o, f[m]);
+    } else {
+      float t[A2_ROWS];
+      _mm256_storeu_ps(t, f[m]);
+      memcpy(o, t, (size_t)rows * sizeof(float));
+    }
+  }
+}
+
+#define A2_TILE_CASES(TYPE)                                                  \
+  switch (mr) {                                                              \
+    case 4: a2_tile(4, TYPE, x, m0, p, out, N, n0, rows); break;             \
+    case 3: a2_tile(3, TYPE, x, m0, p, out, N, n0, rows); break;             \
+    case 2: a2_tile(2, TYPE, x, m0, p, out, N, n0, rows); break;             \
+    default: a2_tile(1, TYPE, x, m0, p, out, N, n0, rows); break;            \
+  }
+
+TARGET_A2 static void a2_tile_any(int mr, int type, const quant_rows *x, int64_t m0, const uint8_t *p, float *out,
+                                  int64_t N, int64_t n0, int rows) {
+  if (type == TYPE_Q4_0) {
+    A2_TILE_CASES(TYPE_Q4_0)
+  } else {
+    A2_TILE_CASES(TYPE_Q8_0)
+  }
+}
+#undef A2_TILE_CASES
+
+TARGET_A2 static void a2_panel_task(void *p, int task, int thread) {
+  const panel_ctx *c = (const panel_ctx *)p;
+  const quant_rows *x = c->x;
+  uint8_t *panel = c->scratch + (size_t)thread * c->per_thread;
+  for (int k = 0; k < A2_TASK_PANELS; k++) {
+    int64_t n0 = ((int64_t)task * A2_TASK_PANELS + k) * A2_ROWS;
+    if (n0 >= c->N) break;
+    int rows = c->N - n0 < A2_ROWS ? (int)(c->N - n0) : A2_ROWS;
+    a2_make_panel(c->w + n0 * c->row_bytes, c->type, c->row_bytes, rows, x->nb, panel);
+    for (int64_t m0 = 0; m0 < x->M; m0 += A2_TILE_M) {
+      int mr = x->M - m0 < A2_TILE_M ? (int)(x->M - m0) : A2_TILE_M;
+      a2_tile_any(mr, c->type, x, m0, panel, c->out, c->N, n0, rows);
+    }
+  }
+}
+#endif
+
 /* ------------------------------------------------------------------ entry */
 
 static uint8_t *scratch = NULL;
 static size_t scratch_cap = 0;
 
-int quant_panel_available(void) {
+int quant_panel_kind(void) {
 #ifdef LLMTS_X86
-  static int avail = -1;
-  if (avail < 0) {
+  static int kind = -1;
+  if (kind < 0) {
     __builtin_cpu_init();
     const char *no = getenv("LLMTS_NO_VNNI");
-    avail = cpu_simd() == SIMD_AVX512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
-            !(no && strcmp(no, "1") == 0);
+    int vnni = cpu_simd() == SIMD_AVX512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
+               !(no && strcmp(no, "1") == 0);
+    kind = vnni ? PANEL_VNNI : cpu_simd() >= SIMD_AVX2 ? PANEL_AVX2 : PANEL_NONE;
   }
-  return avail;
+  return kind;
 #else
-  return 0;
+  return PANEL_NONE;
 #endif
 }
 
 int quant_panel_matmul(const quant_rows *x, const uint8_t *w, int type, float *out, int64_t N) {
 #ifdef LLMTS_X86
-  size_t per_thread = 2 * (size_t)x->nb * PANEL_BLOCK_BYTES;
+  int kind = quant_panel_kind();
+  if (kind == PANEL_NONE) return 0;
+  size_t per_thread = kind == PANEL_VNNI ? 2 * (size_t)x->nb * PANEL_BLOCK_BYTES : (size_t)x->nb * A2_BLOCK_BYTES;
   size_t need = per_thread * (size_t)pool_size();
   if (need > scratch_cap) {
     free(scratch);
@@ -183,7 +324,12 @@ int quant_panel_matmul(const quant_rows *x, const uint8_t *w, int type, float *o
     if (!scratch) return 0;
   }
   panel_ctx c = {x, w, type, x->nb * (type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES), N, out, scratch, per_thread};
-  pool_run(panel_task, &c, (int)((N + TASK_ROWS - 1) / TASK_ROWS));
+  if (kind == PANEL_VNNI) {
+    pool_run(panel_task, &c, (int)((N + TASK_ROWS - 1) / TASK_ROWS));
+  } else {
+    const int64_t task_rows = A2_TASK_PANELS * A2_ROWS;
+    pool_run(a2_panel_task, &c, (int)((N + task_rows - 1) / task_rows));
+  }
   return 1;
 #else
   (void)x, (void)w, (void)type, (void)out, (void)N;
