@@ -64,7 +64,7 @@ function checkAll(): [number, number] {
   return [worstExact, worstFloat];
 }
 
-/** A prompt-sized product (the panel GEMM: 4-row tiles and a 1-row tail, 32-row panels and a tail). */
+/** A prompt-sized product (the panel GEMM: 4-row tiles and a 1-row tail; VNNI 32-row task panels, AVX2 8-row panels, and a tail). */
 function checkPrefillShape(be: Backend, seed: number): void {
   const M = 37, N = 70, K = 2048;
   for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
