@@ -9,20 +9,15 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ModelConfig } from '../../src/model/config.js';
-import { Transformer } from '../../src/model/transformer.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
-import { Rng } from '../../src/util/rng.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { scaledModel, tinyLlama } from '../helpers/tiny-model.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 const tok = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\nQA:');
-const cfg: ModelConfig = {
-  family: 'llama', vocabSize: tok.vocabSize, blockSize: 64, nLayer: 1, nHead: 2, nKvHead: 1, nEmbd: 16, hiddenDim: 32,
-  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-};
+const cfg = tinyLlama({ vocabSize: tok.vocabSize, blockSize: 64, nLayer: 1, nHead: 2, nKvHead: 1, nEmbd: 16, hiddenDim: 32 });
 const dir = tmpDir('chat-pty');
 const ckpt = join(dir, 'ckpt.safetensors');
 
@@ -100,8 +95,7 @@ class Terminal {
 
 describe('llmts chat', () => {
   before(() => {
-    const model = new Transformer(cfg, new Rng(3));
-    for (const p of model.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
+    const model = scaledModel(cfg, { seed: 3, gain: 4 });
     saveCheckpoint(ckpt, { config: cfg, params: model.params, tokenizer: tok.toJSON(), trainer: {} });
   });
 

@@ -6,23 +6,17 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { generate } from '../../src/generate/generate.js';
-import type { ModelConfig } from '../../src/model/config.js';
-import { Transformer } from '../../src/model/transformer.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
-import { Rng } from '../../src/util/rng.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { assertOneLineError, runCli, type CliResult } from '../helpers/cli.js';
+import { scaledModel, tinyLlama } from '../helpers/tiny-model.js';
 
 const llmts = (...args: string[]): CliResult => runCli(args);
 
 const tok = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\n');
-const cfg: ModelConfig = {
-  family: 'llama', vocabSize: tok.vocabSize, blockSize: 48, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 64,
-  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-};
-const model = new Transformer(cfg, new Rng(4));
-for (const p of model.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
+const cfg = tinyLlama({ vocabSize: tok.vocabSize, blockSize: 48, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 64 });
+const model = scaledModel(cfg, { seed: 4, gain: 4 });
 const dir = tmpDir('run-cli');
 const ckpt = join(dir, 'ckpt.safetensors');
 saveCheckpoint(ckpt, { config: cfg, params: model.params, tokenizer: tok.toJSON(), trainer: {} });

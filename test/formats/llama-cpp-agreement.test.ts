@@ -15,8 +15,8 @@ import { generateCached } from '../../src/generate/generate.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { trainBpe, bpeTokenizerFromTrained } from '../../src/tokenizer/bpe-train.js';
-import { Rng } from '../../src/util/rng.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { scaledModel } from '../helpers/tiny-model.js';
 
 /** The part of node-llama-cpp's API this test uses (it is not a dependency, so no types). */
 interface NodeLlamaCpp {
@@ -53,8 +53,7 @@ describe('llama.cpp agreement (node-llama-cpp, optional)', () => {
         hiddenDim: family === 'llama' ? 96 : 256, bias: family === 'gpt2', tiedEmbeddings: family === 'gpt2',
         normEps: 1e-5, ropeTheta: 10000, dropout: 0,
       };
-      const model = new Transformer(cfg, new Rng(11));
-      for (const p of model.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 5;
+      const model = scaledModel(cfg, { seed: 11, gain: 5 });
       const file = join(tmpDir('llama-cpp'), `${family}.gguf`);
       exportGgufModel(file, cfg, model.params, { tokenizer: tok });
       const prompt = tok.encode('the cat sat');

@@ -6,25 +6,17 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ModelConfig } from '../../src/model/config.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { CachedSequence } from '../../src/generate/cached-sequence.js';
 import { emptyStats, generateCached } from '../../src/generate/generate.js';
 import { KvCache } from '../../src/generate/kv-cache.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
+import { scaledModel, tinyLlama } from '../helpers/tiny-model.js';
 
-const CFG: ModelConfig = {
-  family: 'llama', vocabSize: 41, blockSize: 32, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48,
-  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-};
+const CFG = tinyLlama({ vocabSize: 41, blockSize: 32, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48 });
 
-function makeModel(seed = 1): Transformer {
-  const m = new Transformer(CFG, new Rng(seed));
-  for (const p of m.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
-  m.eval();
-  return m;
-}
+const makeModel = (seed = 1): Transformer => scaledModel(CFG, { seed, gain: 4 });
 
 function ids(n: number, seed: number): number[] {
   const rng = new Rng(seed);

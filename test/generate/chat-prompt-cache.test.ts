@@ -13,17 +13,13 @@ import { Transformer } from '../../src/model/transformer.js';
 import { bpeTokenizerFromTrained, trainBpe } from '../../src/tokenizer/bpe-train.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
-import { Rng } from '../../src/util/rng.js';
+import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
 
 const CORPUS = 'hello there, how are you today? i am fine and you? tell me a story about the sea and the ship. '.repeat(4);
 
-function makeModel(cfg: ModelConfig): Transformer {
-  const m = new Transformer(cfg, new Rng(7));
-  for (const p of m.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
-  return m;
-}
+const makeModel = (cfg: ModelConfig): Transformer => scaledModel(cfg, { seed: 7, gain: 4 });
 
-const base = { normEps: 1e-5, ropeTheta: 10000, dropout: 0, nLayer: 2, nHead: 2, nEmbd: 32, hiddenDim: 64 };
+const sizes = { nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 32, hiddenDim: 64, blockSize: 256 };
 const chatmlBpe = bpeTokenizerFromTrained(trainBpe(CORPUS, { vocabSize: 320, specialTokens: ['<|im_start|>', '<|im_end|>'] }));
 const llama2Bpe = bpeTokenizerFromTrained(trainBpe(CORPUS, { vocabSize: 320, specialTokens: ['<s>', '</s>'] }));
 const chars = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\nQA:');
@@ -38,15 +34,15 @@ interface Setup {
 const SETUPS: Setup[] = [
   {
     name: 'gpt2, BPE, chatml', tokenizer: chatmlBpe, template: 'chatml',
-    model: makeModel({ ...base, family: 'gpt2', vocabSize: chatmlBpe.vocabSize, blockSize: 256, nKvHead: 2, bias: true, tiedEmbeddings: true }),
+    model: makeModel(tinyGpt2({ ...sizes, vocabSize: chatmlBpe.vocabSize })),
   },
   {
     name: 'llama (GQA), char, qa', tokenizer: chars, template: 'qa',
-    model: makeModel({ ...base, family: 'llama', vocabSize: chars.vocabSize, blockSize: 256, nHead: 4, nKvHead: 2, bias: false, tiedEmbeddings: false }),
+    model: makeModel(tinyLlama({ ...sizes, vocabSize: chars.vocabSize, nHead: 4 })),
   },
   {
     name: 'llama, BPE, llama2', tokenizer: llama2Bpe, template: 'llama2',
-    model: makeModel({ ...base, family: 'llama', vocabSize: llama2Bpe.vocabSize, blockSize: 256, nKvHead: 2, bias: false, tiedEmbeddings: false }),
+    model: makeModel(tinyLlama({ ...sizes, vocabSize: llama2Bpe.vocabSize })),
   },
 ];
 

@@ -8,11 +8,9 @@ import assert from 'node:assert/strict';
 import { chatStopTokens, chatTemplate, encodeChatPrompt, type ChatMessage } from '../../src/generate/chat-template.js';
 import { ChatSession, type DropInfo } from '../../src/generate/chat-session.js';
 import { generate } from '../../src/generate/generate.js';
-import type { ModelConfig } from '../../src/model/config.js';
-import { Transformer } from '../../src/model/transformer.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { LlmError } from '../../src/util/errors.js';
-import { Rng } from '../../src/util/rng.js';
+import { scaledModel, tinyLlama } from '../helpers/tiny-model.js';
 
 const sys: ChatMessage = { role: 'system', content: 'Be brief.' };
 const one: ChatMessage[] = [{ role: 'user', content: 'Hi' }];
@@ -89,12 +87,8 @@ describe('chat templates', () => {
 });
 
 const tok = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz ,.!?\nQA:');
-const cfg: ModelConfig = {
-  family: 'llama', vocabSize: tok.vocabSize, blockSize: 64, nLayer: 1, nHead: 2, nKvHead: 1, nEmbd: 16, hiddenDim: 32,
-  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-};
-const model = new Transformer(cfg, new Rng(3));
-for (const p of model.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
+const cfg = tinyLlama({ vocabSize: tok.vocabSize, blockSize: 64, nLayer: 1, nHead: 2, nKvHead: 1, nEmbd: 16, hiddenDim: 32 });
+const model = scaledModel(cfg, { seed: 3, gain: 4 });
 
 describe('ChatSession', () => {
   it('streams the same answer as generate() on the rendered prompt, and the history grows', async () => {

@@ -15,24 +15,12 @@ import { KvCache } from '../../src/generate/kv-cache.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
+import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
 
-const base = { normEps: 1e-5, ropeTheta: 10000, dropout: 0 };
-const GPT2: ModelConfig = {
-  ...base, family: 'gpt2', vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 16, hiddenDim: 64,
-  bias: true, tiedEmbeddings: true,
-};
-const LLAMA: ModelConfig = {
-  ...base, family: 'llama', vocabSize: 41, blockSize: 24, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48,
-  bias: false, tiedEmbeddings: false,
-};
+const GPT2 = tinyGpt2({ vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 16, hiddenDim: 64 });
+const LLAMA = tinyLlama({ vocabSize: 41, blockSize: 24, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48 });
 
-/** Random model with weights scaled up so that logits are far from ties. */
-function makeModel(cfg: ModelConfig, seed = 1): Transformer {
-  const m = new Transformer(cfg, new Rng(seed));
-  for (const p of m.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 4;
-  m.eval();
-  return m;
-}
+const makeModel = (cfg: ModelConfig, seed = 1): Transformer => scaledModel(cfg, { seed, gain: 4 });
 
 function prompt(cfg: ModelConfig, n: number, seed = 3): number[] {
   const rng = new Rng(seed);

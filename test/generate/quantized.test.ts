@@ -24,24 +24,13 @@ import { Trainer } from '../../src/train/trainer.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { tinyData, tinyOptions, trainingText } from '../helpers/tiny-run.js';
 import { backend, nativeBackend, nativeLoadError, setBackend } from '../../src/backend/index.js';
+import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
 
-const base = { normEps: 1e-5, ropeTheta: 10000, dropout: 0 };
-const LLAMA: ModelConfig = {
-  ...base, family: 'llama', vocabSize: 96, blockSize: 256, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 128, hiddenDim: 256,
-  bias: false, tiedEmbeddings: false,
-};
-const GPT2: ModelConfig = {
-  ...base, family: 'gpt2', vocabSize: 80, blockSize: 64, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 64, hiddenDim: 128,
-  bias: true, tiedEmbeddings: true,
-};
+const LLAMA = tinyLlama({ vocabSize: 96, blockSize: 256, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 128, hiddenDim: 256 });
+const GPT2 = tinyGpt2({ vocabSize: 80, blockSize: 64, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 64, hiddenDim: 128 });
 const SEQ = 200;
 
-function makeModel(cfg: ModelConfig, seed: number, gain: number): Transformer {
-  const m = new Transformer(cfg, new Rng(seed));
-  for (const p of m.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= gain;
-  m.eval();
-  return m;
-}
+const makeModel = (cfg: ModelConfig, seed: number, gain: number): Transformer => scaledModel(cfg, { seed, gain });
 
 function tokens(cfg: ModelConfig, n: number, seed = 7): Int32Array {
   const rng = new Rng(seed);

@@ -5,15 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { backend } from '../../src/backend/index.js';
-import type { ModelConfig } from '../../src/model/config.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { KvCache } from '../../src/generate/kv-cache.js';
 import { Rng } from '../../src/util/rng.js';
+import { tinyLlama } from './tiny-model.js';
 
-const cfg: ModelConfig = {
-  family: 'llama', vocabSize: 1000, blockSize: 64, nLayer: 2, nHead: 8, nKvHead: 4, nEmbd: 256, hiddenDim: 512,
-  bias: false, tiedEmbeddings: false, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-};
+const cfg = tinyLlama({ vocabSize: 1000, blockSize: 64, nLayer: 2, nHead: 8, nKvHead: 4, nEmbd: 256, hiddenDim: 512 });
 const m = new Transformer(cfg, new Rng(5));
 m.eval();
 const cache = new KvCache(cfg);

@@ -17,28 +17,14 @@ import { Transformer } from '../../src/model/transformer.js';
 import { KvCache } from '../../src/generate/kv-cache.js';
 import { exportGgufModel, importGgufModel, type GgufQuant } from '../../src/formats/gguf-model.js';
 import { LlmError } from '../../src/util/errors.js';
-import { Rng } from '../../src/util/rng.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
 
-const base = { normEps: 1e-5, ropeTheta: 10000, dropout: 0 };
-const LLAMA: ModelConfig = {
-  ...base, family: 'llama', vocabSize: 83, blockSize: 300, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 64, hiddenDim: 96,
-  bias: false, tiedEmbeddings: false,
-};
-const GPT2: ModelConfig = {
-  ...base, family: 'gpt2', vocabSize: 71, blockSize: 300, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 64, hiddenDim: 128,
-  bias: true, tiedEmbeddings: true,
-};
+const LLAMA = tinyLlama({ vocabSize: 83, blockSize: 300, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 64, hiddenDim: 96 });
+const GPT2 = tinyGpt2({ vocabSize: 71, blockSize: 300, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 64, hiddenDim: 128 });
 
-function makeModel(cfg: ModelConfig, seed = 1): Transformer {
-  const m = new Transformer(cfg, new Rng(seed));
-  for (const p of m.parameters()) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 3;
-  // biases and gains away from their init (0 and 1), so a dropped or misplaced one shows
-  const rng = new Rng(seed + 100);
-  for (const p of m.parameters()) if (p.shape.length === 1) for (let i = 0; i < p.data.length; i++) p.data[i] += 0.2 * (rng.uniform() - 0.5);
-  m.eval();
-  return m;
-}
+// biases and gains away from their init (0 and 1), so a dropped or misplaced one shows
+const makeModel = (cfg: ModelConfig, seed = 1): Transformer => scaledModel(cfg, { seed, gain: 3, jitter: 0.2 });
 
 function quantized(dir: string, m: Transformer, quant: GgufQuant): Transformer {
   const file = join(dir, `m.${m.config.family}.${quant}.gguf`);
