@@ -381,12 +381,13 @@ DEF_AVX512(vnni, TARGET_Q_VNNI, dot16_vnni)
 /* ------------------------------------------------------------------ dispatch */
 
 /* rows of x from which the panel GEMM (quant_panel.c) beats the per-row dots (VNNI) or the 4x2
- * tiles (AVX2). Measured: making a Q8_0 panel costs twice a Q4_0 one, 8 gathers a block instead of
- * 4; on a Zen 3 (AVX2) the tiles win up to M = 3 (Q4_0) and M = 6..7 (Q8_0), the panel beyond. */
+ * tiles (AVX2). Measured: making a Q8_0 panel costs twice a Q4_0 one (8 gathers a block instead of
+ * 4 with VNNI, two 8x4 transposes instead of one on AVX2); on a Zen 3 (AVX2) the tiles tie at
+ * M = 2 (Q4_0) and win up to M = 3 (Q8_0), the panel beyond. */
 #define PANEL_MIN_ROWS_Q8 6
 #define PANEL_MIN_ROWS_Q4 3
-#define PANEL_MIN_ROWS_Q8_AVX2 8
-#define PANEL_MIN_ROWS_Q4_AVX2 4
+#define PANEL_MIN_ROWS_Q8_AVX2 4
+#define PANEL_MIN_ROWS_Q4_AVX2 3
 
 static int path = -1; /* 0 portable, 1 avx2, 2 avx512bw, 3 avx512vnni */
 

@@ -163,6 +163,7 @@ TARGET_PANEL static void panel_task(void *p, int task, int thread) {
  *     the offset (w = q - 8) comes off as 8 * sum(x block), as above.
  *   - Q8_0 weights stay signed (w + 128 would overflow a pair): per group |w| x (x with w's sign),
  *     widened to int32 at once (a pair reaches 2 x 127 x 127).
+ * Panels are made with 8x4 transposes of 32-bit words (AVX2 gathers are slow on Zen 3).
  * Tiles are 8 rows of W x up to 4 rows of x: 4 float accumulators, 4 integer ones, the group, the
  * broadcast x and a temporary in the 16 ymm registers. */
 #ifdef LLMTS_X86
@@ -172,33 +173,52 @@ TARGET_PANEL static void panel_task(void *p, int task, int thread) {
 #define A2_TILE_M 4
 #define TARGET_A2 __attribute__((target("avx2,fma")))
 
+/* 16 bytes of each of 8 rows (4 words h = 0..3 each) -> g[h] = word h of rows 0..7, in order: a
+ * 4x4 transpose of 32-bit words in each 128-bit lane, rows 0-3 in the low lanes, 4-7 in the high */
+TARGET_A2 static inline void transpose_8x4(const uint8_t *const r[A2_ROWS], int64_t off, __m256i g[4]) {
+  __m256i a[4];
+  for (int i = 0; i < 4; i++)
+    a[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(r[i] + off))),
+                                   _mm_loadu_si128((const __m128i *)(r[i + 4] + off)), 1);
+  __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+  __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+  g[0] = _mm256_unpacklo_epi64(t0, t2);
+  g[1] = _mm256_unpackhi_epi64(t0, t2);
+  g[2] = _mm256_unpacklo_epi64(t1, t3);
+  g[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* rows [0, nrows) of w (nrows <= 8; missing rows read a zero block and get scale 0) */
 TARGET_A2 static void a2_make_panel(const uint8_t *w, int type, int64_t row_bytes, int nrows, int64_t nb, uint8_t *dst) {
-  int32_t offs[A2_ROWS], valid[A2_ROWS];
-  for (int n = 0; n < A2_ROWS; n++) {
-    offs[n] = n < nrows ? (int32_t)(n * row_bytes) : 0;
-    valid[n] = n < nrows ? -1 : 0;
-  }
-  const __m256i idx = _mm256_loadu_si256((const __m256i *)offs), mask = _mm256_loadu_si256((const __m256i *)valid);
-  const __m256i zero = _mm256_setzero_si256();
+  static const uint8_t zero_block[Q8_BYTES] = {0};
   const int64_t block_bytes = type == TYPE_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  const uint8_t *r[A2_ROWS];
+  int64_t step[A2_ROWS];
+  for (int n = 0; n < A2_ROWS; n++) {
+    r[n] = n < nrows ? w + n * row_bytes : zero_block;
+    step[n] = n < nrows ? block_bytes : 0;
+  }
+  const __m256i lo4 = _mm256_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; b++) {
     uint8_t *o = dst + b * A2_BLOCK_BYTES;
-    const uint8_t *base = w + b * block_bytes + 2;
+    const uint8_t *blk[A2_ROWS];
+    for (int n = 0; n < A2_ROWS; n++) blk[n] = r[n] + b * step[n];
+    __m256i g[4];
     if (type == TYPE_Q8_0) {
-      for (int g = 0; g < 8; g++) {
-        __m256i v = _mm256_mask_i32gather_epi32(zero, (const int *)(base + 4 * g), idx, mask, 1);
-        _mm256_store_si256((__m256i *)(o + 32 * g), v);
+      for (int half = 0; half < 2; half++) {
+        transpose_8x4(blk, 2 + 16 * half, g);
+        for (int h = 0; h < 4; h++) _mm256_store_si256((__m256i *)(o + 32 * (4 * half + h)), g[h]);
       }
     } else {
-      const __m256i lo4 = _mm256_set1_epi8(0x0f);
+      /* byte j of a Q4_0 block: element j in the low nibble, element j + 16 in the high one */
+      transpose_8x4(blk, 2, g);
       for (int h = 0; h < 4; h++) {
-        __m256i v = _mm256_mask_i32gather_epi32(zero, (const int *)(base + 4 * h), idx, mask, 1);
-        _mm256_store_si256((__m256i *)(o + 32 * h), _mm256_and_si256(v, lo4));
-        _mm256_store_si256((__m256i *)(o + 32 * (h + 4)), _mm256_and_si256(_mm256_srli_epi32(v, 4), lo4));
+        _mm256_store_si256((__m256i *)(o + 32 * h), _mm256_and_si256(g[h], lo4));
+        _mm256_store_si256((__m256i *)(o + 32 * (h + 4)), _mm256_and_si256(_mm256_srli_epi32(g[h], 4), lo4));
       }
     }
-    float *s = (float *)(o + 256);
-    for (int n = 0; n < A2_ROWS; n++) s[n] = n < nrows ? quant_scale_of(w + n * row_bytes + b * block_bytes) : 0.0f;
+    float *sc = (float *)(o + 256);
+    for (int n = 0; n < A2_ROWS; n++) sc[n] = n < nrows ? quant_scale_of(blk[n]) : 0.0f;
   }
 }
 
