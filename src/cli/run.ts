@@ -4,7 +4,7 @@
  *   llmts run out/shakespeare -p 'ROMEO:' --max-tokens 200 --temperature 0.8 --stop '\n\n'
  *   llmts run path/to/hf-model-dir -p 'Once upon a time' --top-p 0.9 --seed 1
  */
-import { generate, generateCached } from '../generate/generate.js';
+import { emptyStats, generate, generateCached, type GenerationStats } from '../generate/generate.js';
 import { Transformer } from '../model/transformer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -72,6 +72,14 @@ function parseIds(text: string): number[] {
   return ids;
 }
 
+/** The --verbose line: token counts, prefill and decode speed, and why generation stopped. */
+export function runStatsLine(promptTokens: number, s: Readonly<GenerationStats>, finishReason: string | null, totalMs: number): string {
+  const rate = (n: number, ms: number): string => (ms > 0 ? ((1000 * n) / ms).toFixed(1) : '-');
+  return `llmts run: ${promptTokens} prompt + ${s.generatedTokens} generated tokens in ${(totalMs / 1000).toFixed(2)} s; `
+    + `prefill ${s.prefillMs.toFixed(1)} ms (${rate(s.promptTokens - s.reusedTokens, s.prefillMs)} tok/s), `
+    + `decode ${rate(s.generatedTokens, s.decodeMs)} tok/s; stopped: ${finishReason ?? 'unknown'}\n`;
+}
+
 export async function runCommand(argv: string[]): Promise<void> {
   const p = parseFlags(argv, FLAGS, 'run');
   const [path, ...extra] = p.positionals;
@@ -92,20 +100,24 @@ export async function runCommand(argv: string[]): Promise<void> {
   const V = model.config.vocabSize;
   const outside = ids.find((id) => id >= V);
   if (outside !== undefined) throw new LlmError(`--prompt-ids: token id ${outside} is outside the model's vocabulary of ${V}`);
+  const t0 = performance.now();
+  let stats: Readonly<GenerationStats>;
+  let finishReason: string | null;
   if (output === 'ids') {
     const out: number[] = [];
-    const it = generateCached(model, ids, { ...opts, stopTokens: tokenizer?.eosId !== undefined ? [tokenizer.eosId] : [] });
-    for (let r = it.next(); !r.done; r = it.next()) out.push(r.value.id);
+    const counted = emptyStats();
+    const it = generateCached(model, ids, { ...opts, stopTokens: tokenizer?.eosId !== undefined ? [tokenizer.eosId] : [], stats: counted });
+    let r = it.next();
+    for (; !r.done; r = it.next()) out.push(r.value.id);
     process.stdout.write(JSON.stringify(out) + '\n');
-    return;
+    stats = counted;
+    finishReason = r.value;
+  } else {
+    const gen = generate(model, tokenizer!, ids, opts);
+    for await (const piece of gen) process.stdout.write(piece);
+    process.stdout.write('\n');
+    stats = gen.stats;
+    finishReason = gen.finishReason;
   }
-  const t0 = performance.now();
-  const gen = generate(model, tokenizer!, ids, opts);
-  for await (const piece of gen) process.stdout.write(piece);
-  process.stdout.write('\n');
-  if (p.values.verbose) {
-    const s = (performance.now() - t0) / 1000;
-    process.stderr.write(`llmts run: ${ids.length} prompt + ${gen.tokens.length} generated tokens in ${s.toFixed(2)} s `
-      + `(${(gen.tokens.length / s).toFixed(1)} tok/s), stopped: ${gen.finishReason}\n`);
-  }
+  if (p.values.verbose) process.stderr.write(runStatsLine(ids.length, stats, finishReason, performance.now() - t0));
 }

@@ -13,7 +13,7 @@
  */
 import {
   Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, isGradEnabled, layerNorm, linear,
-  noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, type RopeTables, type WeightLayout,
+  noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, withStageScope, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
 import { backend, type Backend } from '../backend/index.js';
 import {
@@ -410,7 +410,15 @@ export class Transformer {
       x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
     }
     x = dropout(x, cfg.dropout, this.ctx.rng, this.ctx.training);
-    for (const block of this.blocks) x = block.forward(x);
+    if (isGradEnabled()) {
+      for (const block of this.blocks) x = block.forward(x);
+    } else {
+      // nothing to backpropagate: one layer's activations at a time (evaluation, scoring)
+      for (const block of this.blocks) {
+        const input = x;
+        x = withStageScope(() => block.forward(input), (y) => y.data);
+      }
+    }
     if (opts.lastOnly) x = lastPosition(x, B, T);
     x = this.finalNorm.forward(x);
     const logits = this.headForward(x); // (B, T, V)
@@ -448,7 +456,11 @@ export class Transformer {
           const positions = Int32Array.from({ length: T }, (_, t) => pos + t);
           x = add(x, embedding(this.positionEmbedding, positions, [1, T]));
         }
-        for (let l = 0; l < this.blocks.length; l++) x = this.blocks[l].forwardCached(x, cache, l);
+        // one layer's activations at a time: each layer's buffers are recycled by the next
+        for (let l = 0; l < this.blocks.length; l++) {
+          const input = x;
+          x = withStageScope(() => this.blocks[l].forwardCached(input, cache, l), (y) => y.data);
+        }
         cache.advance(T);
         if (!opts.allLogits) x = lastPosition(x, 1, T);
         x = this.finalNorm.forward(x);

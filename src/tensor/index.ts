@@ -17,4 +17,4 @@ export { rope, ropeTables } from './ops/rope.js';
 export type { RopeTables } from './ops/rope.js';
 export { crossEntropy, IGNORE_INDEX } from './ops/cross-entropy.js';
 export { dropout } from './ops/dropout.js';
-export { allocFloats, withFloat64Storage, withBufferScope, pooledBytes, clearBufferPool } from './storage.js';
+export { allocFloats, withFloat64Storage, withBufferScope, withStageScope, pooledBytes, clearBufferPool } from './storage.js';

@@ -59,11 +59,44 @@ export function withBufferScope<T>(fn: () => T): T {
     return fn();
   } finally {
     scopes.pop();
-    for (const buf of scope) {
-      let free = pool.get(buf.length);
-      if (!free) pool.set(buf.length, (free = []));
-      free.push(buf);
-    }
+    release(scope);
+  }
+}
+
+/**
+ * withBufferScope for one stage of a no-grad pass (a layer of inference): every buffer fn
+ * allocates returns to the pool when it ends, except the one(s) backing `keep(result)` (the stage's
+ * output, which the next stage reads), which move to the enclosing scope. The next stage then
+ * reuses this one's buffers, so a pass over many layers holds one layer's activations, not all.
+ * Only for code without autograd: a buffer released here may be handed out again at once.
+ */
+export function withStageScope<T>(fn: () => T, keep: (result: T) => Float32Array): T {
+  const scope: Float32Array[] = [];
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    scopes.pop();
+    release(scope);
+    throw err;
+  }
+  scopes.pop();
+  const kept = keep(result).buffer;
+  const parent = scopes[scopes.length - 1];
+  release(scope.filter((buf) => {
+    if (buf.buffer !== kept) return true;
+    parent?.push(buf);
+    return false;
+  }));
+  return result;
+}
+
+function release(bufs: Float32Array[]): void {
+  for (const buf of bufs) {
+    let free = pool.get(buf.length);
+    if (!free) pool.set(buf.length, (free = []));
+    free.push(buf);
   }
 }
 

@@ -40,7 +40,7 @@ describe('llmts run', () => {
     assert.equal(a.code, 0, a.stderr);
     assert.equal(a.stdout, b.stdout);
     const s = llmts('run', ckpt, '-p', 'hi', '--max-tokens', '25', '--seed', '7', '--temperature', '1', '--verbose');
-    assert.match(s.stderr, /tok\/s\), stopped: (length|context)/);
+    assert.match(s.stderr, /^llmts run: \d+ prompt \+ \d+ generated tokens in [\d.]+ s; prefill [\d.]+ ms \([\d.]+ tok\/s\), decode [\d.]+ tok\/s; stopped: (length|context)\n$/);
   });
 
   it('--prompt-ids and --output ids: token ids in, token ids out, same tokens as text mode', () => {
