@@ -17,9 +17,7 @@
  * tensor data is streamed: each tensor's `data()` is called only when its turn comes, so a model
  * is never concatenated in memory.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
+import { writeFileAtomicWith } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
 import { GGUF_MAGIC, GgufType } from './gguf.js';
 import { ggmlTensorBytes, ggmlTypeName, type GgmlType } from './quant.js';
@@ -246,17 +244,8 @@ export function writeGguf(path: string, file: GgufToWrite): number {
   });
   h.pad(alignment);
 
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let fd: number | null = null;
   const zeros = new Uint8Array(alignment);
-  try {
-    fd = openSync(tmp, 'w');
-    const out = fd;
-    const put = (b: Uint8Array): void => {
-      let o = 0;
-      while (o < b.byteLength) o += writeSync(out, b, o, b.byteLength - o);
-    };
+  return writeFileAtomicWith(path, (put) => {
     put(h.buf.subarray(0, h.len));
     let total = h.len;
     file.tensors.forEach((t, i) => {
@@ -275,21 +264,6 @@ export function writeGguf(path: string, file: GgufToWrite): number {
       if (pad > 0) put(zeros.subarray(0, pad)); // llama.cpp reads every tensor padded, the last one too
       total += n + pad;
     });
-    fsyncSync(out);
-    closeSync(out);
-    fd = null;
-    renameSync(tmp, path);
     return total;
-  } catch (err) {
-    if (fd !== null) {
-      try {
-        closeSync(fd);
-      } catch {
-        /* keep the original error */
-      }
-    }
-    rmSync(tmp, { force: true });
-    if (err instanceof LlmError) throw err;
-    throw new LlmError(`cannot write ${path}: ${(err as Error).message} (check that the directory is writable and the disk is not full)`, { cause: err });
-  }
+  });
 }
