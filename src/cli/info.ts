@@ -4,11 +4,11 @@
  *   llmts info model.gguf
  *   llmts info out/run
  */
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readGguf } from '../formats/gguf.js';
 import { configFromGguf } from '../formats/gguf-model.js';
-import { configFromHf } from '../formats/hf-checkpoint.js';
+import { readHfConfig } from '../formats/hf-checkpoint.js';
 import { parseLlama2cHeader } from '../formats/llama2c.js';
 import { ggmlTypeName } from '../formats/quant.js';
 import { validateConfig, type ModelConfig } from '../model/config.js';
@@ -84,14 +84,7 @@ export async function modelInfo(path: string): Promise<Info> {
     };
   }
   if (format === 'hf') {
-    const configPath = join(file, 'config.json');
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
-    } catch {
-      throw new LlmError(`${configPath} is not valid JSON`);
-    }
-    const config = configFromHf(json, configPath);
+    const config = readHfConfig(file);
     const files = readdirSync(file).filter((f) => f.endsWith('.safetensors'));
     const dtypes: string[] = [];
     let bytes = 0;

@@ -107,8 +107,8 @@ function addZeroBiases(cfg: ModelConfig, tensors: Record<string, TensorToWrite>)
   }
 }
 
-/** Read a transformers checkpoint directory into our config and parameter map. */
-export function importHfCheckpoint(dir: string): { config: ModelConfig; params: Map<string, Tensor>; source: FileSourceMode } {
+/** Our config from the config.json of a transformers checkpoint directory. */
+export function readHfConfig(dir: string): ModelConfig {
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new LlmError(`${dir} has no config.json (expected a Hugging Face checkpoint directory)`);
   let json: Record<string, unknown>;
@@ -117,7 +117,12 @@ export function importHfCheckpoint(dir: string): { config: ModelConfig; params: 
   } catch {
     throw new LlmError(`${configPath} is not valid JSON`);
   }
-  const config = configFromHf(json, configPath);
+  return configFromHf(json, configPath);
+}
+
+/** Read a transformers checkpoint directory into our config and parameter map. */
+export function importHfCheckpoint(dir: string): { config: ModelConfig; params: Map<string, Tensor>; source: FileSourceMode } {
+  const config = readHfConfig(dir);
   const { tensors: raw, source } = readWeights(dir);
   const params = new Map<string, Tensor>();
   const specs = parameterSpecs(config);
