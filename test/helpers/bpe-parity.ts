@@ -1,6 +1,7 @@
 /**
- * Helpers for the byte-level BPE parity tests: llama.cpp's tokenizer test vectors and readable
- * reports of the first place where two id sequences part.
+ * Helpers for the tokenizer parity tests: llama.cpp's tokenizer test vectors (BPE and
+ * SentencePiece vocabularies alike) and readable reports of the first place where two id
+ * sequences part.
  *
  *   const { inputs, expected } = readLlamaCppVectors('/…/ggml-vocab-gpt-2.gguf');
  *   const i = firstMismatch(ours, ref);

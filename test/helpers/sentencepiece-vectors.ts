@@ -1,9 +1,9 @@
 /**
- * Helpers for the SentencePiece tests: llama.cpp's tokenizer test vectors, the committed
- * fixtures from scripts/make_sentencepiece_fixture.py, and a Hugging Face tokenizer.json
- * built from a SentencePiece vocabulary the way transformers' converter builds one.
+ * Helpers for the SentencePiece tests: the committed fixtures from
+ * scripts/make_sentencepiece_fixture.py, and a Hugging Face tokenizer.json built from a
+ * SentencePiece vocabulary the way transformers' converter builds one. (llama.cpp's tokenizer
+ * test vectors are read by readLlamaCppVectors in bpe-parity.ts.)
  *
- *   const { inputs, expected } = readGgufVocabVectors('/…/ggml-vocab-llama-spm.gguf');
  *   const ids = readU16Gz(spFixturePath('llama2-tinyshakespeare.u16.gz'));
  */
 import { readFileSync } from 'node:fs';
@@ -18,36 +18,12 @@ export function spFixturePath(name: string): string {
   return fileURLToPath(new URL(`test/fixtures/tokenizer/${name}`, repoRoot));
 }
 
-/**
- * llama.cpp's `X.gguf.inp` / `X.gguf.out`, read as its test-tokenizer-0 does: inputs are
- * separated (and terminated) by "\n__ggml_vocab_test__\n", taken verbatim (no trimming);
- * each output line holds the expected ids, each preceded by one space.
- */
-export function readGgufVocabVectors(ggufPath: string): { inputs: string[]; expected: number[][] } {
-  const inp = readFileSync(`${ggufPath}.inp`, 'utf8');
-  const out = readFileSync(`${ggufPath}.out`, 'utf8');
-  const inputs = inp.split('\n__ggml_vocab_test__\n');
-  if (inputs.pop() !== '') throw new Error(`${ggufPath}.inp does not end with the separator`);
-  const lines = out.split('\n');
-  if (lines.pop() !== '') throw new Error(`${ggufPath}.out does not end with a newline`);
-  const expected = lines.map((l) => (l.trim() === '' ? [] : l.trim().split(' ').map(Number)));
-  if (expected.length !== inputs.length) throw new Error(`${inputs.length} inputs but ${expected.length} outputs`);
-  return { inputs, expected };
-}
-
 /** A gzipped array of uint16 little-endian values. */
 export function readU16Gz(path: string): Uint16Array {
   const raw = gunzipSync(readFileSync(path));
   const out = new Uint16Array(raw.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = raw.readUInt16LE(i * 2);
   return out;
-}
-
-/** Index of the first difference between two id sequences, or -1 when equal. */
-export function firstIdDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
 }
 
 /**

@@ -23,13 +23,12 @@ import { tokenizerFromJSON } from '../../src/tokenizer/tokenizer.js';
 import { LlmError } from '../../src/util/errors.js';
 import { sharedDataPath } from '../helpers/shared-data.js';
 import {
-  firstIdDifference,
   hfTokenizerJsonFromSentencePiece,
-  readGgufVocabVectors,
   readU16Gz,
   spFixturePath,
 } from '../helpers/sentencepiece-vectors.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { firstMismatch, readLlamaCppVectors } from '../helpers/bpe-parity.js';
 
 interface Cases {
   text_sha256: string;
@@ -63,7 +62,7 @@ function shakespeare(): { text: string; ids: Uint16Array } | string {
 }
 
 function assertSameIds(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  const at = firstIdDifference(actual, expected);
+  const at = firstMismatch(actual, expected);
   if (at >= 0) {
     const show = (a: ArrayLike<number>): string => JSON.stringify(Array.from(a).slice(Math.max(0, at - 3), at + 4));
     assert.fail(`${what}: ids differ at ${at} of ${expected.length} (got ${actual.length}): ${show(actual)} vs expected ${show(expected)}`);
@@ -72,7 +71,7 @@ function assertSameIds(actual: ArrayLike<number>, expected: ArrayLike<number>, w
 
 test('llama.cpp test vectors for ggml-vocab-llama-spm.gguf: every case matches', (t) => {
   if (ggufPath === null) return t.skip(NO_GGUF);
-  const { inputs, expected } = readGgufVocabVectors(ggufPath);
+  const { inputs, expected } = readLlamaCppVectors(ggufPath);
   assert.equal(inputs.length, 46);
   const tok = gguf();
   const bad: string[] = [];
@@ -80,7 +79,7 @@ test('llama.cpp test vectors for ggml-vocab-llama-spm.gguf: every case matches',
   inputs.forEach((text, i) => {
     const ids = tok.encode(text, { addBos: false });
     tokens += expected[i].length;
-    if (firstIdDifference(ids, expected[i]) >= 0) bad.push(`#${i} ${JSON.stringify(text)}: got ${ids.join(' ')}, expected ${expected[i].join(' ')}`);
+    if (firstMismatch(ids, expected[i]) >= 0) bad.push(`#${i} ${JSON.stringify(text)}: got ${ids.join(' ')}, expected ${expected[i].join(' ')}`);
   });
   t.diagnostic(`${inputs.length} cases, ${tokens} tokens`);
   assert.deepEqual(bad, []);
