@@ -284,8 +284,8 @@ TARGET_Q_AVX2 static float dot_q4_avx2(const uint8_t *w, const int8_t *xq, const
   return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* Prompt-sized products without VNNI (AVX2, AVX-512BW): tiles of 4 weight rows x 2 activation
- * rows. Each weight block is loaded (and, for Q4_0, unpacked) once per tile and used for both x
+/* Products of a few rows without VNNI (AVX2, AVX-512BW; from 3-4 rows the AVX2 panel GEMM in
+ * quant_panel.c takes over): tiles of 4 weight rows x 2 activation rows. Each weight block is loaded (and, for Q4_0, unpacked) once per tile and used for both x
  * rows, each x block is used for the 4 weight rows: per block and pair, sign + maddubs + madd +
  * convert + scale + fma, where the per-row kernel also reloads and unpacks. 8 accumulators. */
 TARGET_Q_AVX2 static inline __m256i load_w_block(const uint8_t *blk, int type) {
