@@ -248,11 +248,19 @@ TARGET_Q_AVX2 static inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+/* Decode streams each weight row once, rows back to back. The hardware prefetcher alone left the
+ * AVX2 dots waiting on memory (Zen 3: Q4_0 rows at ~13 GB/s where Q8_0 reached ~17); a software
+ * prefetch 1 KiB ahead (past the row's end it fetches the next row) made 110M decode 10-20%
+ * faster for both types in interleaved runs. The F32 gemv, a plain load-and-fma stream, got
+ * slower with the same prefetch and has none. */
+#define DOT_PREFETCH 1024
+
 TARGET_Q_AVX2 static float dot_q8_avx2(const uint8_t *w, const int8_t *xq, const float *xd, int64_t nb) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 1 < nb; b += 2) {
     const uint8_t *b0 = w + b * Q8_BYTES, *b1 = b0 + Q8_BYTES;
+    _mm_prefetch((const char *)b0 + DOT_PREFETCH, _MM_HINT_T0);
     __m256i s0 = dot32_avx2(_mm256_loadu_si256((const __m256i *)(b0 + 2)), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
     __m256i s1 = dot32_avx2(_mm256_loadu_si256((const __m256i *)(b1 + 2)), _mm256_loadu_si256((const __m256i *)(xq + b * QK + QK)));
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
@@ -271,6 +279,7 @@ TARGET_Q_AVX2 static float dot_q4_avx2(const uint8_t *w, const int8_t *xq, const
   int64_t b = 0;
   for (; b + 1 < nb; b += 2) {
     const uint8_t *b0 = w + b * Q4_BYTES, *b1 = b0 + Q4_BYTES;
+    _mm_prefetch((const char *)b0 + DOT_PREFETCH, _MM_HINT_T0);
     __m256i s0 = dot32_avx2(q4_unpack(b0 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * QK)));
     __m256i s1 = dot32_avx2(q4_unpack(b1 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * QK + QK)));
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale_of(b0) * xd[b]), _mm256_cvtepi32_ps(s0), acc0);
