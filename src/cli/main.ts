@@ -1,16 +1,11 @@
 #!/usr/bin/env node
 /**
  * llmts: the command-line entry point. One file per command; this one only dispatches and
- * turns errors into one-line messages (a stack trace only with --debug).
+ * turns errors into one-line messages (a stack trace only with --debug). A command's module is
+ * loaded when that command runs, so `llmts run` does not parse the trainer (nor `llmts --help`
+ * anything).
  */
 import { LlmError } from '../util/errors.js';
-import { trainCommand, TRAIN_USAGE } from './train.js';
-import { sampleCommand, SAMPLE_USAGE } from './sample.js';
-import { runCommand, RUN_USAGE } from './run.js';
-import { chatCommand, CHAT_USAGE } from './chat.js';
-import { tokenizerCommand, TOKENIZER_USAGE } from './tokenizer.js';
-import { convertCommand, CONVERT_USAGE } from './convert.js';
-import { infoCommand, INFO_USAGE } from './info.js';
 
 const USAGE = `llmts — train and run language models in TypeScript
 
@@ -29,14 +24,19 @@ Run 'llmts <command> --help' for the flags of a command. Add --debug to any comm
 to see stack traces. Environment: LLMTS_BACKEND=reference|native, LLMTS_CACHE=<dir>.
 `;
 
-const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage: string }> = {
-  train: { run: trainCommand, usage: TRAIN_USAGE },
-  sample: { run: sampleCommand, usage: SAMPLE_USAGE },
-  run: { run: runCommand, usage: RUN_USAGE },
-  chat: { run: chatCommand, usage: CHAT_USAGE },
-  tokenizer: { run: tokenizerCommand, usage: TOKENIZER_USAGE },
-  convert: { run: convertCommand, usage: CONVERT_USAGE },
-  info: { run: infoCommand, usage: INFO_USAGE },
+interface Command {
+  run: (argv: string[]) => Promise<void>;
+  usage: string;
+}
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  train: async () => import('./train.js').then((m) => ({ run: m.trainCommand, usage: m.TRAIN_USAGE })),
+  sample: async () => import('./sample.js').then((m) => ({ run: m.sampleCommand, usage: m.SAMPLE_USAGE })),
+  run: async () => import('./run.js').then((m) => ({ run: m.runCommand, usage: m.RUN_USAGE })),
+  chat: async () => import('./chat.js').then((m) => ({ run: m.chatCommand, usage: m.CHAT_USAGE })),
+  tokenizer: async () => import('./tokenizer.js').then((m) => ({ run: m.tokenizerCommand, usage: m.TOKENIZER_USAGE })),
+  convert: async () => import('./convert.js').then((m) => ({ run: m.convertCommand, usage: m.CONVERT_USAGE })),
+  info: async () => import('./info.js').then((m) => ({ run: m.infoCommand, usage: m.INFO_USAGE })),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -47,11 +47,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
     process.stderr.write(`llmts: unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})\n`);
     return 2;
   }
+  const command = await load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(command.usage);
     return 0;
