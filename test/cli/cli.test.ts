@@ -22,6 +22,14 @@ describe('llmts CLI', () => {
     assert.match(llmts('train', '--help').stdout, /--max-iters N/);
   });
 
+  it('an unknown command is one line naming the commands (also one named like an Object method)', () => {
+    for (const name of ['nope', 'toString', 'constructor']) {
+      const r = llmts(name);
+      assert.equal(r.code, 2);
+      assert.equal(r.stderr, `llmts: unknown command '${name}' (commands: train, sample, run, chat, tokenizer, convert, info)\n`);
+    }
+  });
+
   it('missing data file', () => {
     assertOneLineError(llmts('train', '--data', '/no/such/file.txt'), /data file not found: \/no\/such\/file\.txt/);
   });
