@@ -177,22 +177,9 @@ static void cattn_task(void *p, int task, int thread) {
 /* The whole attention (threads as the work warrants); also the decode step's (decode.c). */
 void attention_cached_forward(const float *q, const float *k, const float *v, float *out, int64_t Tq, int64_t pos,
                               int64_t nHead, int64_t nKv, int64_t hs, float scale) {
-  cattn_ctx c;
-  memset(&c, 0, sizeof c);
-  c.q = q;
-  c.k = k;
-  c.v = v;
-  c.out = out;
-  c.Tq = Tq;
-  c.pos = pos;
-  c.nHead = nHead;
-  c.nKv = nKv;
-  c.hs = hs;
-  c.group = nHead / nKv;
-  c.qRow = nHead * hs;
-  c.kvRow = nKv * hs;
-  c.scale = scale;
-  c.qBlocks = (Tq + QROWS - 1) / QROWS;
+  cattn_ctx c = {.q = q, .k = k, .v = v, .out = out, .Tq = Tq, .pos = pos, .nHead = nHead, .nKv = nKv, .hs = hs,
+                 .group = nHead / nKv, .qRow = nHead * hs, .kvRow = nKv * hs, .qBlocks = (Tq + QROWS - 1) / QROWS,
+                 .scale = scale};
   int64_t tasks = c.qBlocks * nHead;
   /* multiply-adds: each row reads (pos + i + 1) keys and values of hs floats */
   double work = (double)nHead * (double)Tq * (double)(pos + (Tq + 1) / 2) * (double)hs * 2.0;

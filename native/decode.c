@@ -188,15 +188,18 @@ static void run_matvec(program *pg, const int32_t *op) {
 
 /* ------------------------------------------------------------------ the other ops */
 
-static int64_t op_length(int code) {
-  switch (code) {
+/* Length in ints of the op at code[at] (of ncode), 0 for an unknown op code. A MATVEC is 5 + 6 per
+ * product; one cut short before its product count counts as 5 (validate then reports it). */
+static int64_t op_length(const int32_t *code, int64_t at, int64_t ncode) {
+  switch (code[at]) {
     case OP_EMBED: return 5;      /* table, type, dim, dst */
     case OP_ADD_ROW: return 4;    /* table, dim, dst */
     case OP_NORM: return 8;       /* rms, x, w, b|-1, out, dim, eps const */
+    case OP_MATVEC: return at + 4 < ncode ? 5 + 6 * (int64_t)code[at + 4] : 5; /* x, K, epilogue, n, n x 6 */
     case OP_ROPE: return 6;       /* x, nHeads, headDim, cos, sin */
     case OP_KV_STORE: return 4;   /* src, slot, width */
     case OP_ATTENTION: return 9;  /* q, kslot, vslot, out, nHead, nKv, hs, scale const */
-    default: return 0;            /* MATVEC: 5 + 6 * nmats */
+    default: return 0;
   }
 }
 
@@ -267,7 +270,7 @@ static void run_program(program *pg, int64_t token, int64_t pos) {
                                  (float *)B[op[4]].data, 1, pos, op[5], op[6], op[7], (float)pg->consts[op[8]]);
         break;
     }
-    at += op[0] == OP_MATVEC ? 5 + 6 * op[4] : op_length(op[0]);
+    at += op_length(pg->code, at, pg->ncode);
   }
 }
 
@@ -313,7 +316,7 @@ static int validate(program *pg, verr *e, int64_t *max_qk) {
   const int64_t LIM = 1 << 26;
   for (int64_t at = 0; at < pg->ncode;) {
     const int32_t *op = pg->code + at;
-    int64_t len = op[0] == OP_MATVEC ? (at + 4 < pg->ncode ? 5 + 6 * (int64_t)op[4] : 5) : op_length(op[0]);
+    int64_t len = op_length(pg->code, at, pg->ncode);
     if (len == 0) {
       snprintf(e->msg, sizeof e->msg, "op at %lld: unknown op code %d", (long long)at, op[0]);
       return 0;
@@ -454,7 +457,7 @@ static int check_run(const program *pg, int64_t token, int64_t pos, verr *e) {
         break;
       }
     }
-    at += op[0] == OP_MATVEC ? 5 + 6 * op[4] : op_length(op[0]);
+    at += op_length(pg->code, at, pg->ncode);
   }
   return 1;
 }
@@ -569,13 +572,20 @@ static program *get_program(napi_env env, napi_value v) {
   return (program *)p;
 }
 
+/* The three arguments of decodeBind / decodeRun, the first a program handle; NULL when thrown. */
+static program *program_call(args_t *a, napi_env env, napi_callback_info info, const char *fn) {
+  if (!args_init(a, env, info, 3, fn)) return NULL;
+  program *pg = get_program(env, a->argv[0]);
+  if (!pg) throw_error(env, fn, "argument 0 is not a decode program");
+  return pg;
+}
+
 /* decodeBind(handle, index, typedArray): replace a buffer (a KV slot that grew) */
 static napi_value js_decode_bind(napi_env env, napi_callback_info info) {
   const char *fn = "decodeBind";
   args_t a;
-  if (!args_init(&a, env, info, 3, fn)) return NULL;
-  program *pg = get_program(env, a.argv[0]);
-  if (!pg) return throw_error(env, fn, "argument 0 is not a decode program");
+  program *pg = program_call(&a, env, info, fn);
+  if (!pg) return NULL;
   int64_t idx = arg_int(&a, 1);
   if (a.failed) return NULL;
   if (idx < 0 || idx >= pg->nbufs) return throw_error(env, fn, "buffer index out of range");
@@ -595,9 +605,8 @@ static napi_value js_decode_bind(napi_env env, napi_callback_info info) {
 static napi_value js_decode_run(napi_env env, napi_callback_info info) {
   const char *fn = "decodeRun";
   args_t a;
-  if (!args_init(&a, env, info, 3, fn)) return NULL;
-  program *pg = get_program(env, a.argv[0]);
-  if (!pg) return throw_error(env, fn, "argument 0 is not a decode program");
+  program *pg = program_call(&a, env, info, fn);
+  if (!pg) return NULL;
   int64_t token = arg_int(&a, 1), pos = arg_int(&a, 2);
   if (a.failed) return NULL;
   if (pos < 0) return throw_error(env, fn, "position must be >= 0");

@@ -397,18 +397,8 @@ static void norm_backward(norm_ctx *k) {
 /* One call on the calling thread (decode.c): LayerNorm (rms = 0) or RMSNorm of `rows` rows. */
 void norm_forward_rows(const float *x, const float *w, const float *b, float *out, float *mean, float *rstd,
                        int64_t rows, int64_t dim, double eps, int rms) {
-  norm_ctx k;
-  memset(&k, 0, sizeof k);
-  k.x = x;
-  k.w = w;
-  k.b = b;
-  k.out = out;
-  k.mean_out = mean;
-  k.rstd_out = rstd;
-  k.rows = rows;
-  k.dim = dim;
-  k.eps = eps;
-  k.rms = rms;
+  const norm_ctx k = {.x = x, .w = w, .b = b, .out = out, .mean_out = mean, .rstd_out = rstd, .rows = rows, .dim = dim,
+                      .eps = eps, .rms = rms};
   norm_fwd_range(&k, 0, rows);
 }
 

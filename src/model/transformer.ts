@@ -287,15 +287,13 @@ interface DecodeScratch {
   logits: Float32Array;
 }
 
-/** A compiled decode program and the KV cache arrays its slots are bound to. */
+/** A compiled decode program and, per layer, its KV slots and the cache arrays bound to them. */
 interface Decoder {
   /** the backend it was compiled for (a program belongs to one) */
   backend: Backend;
   runner: DecodeRunner;
   logits: Float32Array;
-  kSlots: number[];
-  vSlots: number[];
-  bound: (Float32Array | null)[];
+  layers: { k: number; v: number; boundK: Float32Array | null; boundV: Float32Array | null }[];
 }
 
 export interface CachedForwardOptions {
@@ -484,9 +482,10 @@ export class Transformer {
     const d = this.decoder;
     const pos = cache.pos;
     cache.reserve(pos + 1);
-    for (let l = 0; l < this.blocks.length; l++) {
-      if (d.bound[2 * l] !== cache.k[l]) d.runner.bind(d.kSlots[l], (d.bound[2 * l] = cache.k[l]));
-      if (d.bound[2 * l + 1] !== cache.v[l]) d.runner.bind(d.vSlots[l], (d.bound[2 * l + 1] = cache.v[l]));
+    for (let l = 0; l < d.layers.length; l++) {
+      const s = d.layers[l];
+      if (s.boundK !== cache.k[l]) d.runner.bind(s.k, (s.boundK = cache.k[l]));
+      if (s.boundV !== cache.v[l]) d.runner.bind(s.v, (s.boundV = cache.v[l]));
     }
     d.runner.run(token, pos);
     cache.advance(1);
@@ -513,14 +512,11 @@ export class Transformer {
     if (emb) b.embed(emb.blocks, weightTypeOf(emb.type), emb.cols, s.x);
     else b.embed(this.tokenEmbedding!.data, WeightType.F32, cfg.nEmbd, s.x);
     if (this.positionEmbedding) b.addRow(this.positionEmbedding.data, cfg.nEmbd, s.x);
-    const kSlots: number[] = [];
-    const vSlots: number[] = [];
-    for (let l = 0; l < this.blocks.length; l++) {
+    const layers = this.blocks.map((block) => {
       const slots = { k: b.slot(f(0)), v: b.slot(f(0)) };
-      kSlots.push(slots.k);
-      vSlots.push(slots.v);
-      this.blocks[l].emitDecode(b, s, slots);
-    }
+      block.emitDecode(b, s, slots);
+      return { ...slots, boundK: null, boundV: null };
+    });
     this.finalNorm.emitDecode(b, s.x, s.xn);
     const head: DecodeWeight = this.headQuantized
       ? { data: this.headQuantized.blocks, type: weightTypeOf(this.headQuantized.type), N: this.headQuantized.rows, K: this.headQuantized.cols, bias: null }
@@ -528,7 +524,7 @@ export class Transformer {
     b.matvec(s.xn, [{ w: head, out: s.logits }]);
     const be = backend();
     const runner = be.compileDecode(b.build());
-    return { backend: be, runner, logits: s.logits, kSlots, vSlots, bound: new Array<Float32Array | null>(2 * this.blocks.length).fill(null) };
+    return { backend: be, runner, logits: s.logits, layers };
   }
 }
 
