@@ -58,11 +58,24 @@ export function nativeFunction<F>(name: string): F | undefined {
   return addonFunction<F>(name);
 }
 
-/** One line describing the backend in use, e.g. "native (avx512, 2 threads)". */
+/** One line describing the backend in use, e.g. "native (avx512, 2 threads)" or "native (avx2, 1 thread)". */
 export function describeBackend(): string {
   const b = backend();
-  if (b.name === 'native' && nativeInfo) return `native (${nativeInfo.simd}, ${nativeInfo.threads} threads)`;
+  if (b.name === 'native' && nativeInfo) return `native (${nativeInfo.simd}, ${nativeInfo.threads} thread${nativeInfo.threads === 1 ? '' : 's'})`;
   return b.name;
+}
+
+/**
+ * Ask for `n` compute threads (what LLMTS_THREADS sets). The native thread pool starts when the
+ * addon loads, so this must come first: the CLI calls it while reading its flags.
+ */
+export function requestThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new LlmError(`thread count must be a positive integer, got ${n}`);
+  if (nativeTried) {
+    if (nativeInfo && nativeInfo.threads !== n) throw new LlmError(`the native backend already runs ${nativeInfo.threads} threads; choose threads before it starts`);
+    return;
+  }
+  process.env.LLMTS_THREADS = String(n);
 }
 
 function chooseBackend(): Backend {

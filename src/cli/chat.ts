@@ -5,50 +5,42 @@
  *   printf 'hello\nhow are you?\n' | llmts chat path/to/hf-model   # piped: one message per line
  */
 import { createInterface } from 'node:readline';
-import { CHAT_TEMPLATE_NAMES, chatTemplate, encodeChatPrompt } from '../generate/chat-template.js';
+import { CHAT_TEMPLATE_NAMES, chatTemplate, chooseChatTemplate, encodeChatPrompt } from '../generate/chat-template.js';
 import { ChatSession } from '../generate/chat-session.js';
 import type { GenerationStats } from '../generate/generate.js';
 import { LlmError } from '../util/errors.js';
-import { parseFlags, stringFlag, type FlagSpec } from './args.js';
-import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
 import { loadModelForInference } from './run.js';
+import { samplingFlags, samplingOptions } from './sampling-flags.js';
+import { contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
 
-export const CHAT_USAGE = `Usage: llmts chat MODEL [flags]
-
-Chat with a model: type a message, the answer streams back; earlier turns are part of each
+const CHAT_SPEC: CommandSpec = {
+  name: 'chat',
+  usage: 'MODEL [flags]',
+  summary: `Chat with a model: type a message, the answer streams back; earlier turns are part of each
 prompt (the oldest are dropped when the context is full; the system prompt stays).
-MODEL is an llm.ts checkpoint (file or a training run's --out directory) or a Hugging Face
-model directory. Piped stdin works too: one message per line.
-
-  --template NAME      chatml | llama2 | alpaca | qa (default chatml)
-  --system TEXT        system prompt
-  --max-tokens N       tokens per answer at most (default 256)
-  --temperature X      0 = greedy; higher = more random (default 0.8)
-  --top-k N            sample among the k most likely tokens; 0 = all (default 40)
-  --top-p X            nucleus sampling: smallest set with probability >= X; 1 = off (default 0.95)
-  --min-p X            drop tokens below X x the top probability; 0 = off (default 0.05)
-  --repeat-penalty X   > 1 discourages the last 64 tokens (default 1 = off)
-  --seed N             random seed (default 1337)
-  --stop TEXT          also end an answer at TEXT; repeatable
-  --tokenizer SPEC     use this tokenizer instead of the model's
-  --no-prompt-cache    prefill the whole conversation every turn (default: keep the KV cache
-                       between turns and prefill only what follows the common prefix)
-  --verbose            per answer on stderr: prompt tokens, reused tokens, prefill time, tok/s
-
-In the chat:
+MODEL is an llm.ts checkpoint (file or a training run's --out directory), a Hugging Face
+model directory or a GGUF file. Piped stdin works too: one message per line.`,
+  flags: [
+    { name: 'template', kind: 'string', choices: CHAT_TEMPLATE_NAMES, defaultText: "the model's own, else chatml for a tokenizer with ChatML tokens, else qa", help: 'chat template', group: 'Chat' },
+    { name: 'system', kind: 'string', help: 'system prompt', group: 'Chat' },
+    { name: 'no-prompt-cache', kind: 'boolean', help: 'prefill the whole conversation every turn (default: keep the KV cache between turns and prefill only what follows the common prefix)', group: 'Chat' },
+    { name: 'verbose', kind: 'boolean', help: 'per answer on stderr: prompt tokens, reused tokens, prefill time, tok/s', group: 'Chat' },
+    ...MODEL_FLAGS, CTX_FLAG,
+    ...samplingFlags(),
+    THREADS_FLAG,
+  ],
+  notes: `In the chat:
   /reset               forget the conversation (the system prompt stays)
   /system TEXT         set the system prompt (/system alone removes it)
   /help                this list
-  /exit                leave (or Ctrl-D); Ctrl-C stops an answer, or leaves at the prompt
-`;
+  /exit                leave (or Ctrl-D); Ctrl-C stops an answer, or leaves at the prompt`,
+};
 
 const IN_CHAT_HELP = `/reset  forget the conversation | /system TEXT  set the system prompt (alone: remove) | /help | /exit (or Ctrl-D)
 Ctrl-C stops an answer; at the prompt it leaves.
 `;
-
-const FLAGS: FlagSpec = {
-  template: { type: 'string' }, system: { type: 'string' }, 'no-prompt-cache': { type: 'boolean' }, verbose: { type: 'boolean' }, ...SAMPLING_FLAGS,
-};
 
 /** The --verbose line of one answer. */
 export function turnStatsLine(turn: number, s: Readonly<GenerationStats>, finishReason: string | null): string {
@@ -57,23 +49,23 @@ export function turnStatsLine(turn: number, s: Readonly<GenerationStats>, finish
     + `${s.prefillMs.toFixed(1)} ms), ${s.generatedTokens} generated at ${tps.toFixed(1)} tok/s, stopped: ${finishReason ?? 'unknown'}\n`;
 }
 
-export async function chatCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, FLAGS, 'chat');
-  const [path, ...extra] = p.positionals;
-  if (!path) throw new LlmError('give the model: llmts chat MODEL');
-  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}' (llmts chat takes one MODEL; type messages once it starts)`);
-  const templateName = stringFlag(p, 'template') ?? 'chatml';
-  if (!(CHAT_TEMPLATE_NAMES as readonly string[]).includes(templateName)) {
-    throw new LlmError(`--template ${templateName}: must be one of ${CHAT_TEMPLATE_NAMES.join(', ')}`);
-  }
-  const opts = samplingOptions(p, 1);
-  const { model, tokenizer } = await loadModelForInference(path, stringFlag(p, 'tokenizer'));
+async function chatCommand(f: Flags): Promise<void> {
+  const path = modelPath(f, 'llmts chat MODEL (type messages once it starts)');
+  const opts = samplingOptions(f, 1);
+  const { model, tokenizer, chatTemplate: own } = await loadModelForInference(path, f.string('tokenizer'));
   const notice = (s: string): void => void process.stderr.write(`(${s})\n`);
+  let templateName = f.string('template');
+  if (templateName === undefined) {
+    const chosen = chooseChatTemplate(tokenizer, own);
+    templateName = chosen.name;
+    notice(`template ${chosen.name}: ${chosen.reason}; --template chooses another`);
+  }
   const session = new ChatSession(model, tokenizer, {
     ...opts,
     template: chatTemplate(templateName),
-    system: stringFlag(p, 'system'),
-    cachePrompt: p.values['no-prompt-cache'] !== true,
+    system: f.string('system'),
+    cachePrompt: !f.bool('no-prompt-cache'),
+    contextSize: contextSize(f, model.config.blockSize),
     onDrop: (d) => notice(`dropped ${d.turns} earlier turn${d.turns === 1 ? '' : 's'} to fit the ${d.contextSize}-token context`),
   });
   // fail now, not at the first message, when the tokenizer cannot encode the template
@@ -148,7 +140,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
         for await (const piece of reply) process.stdout.write(piece);
         process.stdout.write('\n');
         turn++;
-        if (p.values.verbose) process.stderr.write(turnStatsLine(turn, reply.stats, reply.finishReason));
+        if (f.bool('verbose')) process.stderr.write(turnStatsLine(turn, reply.stats, reply.finishReason));
         if (reply.finishReason === 'aborted') notice('answer stopped');
         else if (reply.finishReason === 'context') notice('the answer reached the end of the model\'s context');
       } catch (err) {
@@ -164,3 +156,5 @@ export async function chatCommand(argv: string[]): Promise<void> {
     if (tty) process.stdout.write('\n');
   }
 }
+
+export const CHAT: CommandModule = { spec: CHAT_SPEC, run: chatCommand };

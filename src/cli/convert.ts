@@ -18,67 +18,65 @@ import { writeLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.js';
 import type { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { hfTokenizerJsonString } from '../tokenizer/bpe-save.js';
+import type { CharTokenizer } from '../tokenizer/char.js';
+import { charTokenizerJsonString } from '../tokenizer/hf-char.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { SPLIT_PATTERNS, type SplitPattern } from '../tokenizer/pretokenize.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
-import { parseFlags, stringFlag, type FlagSpec } from './args.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
+import { MODEL_FLAGS, modelPath } from './shared-flags.js';
 import { loadAnyModel } from '../formats/load-model.js';
 
-export const CONVERT_USAGE = `Usage: llmts convert MODEL --to gguf|hf|llama2c --out PATH [flags]
-
-Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a
-Hugging Face model directory, a GGUF file or a llama2.c model file.
-
-  --to gguf|hf|llama2c output format (required)
-  --out PATH           output file (gguf, llama2c) or directory (hf) (required)
-  --quant TYPE         GGUF type of the weight matrices: f32, f16, q8_0, q4_0 (default f32);
-                       norms and biases stay f32; rows not a multiple of 32 fall back to f16
-  --name TEXT          general.name of the GGUF file
-  --tokenizer SPEC     store this tokenizer instead of the model's
-  --no-vocab           write a GGUF file without tokenizer metadata (e.g. for a char tokenizer)
-  --llama2c-version N  llama2.c layout: 0 = legacy header, what llama2.c's run.c reads
-                       (default), 1 = export.py's 256-byte "ak42" header
-
-GGUF files follow llama.cpp's conventions (architecture llama or gpt2). llama2.c files are
+const CONVERT_SPEC: CommandSpec = {
+  name: 'convert',
+  usage: 'MODEL --to gguf|hf|llama2c --out PATH [flags]',
+  summary: `Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a
+Hugging Face model directory, a GGUF file or a llama2.c model file.`,
+  flags: [
+    { name: 'to', kind: 'string', value: 'gguf|hf|llama2c', help: 'output format (required)', group: 'Output' },
+    { name: 'out', short: 'o', kind: 'string', value: 'PATH', help: 'output file (gguf, llama2c) or directory (hf) (required)', group: 'Output' },
+    { name: 'quant', kind: 'string', value: 'TYPE', defaultText: 'f32', help: `GGUF type of the weight matrices: ${GGUF_QUANTS.join(', ')}; norms and biases stay f32; rows not a multiple of 32 fall back to f16`, group: 'Output' },
+    { name: 'name', kind: 'string', help: 'general.name of the GGUF file', group: 'Output' },
+    { name: 'no-vocab', kind: 'boolean', help: 'write a GGUF file without tokenizer metadata (llama.cpp then cannot tokenize; use it for a model whose vocabulary lives elsewhere)', group: 'Output' },
+    { name: 'llama2c-version', kind: 'string', value: 'N', defaultText: '0', help: 'llama2.c layout: 0 = legacy header, what llama2.c\'s run.c reads; 1 = export.py\'s 256-byte "ak42" header', group: 'Output' },
+    ...MODEL_FLAGS,
+  ],
+  notes: `GGUF files follow llama.cpp's conventions (architecture llama or gpt2). llama2.c files are
 float32 Llama models (no biases, RoPE theta 10000, RMSNorm eps 1e-5, as run.c hard-codes);
 with a SentencePiece tokenizer, llama2.c's tokenizer.bin is written next to the model file.
-`;
 
-const FLAGS: FlagSpec = {
-  to: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' }, name: { type: 'string' },
-  tokenizer: { type: 'string' }, 'no-vocab': { type: 'boolean' }, 'llama2c-version': { type: 'string' },
+  llmts convert out/shakespeare-char --to gguf --quant q8_0 -o shakespeare-q8.gguf
+  llmts convert model.gguf --to hf -o hf-dir`,
 };
 
-export async function convertCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, FLAGS, 'convert');
-  const [path, ...extra] = p.positionals;
-  if (!path) throw new LlmError('give the model: llmts convert MODEL --to gguf|hf|llama2c --out PATH');
-  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}'`);
-  const to = stringFlag(p, 'to');
+async function convertCommand(f: Flags): Promise<void> {
+  const path = modelPath(f, 'llmts convert MODEL --to gguf|hf|llama2c --out PATH');
+  const to = f.string('to');
   if (to !== 'gguf' && to !== 'hf' && to !== 'llama2c') throw new LlmError(`--to must be gguf, hf or llama2c${to === undefined ? '' : `, got '${to}'`}`);
-  const out = stringFlag(p, 'out');
+  const out = f.string('out');
   if (!out) throw new LlmError('--out PATH is required');
-  const quant = (stringFlag(p, 'quant') ?? 'f32').toLowerCase();
+  const quant = (f.string('quant') ?? 'f32').toLowerCase();
   if (!GGUF_QUANTS.includes(quant as GgufQuant)) throw new LlmError(`--quant ${quant}: choose one of ${GGUF_QUANTS.join(', ')}`);
-  if (to !== 'gguf' && p.values.quant !== undefined) throw new LlmError(`--quant applies to --to gguf only (${to === 'hf' ? 'Hugging Face' : 'llama2.c'} export is float32)`);
-  const l2cVersion = stringFlag(p, 'llama2c-version');
+  if (to !== 'gguf' && f.has('quant')) throw new LlmError(`--quant applies to --to gguf only (${to === 'hf' ? 'Hugging Face' : 'llama2.c'} export is float32)`);
+  const l2cVersion = f.string('llama2c-version');
   if (l2cVersion !== undefined && to !== 'llama2c') throw new LlmError('--llama2c-version applies to --to llama2c only');
   if (l2cVersion !== undefined && l2cVersion !== '0' && l2cVersion !== '1') {
     throw new LlmError(`--llama2c-version must be 0 (legacy, what run.c reads) or 1, got '${l2cVersion}'`);
   }
   const model = await loadAnyModel(path, { keepQuantized: false });
-  const tokSpec = stringFlag(p, 'tokenizer');
+  const tokSpec = f.string('tokenizer');
   const tokenizer = tokSpec ? await loadTokenizer(tokSpec) : model.tokenizer;
   if (to === 'gguf') {
-    if (!p.values['no-vocab'] && !tokenizer) {
+    if (!f.bool('no-vocab') && !tokenizer) {
       throw new LlmError(`${path} carries no tokenizer: pass --tokenizer SPEC, or --no-vocab for a file without a vocabulary`);
     }
     const res = exportGgufModel(out, model.config, model.params, {
       quant: quant as GgufQuant,
-      name: stringFlag(p, 'name'),
-      tokenizer: p.values['no-vocab'] ? null : tokenizer,
+      name: f.string('name'),
+      tokenizer: f.bool('no-vocab') ? null : tokenizer,
     });
     const types = countTypes(res.tensors.map((t) => t.type));
     process.stdout.write(`wrote ${out}: ${model.config.family} GGUF, ${res.tensors.length} tensors (${types}), ${formatBytes(res.bytes)}\n`);
@@ -98,6 +96,8 @@ export async function convertCommand(argv: string[]): Promise<void> {
   process.stdout.write(`wrote ${out}: ${model.config.family} Hugging Face checkpoint (config.json, model.safetensors${note})\n`);
 }
 
+export const CONVERT: CommandModule = { spec: CONVERT_SPEC, run: convertCommand };
+
 /** llama2.c's tokenizer.bin in the model file's directory; returns a note for the summary. */
 function writeLlama2cTokenizerNextTo(modelFile: string, tok: Tokenizer | null, vocabSize: number): string {
   if (!tok) return '; no tokenizer.bin: the model carries no tokenizer (pass --tokenizer SPEC with a SentencePiece tokenizer.model)';
@@ -108,8 +108,15 @@ function writeLlama2cTokenizerNextTo(modelFile: string, tok: Tokenizer | null, v
   return `; wrote ${file} (llama2.c tokenizer, ${res.tokens} tokens, ${formatBytes(res.bytes)})`;
 }
 
-/** tokenizer.json for a byte-level BPE tokenizer with a merge list; returns a note for the summary. */
+/**
+ * tokenizer.json for a char tokenizer (BPE over the characters, no merges, Fuse decoder) or a
+ * byte-level BPE tokenizer with a merge list; returns a note for the summary.
+ */
 function writeHfTokenizer(dir: string, tok: Tokenizer): string {
+  if (tok.kind === 'char') {
+    writeFileAtomic(join(dir, 'tokenizer.json'), charTokenizerJsonString(tok as CharTokenizer));
+    return ', tokenizer.json';
+  }
   if (tok.kind !== 'bpe') return `; no tokenizer.json: ${tok.kind} tokenizers are not exported to Hugging Face yet`;
   const bpe = tok as BpeTokenizer;
   const merges = bpe.mergeList();

@@ -17,16 +17,20 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
-import { parseFlags, type FlagSpec } from './args.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
+import { modelPath } from './shared-flags.js';
 import { countTypes, formatBytes } from './convert.js';
 import { detectModelFormat } from '../formats/load-model.js';
 
-export const INFO_USAGE = `Usage: llmts info MODEL
-
-Print a model's architecture, sizes, tensor types, file size and tokenizer. MODEL is an llm.ts
-checkpoint (file or run directory), a Hugging Face model directory, a GGUF file or a llama2.c
-model file.
-`;
+const INFO_SPEC: CommandSpec = {
+  name: 'info',
+  usage: 'MODEL',
+  summary: `Print a model's architecture, sizes, tensor types, file size and tokenizer, read from headers
+where the format allows. MODEL is an llm.ts checkpoint (file or run directory), a Hugging Face
+model directory, a GGUF file or a llama2.c model file.`,
+  flags: [{ name: 'model', short: 'm', kind: 'string', value: 'PATH', help: 'the model (instead of the positional MODEL)', group: 'Model' }],
+};
 
 interface Info {
   format: string;
@@ -38,14 +42,13 @@ interface Info {
   tokenizer: string;
 }
 
-export async function infoCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, {} as FlagSpec, 'info');
-  const [path, ...extra] = p.positionals;
-  if (!path) throw new LlmError('give the model: llmts info MODEL');
-  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}'`);
+async function infoCommand(f: Flags): Promise<void> {
+  const path = modelPath(f, 'llmts info MODEL');
   const info = await modelInfo(path);
   process.stdout.write(formatInfo(path, info));
 }
+
+export const INFO: CommandModule = { spec: INFO_SPEC, run: infoCommand };
 
 export async function modelInfo(path: string): Promise<Info> {
   const { format, file } = detectModelFormat(path);

@@ -9,48 +9,44 @@ import { Transformer } from '../model/transformer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
-import { parseFlags, stringFlag, type FlagSpec } from './args.js';
 import { loadAnyModel } from '../formats/load-model.js';
-import { SAMPLING_FLAGS, samplingOptions } from './sampling-flags.js';
+import { KvCache } from '../generate/kv-cache.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
+import { samplingFlags, samplingOptions } from './sampling-flags.js';
+import { contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
 
-export const RUN_USAGE = `Usage: llmts run MODEL -p PROMPT [flags]
-
-Generate text on the KV cache and stream it to stdout (the prompt is not repeated).
+const RUN_SPEC: CommandSpec = {
+  name: 'run',
+  usage: 'MODEL -p PROMPT [flags]',
+  summary: `Generate text on the KV cache and stream it to stdout (the prompt is not repeated).
 MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a Hugging Face
 model directory (config.json + safetensors weights + tokenizer), a GGUF file or a llama2.c .bin
-(which has no tokenizer: use --tokenizer, or --prompt-ids with --output ids).
+(which has no tokenizer: use --tokenizer, or --prompt-ids with --output ids).`,
+  flags: [
+    { name: 'prompt', short: 'p', kind: 'string', help: 'text to continue (this or --prompt-ids is required)', group: 'Prompt' },
+    { name: 'prompt-ids', kind: 'string', value: 'IDS', help: 'token ids to continue instead, e.g. 1,345,22 or [1,345,22]; needs no tokenizer', group: 'Prompt' },
+    { name: 'output', kind: 'string', choices: ['text', 'ids'], default: 'text', help: 'print the text, or the generated token ids as a JSON array', group: 'Prompt' },
+    { name: 'verbose', kind: 'boolean', help: 'print token counts, speed and why generation stopped to stderr', group: 'Prompt' },
+    ...MODEL_FLAGS, CTX_FLAG,
+    ...samplingFlags(),
+    THREADS_FLAG,
+  ],
+  notes: `Generation stops at --max-tokens, a stop string, the end-of-sequence token, or the end of the
+context (said on stderr; a prompt longer than the context is an error).
 
-  -p, --prompt TEXT    text to continue (this or --prompt-ids is required)
-  --prompt-ids IDS     token ids to continue instead, e.g. 1,345,22 or [1,345,22]; needs no tokenizer
-  --output text|ids    print text (default) or the generated token ids as a JSON array
-  --max-tokens N       tokens to generate at most (default 256)
-  --temperature X      0 = greedy; higher = more random (default 0.8)
-  --top-k N            sample among the k most likely tokens; 0 = all (default 40)
-  --top-p X            nucleus sampling: smallest set with probability >= X; 1 = off (default 0.95)
-  --min-p X            drop tokens below X x the top probability; 0 = off (default 0.05)
-  --repeat-penalty X   > 1 discourages the last 64 tokens (default 1 = off)
-  --seed N             random seed; same seed, same text (default 1337)
-  --stop TEXT          stop when the text contains TEXT (not printed); repeatable
-  --tokenizer SPEC     use this tokenizer instead of the model's
-  --verbose            print token count, speed and why generation stopped to stderr
-
-Generation stops at --max-tokens, a stop string, the end-of-sequence token, or the end of the
-model's context (a prompt longer than the context is an error).
-`;
-
-const FLAGS: FlagSpec = {
-  prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' }, output: { type: 'string' },
-  verbose: { type: 'boolean' }, ...SAMPLING_FLAGS,
+  llmts run out/shakespeare-char -p 'ROMEO:' -n 200 --temperature 0.8 --stop '\\n\\n'
+  llmts run model.gguf -p 'Once upon a time' --top-p 0.9 -s 1 -t 2`,
 };
 
-/** Load any supported model file, with its tokenizer (or the one named by tokenizerSpec). */
-export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
-  const { model, tokenizer } = await loadModelMaybeTokenizer(path, tokenizerSpec);
+/** Load any supported model file, with its tokenizer (or the one named by tokenizerSpec) and its own chat template. */
+export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer; chatTemplate?: string }> {
+  const { model, tokenizer, chatTemplate } = await loadModelMaybeTokenizer(path, tokenizerSpec);
   if (!tokenizer) throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH (e.g. a tokenizer.model, tokenizer.json or .gguf vocabulary)`);
-  return { model, tokenizer };
+  return { model, tokenizer, chatTemplate };
 }
 
-async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer | null }> {
+async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer | null; chatTemplate?: string }> {
   const loaded = await loadAnyModel(path);
   const model = new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
   const tokenizer = tokenizerSpec ? await loadTokenizer(tokenizerSpec) : loaded.tokenizer;
@@ -58,7 +54,7 @@ async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string): Pr
     throw new LlmError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
   }
   model.eval();
-  return { model, tokenizer };
+  return { model, tokenizer, chatTemplate: tokenizerSpec ? undefined : loaded.chatTemplate };
 }
 
 /** "1,345,22" or "[1, 345, 22]" -> ids, each a non-negative integer. */
@@ -80,18 +76,14 @@ export function runStatsLine(promptTokens: number, s: Readonly<GenerationStats>,
     + `decode ${rate(s.generatedTokens, s.decodeMs)} tok/s; stopped: ${finishReason ?? 'unknown'}\n`;
 }
 
-export async function runCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, FLAGS, 'run');
-  const [path, ...extra] = p.positionals;
-  if (!path) throw new LlmError('give the model: llmts run MODEL -p PROMPT');
-  if (extra.length > 0) throw new LlmError(`unexpected argument '${extra[0]}' (quote the prompt and pass it with -p)`);
-  const prompt = stringFlag(p, 'prompt');
-  const promptIds = stringFlag(p, 'prompt-ids');
+async function runCommand(f: Flags): Promise<void> {
+  const path = modelPath(f, 'llmts run MODEL -p PROMPT');
+  const prompt = f.string('prompt');
+  const promptIds = f.string('prompt-ids');
   if ((prompt === undefined) === (promptIds === undefined)) throw new LlmError('give the prompt as text (-p PROMPT) or as token ids (--prompt-ids 1,2,3), one of the two');
-  const output = stringFlag(p, 'output') ?? 'text';
-  if (output !== 'text' && output !== 'ids') throw new LlmError(`--output ${output}: must be text or ids`);
-  const opts = samplingOptions(p);
-  const { model, tokenizer } = await loadModelMaybeTokenizer(path, stringFlag(p, 'tokenizer'));
+  const output = f.string('output')!;
+  const opts = samplingOptions(f);
+  const { model, tokenizer } = await loadModelMaybeTokenizer(path, f.string('tokenizer'));
   if (!tokenizer && (prompt !== undefined || output === 'text')) {
     throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH, or use --prompt-ids with --output ids`);
   }
@@ -100,6 +92,8 @@ export async function runCommand(argv: string[]): Promise<void> {
   const V = model.config.vocabSize;
   const outside = ids.find((id) => id >= V);
   if (outside !== undefined) throw new LlmError(`--prompt-ids: token id ${outside} is outside the model's vocabulary of ${V}`);
+  const context = contextSize(f, model.config.blockSize);
+  if (context < model.config.blockSize) opts.cache = new KvCache(model.config, context);
   const t0 = performance.now();
   let stats: Readonly<GenerationStats>;
   let finishReason: string | null;
@@ -119,5 +113,10 @@ export async function runCommand(argv: string[]): Promise<void> {
     stats = gen.stats;
     finishReason = gen.finishReason;
   }
-  if (p.values.verbose) process.stderr.write(runStatsLine(ids.length, stats, finishReason, performance.now() - t0));
+  if (finishReason === 'context') {
+    process.stderr.write(`llmts run: stopped at the end of the ${context}-token context after ${stats.generatedTokens} of ${f.typed('max-tokens')} ${opts.maxTokens} tokens\n`);
+  }
+  if (f.bool('verbose')) process.stderr.write(runStatsLine(ids.length, stats, finishReason, performance.now() - t0));
 }
+
+export const RUN: CommandModule = { spec: RUN_SPEC, run: runCommand };

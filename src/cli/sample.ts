@@ -9,41 +9,36 @@ import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
-import { numberFlag, parseFlags, stringFlag, type FlagSpec } from './args.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
+import { samplingFlags, samplingOptions } from './sampling-flags.js';
+import { THREADS_FLAG } from './shared-flags.js';
 
-export const SAMPLE_USAGE = `Usage: llmts sample --ckpt PATH [flags]
-
-Generate text from a checkpoint written by 'llmts train'.
-
-  --ckpt PATH          checkpoint file, or a run directory holding ckpt.safetensors (required)
-  --prompt TEXT        text to continue (default: a newline)
-  --max-tokens N       tokens to generate (default 500)
-  --temperature X      0 = greedy; higher = more random (default 0.8)
-  --top-k N            sample among the k most likely tokens; 0 = all (default 200)
-  --seed N             random seed; same seed, same text (default 1337)
-`;
-
-const FLAGS: FlagSpec = {
-  ckpt: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' },
-  temperature: { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' },
+const SAMPLE_SPEC: CommandSpec = {
+  name: 'sample',
+  usage: '--ckpt PATH [flags]',
+  summary: "Generate text from a checkpoint written by 'llmts train' (the prompt is printed first).",
+  flags: [
+    { name: 'ckpt', short: 'm', aliases: ['model'], kind: 'string', value: 'PATH', help: 'checkpoint file, or a run directory holding ckpt.safetensors (required)', group: 'Model' },
+    { name: 'prompt', short: 'p', kind: 'string', defaultText: 'a newline', help: 'text to continue', group: 'Sampling' },
+    ...samplingFlags({ maxTokens: 500, topK: 200, topP: 1, minP: 0 }).filter((d) => d.name !== 'stop'),
+    THREADS_FLAG,
+  ],
 };
 
-export async function sampleCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, FLAGS, 'sample');
-  let path = stringFlag(p, 'ckpt') ?? p.positionals[0];
+async function sampleCommand(f: Flags): Promise<void> {
+  let path = f.string('ckpt') ?? f.positionals[0];
   if (!path) throw new LlmError('--ckpt is required (a checkpoint file or the --out directory of a training run)');
+  if (f.positionals.length > (f.has('ckpt') ? 0 : 1)) throw new LlmError(`unexpected argument '${f.positionals.at(-1)}' (quote the prompt and pass it with -p)`);
   if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'ckpt.safetensors');
   const ck = loadCheckpoint(path);
   const model = new Transformer(ck.config, ck.params);
   const tokenizer = tokenizerFromJSON(ck.tokenizer);
-  printSample(model, tokenizer, stringFlag(p, 'prompt') ?? '\n', {
-    maxTokens: numberFlag(p, 'max-tokens', { integer: true, min: 0 }) ?? 500,
-    temperature: numberFlag(p, 'temperature', { min: 0 }) ?? 0.8,
-    topK: numberFlag(p, 'top-k', { integer: true, min: 0 }) ?? 200,
-    seed: numberFlag(p, 'seed', { integer: true, min: 0 }) ?? 1337,
-  });
+  printSample(model, tokenizer, f.string('prompt') ?? '\n', samplingOptions(f));
   process.stdout.write('\n');
 }
+
+export const SAMPLE: CommandModule = { spec: SAMPLE_SPEC, run: sampleCommand };
 
 /** Print the prompt, then each generated piece of text as soon as it exists. */
 export function printSample(model: Transformer, tokenizer: Tokenizer, prompt: string, opts: GenerateOptions): void {

@@ -4,80 +4,88 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { resolveDataset } from '../data/fetch.js';
+import { readTextFile } from '../data/text-file.js';
 import { trainBpe } from '../tokenizer/bpe-train.js';
 import { saveTrainedBpe } from '../tokenizer/bpe-save.js';
-import { BUILTIN_TOKENIZERS, loadTokenizer, TOKENIZER_SPEC_HELP } from '../tokenizer/load.js';
+import { loadTokenizer, TOKENIZER_SPEC_HELP } from '../tokenizer/load.js';
 import type { SplitPattern } from '../tokenizer/pretokenize.js';
 import { LlmError } from '../util/errors.js';
 import { ProgressLine } from '../util/progress.js';
-import { numberFlag, parseFlags, stringFlag, type FlagSpec } from './args.js';
+import type { CommandGroup } from './commands.js';
+import { helpText, type CommandSpec, type Flags } from './flags.js';
 
-export const TOKENIZER_USAGE = `Usage: llmts tokenizer <train|encode|decode> [flags]
+const SPEC_LINE = `SPEC: ${TOKENIZER_SPEC_HELP}`;
 
-Train a byte-level BPE tokenizer (GPT-2 / GPT-4 style), or encode and decode text.
-
-llmts tokenizer train --data PATH|URL|NAME --vocab-size N --out DIR [flags]
-  --data PATH|URL|NAME   training text: a local file, a URL or a known dataset name (required)
-  --vocab-size N         total tokens: 256 bytes + merges + special tokens (required)
-  --out DIR              writes DIR/tokenizer.json (Hugging Face) and DIR/tokenizer.tiktoken (required)
-  --pattern NAME         split pattern: gpt2 (GPT-2) or cl100k (GPT-4) (default cl100k)
-  --min-frequency N      stop when the most frequent pair occurs fewer than N times (default 1)
-  --special TEXT         a special token, e.g. '<|endoftext|>'; repeat for more (default none)
-
-llmts tokenizer encode --tokenizer SPEC [--text TEXT]
-  prints the token ids of TEXT (default: all of stdin) as a JSON array
-  --allow-special        special tokens written in the text become their ids (default: plain text)
-
-llmts tokenizer decode --tokenizer SPEC [--ids JSON]
-  prints the text of a JSON array of ids (default: read from stdin)
-
-SPEC: a tokenizer.json, tokenizer.model, .tiktoken, .gguf or llm.ts checkpoint (.safetensors)
-  file, a directory holding one, or a built-in name (${BUILTIN_TOKENIZERS.join(', ')})
-`;
-
-const FLAGS: FlagSpec = {
-  data: { type: 'string' }, 'vocab-size': { type: 'string' }, out: { type: 'string' }, pattern: { type: 'string' },
-  'min-frequency': { type: 'string' }, special: { type: 'string', multiple: true },
-  tokenizer: { type: 'string' }, text: { type: 'string' }, ids: { type: 'string' }, 'allow-special': { type: 'boolean' },
+const TRAIN_SPEC: CommandSpec = {
+  name: 'tokenizer train',
+  usage: '--data PATH|URL|NAME --vocab-size N --out DIR [flags]',
+  summary: 'Train a byte-level BPE tokenizer (GPT-2 / GPT-4 style) on a text file.',
+  flags: [
+    { name: 'data', kind: 'string', value: 'PATH|URL|NAME', help: 'training text: a local file, a URL or a known dataset name (required)' },
+    { name: 'vocab-size', kind: 'integer', min: 256, help: 'total tokens: 256 bytes + merges + special tokens (required)' },
+    { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'writes DIR/tokenizer.json (Hugging Face) and DIR/tokenizer.tiktoken (required)' },
+    { name: 'pattern', kind: 'string', choices: ['gpt2', 'cl100k'], default: 'cl100k', help: 'split pattern: gpt2 (GPT-2) or cl100k (GPT-4)' },
+    { name: 'min-frequency', kind: 'integer', min: 1, default: 1, help: 'stop when the most frequent pair occurs fewer than N times' },
+    { name: 'special', kind: 'strings', value: 'TEXT', help: "a special token, e.g. '<|endoftext|>'; repeat for more" },
+  ],
 };
 
-const SUBCOMMAND_FLAGS: Record<string, string[]> = {
-  train: ['data', 'vocab-size', 'out', 'pattern', 'min-frequency', 'special'],
-  encode: ['tokenizer', 'text', 'allow-special'],
-  decode: ['tokenizer', 'ids'],
+const ENCODE_SPEC: CommandSpec = {
+  name: 'tokenizer encode',
+  usage: '--tokenizer SPEC [--text TEXT]',
+  summary: 'Print the token ids of TEXT (default: all of stdin) as a JSON array.',
+  flags: [
+    { name: 'tokenizer', kind: 'string', value: 'SPEC', help: 'the tokenizer (required; see SPEC below)' },
+    { name: 'text', kind: 'string', defaultText: 'stdin', help: 'the text to encode' },
+    { name: 'allow-special', kind: 'boolean', help: 'special tokens written in the text become their ids (default: plain text)' },
+  ],
+  notes: SPEC_LINE,
 };
 
-export async function tokenizerCommand(argv: string[]): Promise<void> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || !(sub in SUBCOMMAND_FLAGS)) {
-    const got = sub === undefined ? 'no subcommand' : `unknown subcommand '${sub}'`;
-    throw new LlmError(`${got}; use 'llmts tokenizer train', 'encode' or 'decode' (see 'llmts tokenizer --help')`);
-  }
-  const p = parseFlags(rest, FLAGS, 'tokenizer');
-  if (p.positionals.length > 0) throw new LlmError(`unexpected argument '${p.positionals[0]}' (see 'llmts tokenizer --help')`);
-  for (const name of Object.keys(p.values)) {
-    if (!SUBCOMMAND_FLAGS[sub].includes(name)) throw new LlmError(`--${name} is not a flag of 'llmts tokenizer ${sub}' (see 'llmts tokenizer --help')`);
-  }
-  if (sub === 'train') return trainTokenizer(p);
-  if (sub === 'encode') return encode(p);
-  return decode(p);
-}
+const DECODE_SPEC: CommandSpec = {
+  name: 'tokenizer decode',
+  usage: '--tokenizer SPEC [--ids JSON]',
+  summary: 'Print the text of a JSON array of token ids (default: read from stdin).',
+  flags: [
+    { name: 'tokenizer', kind: 'string', value: 'SPEC', help: 'the tokenizer (required; see SPEC below)' },
+    { name: 'ids', kind: 'string', value: 'JSON', defaultText: 'stdin', help: 'the ids, e.g. [15496, 995]' },
+  ],
+  notes: SPEC_LINE,
+};
 
-async function trainTokenizer(p: ReturnType<typeof parseFlags>): Promise<void> {
-  const vocabSize = numberFlag(p, 'vocab-size', { integer: true, min: 256 });
-  const minFrequency = numberFlag(p, 'min-frequency', { integer: true, min: 1 }) ?? 1;
-  const pattern = stringFlag(p, 'pattern') ?? 'cl100k';
-  if (pattern !== 'gpt2' && pattern !== 'cl100k') throw new LlmError(`--pattern ${pattern}: must be gpt2 or cl100k`);
-  const specials = (p.values.special as unknown as string[] | undefined) ?? [];
-  const dataSpec = stringFlag(p, 'data');
-  const out = stringFlag(p, 'out');
+const SPECS = [TRAIN_SPEC, ENCODE_SPEC, DECODE_SPEC];
+for (const spec of SPECS) (spec as { siblings?: CommandSpec[] }).siblings = SPECS.filter((s) => s !== spec);
+
+export const TOKENIZER: CommandGroup = {
+  name: 'tokenizer',
+  subcommands: {
+    train: { spec: TRAIN_SPEC, run: trainTokenizer },
+    encode: { spec: ENCODE_SPEC, run: encode },
+    decode: { spec: DECODE_SPEC, run: decode },
+  },
+  help: `Usage: llmts tokenizer <train|encode|decode> [flags]
+
+Train a byte-level BPE tokenizer (GPT-2 / GPT-4 style), or encode and decode text with any
+tokenizer. 'llmts tokenizer <subcommand> --help' shows one; all three follow.
+
+${SPECS.map((s) => helpText(s)).join('\n')}`,
+};
+
+async function trainTokenizer(f: Flags): Promise<void> {
+  noPositionals(f);
+  const vocabSize = f.number('vocab-size');
+  const minFrequency = f.number('min-frequency')!;
+  const pattern = f.string('pattern')!;
+  const specials = f.strings('special');
+  const dataSpec = f.string('data');
+  const out = f.string('out');
   if (!dataSpec) throw new LlmError('--data is required (the text file to train the tokenizer on)');
   if (vocabSize === undefined) throw new LlmError('--vocab-size is required (e.g. --vocab-size 4096)');
   if (!out) throw new LlmError('--out is required (the directory that receives tokenizer.json and tokenizer.tiktoken)');
 
   const path = await resolveDataset(dataSpec);
   if (statSync(path).size === 0) throw new LlmError(`data file ${path} is empty; give a text file with some content`);
-  const text = readFileSync(path, 'utf8');
+  const text = readTextFile(path);
   const progress = new ProgressLine(vocabSize - 256 - specials.length, { label: 'bpe' });
   let bpe;
   try {
@@ -97,16 +105,18 @@ async function trainTokenizer(p: ReturnType<typeof parseFlags>): Promise<void> {
   log(`wrote ${files.tokenizerJson} and ${files.tiktoken}`);
 }
 
-async function encode(p: ReturnType<typeof parseFlags>): Promise<void> {
-  const tokenizer = await loadTokenizer(requireSpec(p));
-  const text = stringFlag(p, 'text') ?? readStdin();
-  const ids = tokenizer.encode(text, { allowedSpecial: p.values['allow-special'] ? 'all' : 'none' });
+async function encode(f: Flags): Promise<void> {
+  noPositionals(f);
+  const tokenizer = await loadTokenizer(requireSpec(f));
+  const text = f.string('text') ?? readStdin();
+  const ids = tokenizer.encode(text, { allowedSpecial: f.bool('allow-special') ? 'all' : 'none' });
   process.stdout.write(JSON.stringify(ids) + '\n');
 }
 
-async function decode(p: ReturnType<typeof parseFlags>): Promise<void> {
-  const tokenizer = await loadTokenizer(requireSpec(p));
-  const raw = stringFlag(p, 'ids') ?? readStdin();
+async function decode(f: Flags): Promise<void> {
+  noPositionals(f);
+  const tokenizer = await loadTokenizer(requireSpec(f));
+  const raw = f.string('ids') ?? readStdin();
   let ids: unknown;
   try {
     ids = JSON.parse(raw);
@@ -122,8 +132,12 @@ async function decode(p: ReturnType<typeof parseFlags>): Promise<void> {
   process.stdout.write(tokenizer.decode(ids as number[]));
 }
 
-function requireSpec(p: ReturnType<typeof parseFlags>): string {
-  const spec = stringFlag(p, 'tokenizer');
+function noPositionals(f: Flags): void {
+  if (f.positionals.length > 0) throw new LlmError(`unexpected argument '${f.positionals[0]}' (see 'llmts ${f.spec.name} --help')`);
+}
+
+function requireSpec(f: Flags): string {
+  const spec = f.string('tokenizer');
   if (!spec) throw new LlmError(`--tokenizer is required: ${TOKENIZER_SPEC_HELP}`);
   return spec;
 }

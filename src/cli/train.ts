@@ -3,8 +3,8 @@
  * pretraining with a live progress line, checkpoints, a metrics log, a loss curve, and samples
  * at the end.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { resolveDataset, KNOWN_DATASETS } from '../data/fetch.js';
 import { PRESETS, presetNames, resolveConfig, type ConfigOverrides } from '../model/config.js';
 import { countParameters } from '../model/parameters.js';
@@ -15,77 +15,64 @@ import { BUILTIN_TOKENIZERS, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { prepareTextDataset } from '../train/text-dataset.js';
-import { readTokenShard } from '../train/token-shards.js';
-import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../train/trainer.js';
+import { readTextFile } from '../data/text-file.js';
+import { isTokenShard, readTokenShard } from '../train/token-shards.js';
+import { Trainer, type TrainOptions } from '../train/trainer.js';
 import { LlmError } from '../util/errors.js';
 import { ProgressLine } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import { numberFlag, parseFlags, stringFlag, type FlagSpec, type Parsed } from './args.js';
+import type { CommandModule } from './commands.js';
+import type { CommandSpec, Flags } from './flags.js';
 import { printSample } from './sample.js';
+import { THREADS_FLAG } from './shared-flags.js';
+import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
-const D = DEFAULT_TRAIN_OPTIONS;
+const TRAIN_SPEC: CommandSpec = {
+  name: 'train',
+  usage: '[flags]',
+  summary: `Pretrain a decoder-only Transformer on a text file (char-level tokens unless --tokenizer),
+or on llm.c token shards. Writes a checkpoint, metrics.jsonl and loss.svg to --out, and resumes
+exactly where it stopped (Ctrl-C writes a checkpoint first).`,
+  flags: [
+    { name: 'preset', kind: 'string', choices: presetNames(), default: 'shakespeare-char', help: 'model preset', group: 'Data and output' },
+    { name: 'data', kind: 'string', value: 'PATH|URL|NAME', default: 'tinyshakespeare', help: `training data: a UTF-8 text file, a URL (downloaded once, cached), a known name (${Object.keys(KNOWN_DATASETS).join(', ')}), or an llm.c token shard (train.bin; needs --tokenizer, and val.bin beside it is the validation split)`, group: 'Data and output' },
+    { name: 'tokenizer', kind: 'string', value: 'SPEC', default: 'char', help: `char (one token per character of the data) or a tokenizer, which also sets the model's vocab size: a tokenizer.json, tokenizer.model, .tiktoken, .gguf or checkpoint file, a directory holding one, or a name (${BUILTIN_TOKENIZERS.join(', ')})`, group: 'Data and output' },
+    { name: 'out', short: 'o', kind: 'string', value: 'DIR', defaultText: 'out/<preset>', help: 'run directory: checkpoint, metrics.jsonl, loss.svg, token shards', group: 'Data and output' },
+    { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: 'Data and output' },
+    { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out (its checkpoint, metrics and curve)', group: 'Data and output' },
+    ...trainLoopFlags(),
+    { name: 'block-size', short: 'c', aliases: ['ctx-size'], kind: 'integer', min: 1, defaultText: "the preset's", help: 'tokens per sequence = the model\'s context', group: 'Model' },
+    { name: 'n-layer', kind: 'integer', min: 1, defaultText: "the preset's", help: 'Transformer blocks', group: 'Model' },
+    { name: 'n-head', kind: 'integer', min: 1, defaultText: "the preset's", help: 'attention heads', group: 'Model' },
+    { name: 'n-kv-head', kind: 'integer', min: 1, defaultText: 'n-head', help: 'key/value heads (Llama grouped-query attention)', group: 'Model' },
+    { name: 'n-embd', kind: 'integer', min: 1, defaultText: "the preset's", help: 'embedding dimension', group: 'Model' },
+    { name: 'hidden-dim', kind: 'integer', min: 1, defaultText: "the preset's", help: 'MLP hidden dimension', group: 'Model' },
+    { name: 'dropout', kind: 'number', min: 0, max: 0.99, defaultText: "the preset's", help: 'dropout probability while training', group: 'Model' },
+    { name: 'final-eval-iters', kind: 'integer', min: 1, default: 200, help: 'batches for the final validation loss', group: 'After training' },
+    { name: 'sample-tokens', kind: 'integer', min: 0, default: 500, help: 'tokens to sample at the end; 0 = none', group: 'After training' },
+    THREADS_FLAG,
+  ],
+  notes: `Defaults are nanoGPT's shakespeare-char CPU run.
 
-export const TRAIN_USAGE = `Usage: llmts train [flags]
-
-Pretrain a decoder-only Transformer on a text file (char-level tokens unless --tokenizer).
-
-Data and output:
-  --preset NAME          model preset (default shakespeare-char): ${presetNames().join(', ')}
-  --data PATH|URL|NAME   training text; a local file, a URL (downloaded once, cached) or a
-                         known name (${Object.keys(KNOWN_DATASETS).join(', ')}); default tinyshakespeare
-  --tokenizer SPEC       char (default; one token per character of the data) or a tokenizer, which
-                         also sets the model's vocab size: a tokenizer.json, tokenizer.model,
-                         .tiktoken, .gguf or checkpoint file, a directory holding one, or a name
-                         (${BUILTIN_TOKENIZERS.join(', ')})
-  --out DIR              run directory: checkpoint, metrics.jsonl, loss.svg, token shards (default out/<preset>)
-  --resume               continue the run in --out from its checkpoint (same losses as an uninterrupted run)
-Training (defaults: nanoGPT's shakespeare-char CPU run):
-  --max-iters N          optimizer steps (default ${D.maxIters})
-  --batch-size N         sequences per micro-batch (default ${D.batchSize})
-  --block-size N         tokens per sequence = model context (default: the preset's, ${D.blockSize} for shakespeare-char)
-  --grad-accum N         micro-batches per step (default ${D.gradAccum})
-  --lr X                 peak learning rate (default ${D.lr})
-  --min-lr X             final learning rate of the cosine decay (default lr/10)
-  --warmup-iters N       linear warmup steps (default ${D.warmupIters})
-  --decay-iters N        steps of cosine decay (default: max-iters; 0 = constant lr)
-  --weight-decay X       AdamW decoupled weight decay on matrix weights (default ${D.weightDecay})
-  --beta2 X              AdamW beta2 (default ${D.beta2})
-  --grad-clip X          clip the global gradient norm (default ${D.gradClip}; 0 = off)
-  --eval-interval N      evaluate and checkpoint every N steps (default ${D.evalInterval})
-  --eval-iters N         batches per evaluation (default ${D.evalIters})
-  --final-eval-iters N   batches for the final validation loss (default 200)
-  --seed N               seed for init, batches and dropout (default ${D.seed})
-Model overrides:
-  --n-layer N  --n-head N  --n-kv-head N  --n-embd N  --hidden-dim N  --dropout X
-After training:
-  --sample-tokens N      tokens to sample at the end (default 500; 0 = none)
-  --debug                show stack traces on errors
-`;
-
-const FLAGS: FlagSpec = {
-  preset: { type: 'string' }, data: { type: 'string' }, tokenizer: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' },
-  'max-iters': { type: 'string' }, 'batch-size': { type: 'string' }, 'block-size': { type: 'string' },
-  'grad-accum': { type: 'string' }, lr: { type: 'string' }, 'min-lr': { type: 'string' },
-  'warmup-iters': { type: 'string' }, 'decay-iters': { type: 'string' }, 'weight-decay': { type: 'string' },
-  beta2: { type: 'string' }, 'grad-clip': { type: 'string' }, 'eval-interval': { type: 'string' },
-  'eval-iters': { type: 'string' }, 'final-eval-iters': { type: 'string' }, seed: { type: 'string' },
-  'n-layer': { type: 'string' }, 'n-head': { type: 'string' }, 'n-kv-head': { type: 'string' },
-  'n-embd': { type: 'string' }, 'hidden-dim': { type: 'string' }, dropout: { type: 'string' },
-  'sample-tokens': { type: 'string' },
+  llmts train                                           # tinyshakespeare, char-level, ~10 minutes on 2 cores
+  llmts train --data notes.txt --max-iters 500 -o out/notes
+  llmts train -o out/notes --resume --max-iters 1000    # train a finished run further`,
 };
 
-export async function trainCommand(argv: string[]): Promise<void> {
-  const p = parseFlags(argv, FLAGS, 'train');
-  if (p.positionals.length > 0) throw new LlmError(`unexpected argument '${p.positionals[0]}' (did you mean --data ${p.positionals[0]}?)`);
-  const preset = stringFlag(p, 'preset') ?? 'shakespeare-char';
-  if (!PRESETS[preset]) throw new LlmError(`unknown preset '${preset}' (choose one of: ${presetNames().join(', ')})`);
-  const outDir = stringFlag(p, 'out') ?? join('out', preset);
-  const setup = p.values.resume ? await resumeRun(p, outDir) : await newRun(p, preset, outDir);
+async function trainCommand(f: Flags): Promise<void> {
+  if (f.positionals.length > 0) throw new LlmError(`unexpected argument '${f.positionals[0]}' (did you mean --data ${f.positionals[0]}?)`);
+  const preset = f.string('preset')!;
+  const outDir = f.string('out') ?? join('out', preset);
+  const setup = f.bool('resume') ? await resumeRun(f, outDir) : await newRun(f, preset, outDir);
   const { model, tokenizer, data, options } = setup;
   const trainer = new Trainer(model, tokenizer, data, options, setup.checkpoint);
 
   const cfg = model.config;
   const log = (s: string): void => void process.stdout.write(s + '\n');
+  if (trainer.step >= options.maxIters) {
+    log(`nothing to do: the run in ${outDir} finished at step ${trainer.step} of ${options.maxIters}; raise --max-iters to train it further, e.g. --max-iters ${trainer.step * 2}`);
+    return;
+  }
   log(`model: ${cfg.family} ${cfg.nLayer} layers, ${cfg.nHead} heads (${cfg.nKvHead} kv), dim ${cfg.nEmbd}, ` +
     `context ${cfg.blockSize}, vocab ${cfg.vocabSize}: ${(countParameters(cfg) / 1e6).toFixed(2)}M parameters`);
   log(`data: ${data.train.length.toLocaleString('en-US')} train / ${data.val.length.toLocaleString('en-US')} val tokens; ` +
@@ -117,9 +104,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     log(`stopped at step ${result.step}; continue with: llmts train --out ${outDir} --resume`);
     return;
   }
-  const finalIters = numberFlag(p, 'final-eval-iters', { integer: true, min: 1 }) ?? 200;
+  const finalIters = f.number('final-eval-iters')!;
   const finalVal = trainer.validationLoss(finalIters);
-  const sampleTokens = numberFlag(p, 'sample-tokens', { integer: true, min: 0 }) ?? 500;
+  const sampleTokens = f.number('sample-tokens')!;
   if (sampleTokens > 0) {
     log('\n--- sample ---');
     printSample(model, tokenizer, '\n', { maxTokens: sampleTokens, temperature: 0.8, topK: 200, seed: options.seed });
@@ -127,6 +114,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   log(`final: step ${trainer.step}, val loss ${finalVal.toFixed(4)} (mean over ${finalIters} batches of ${options.batchSize}x${options.blockSize} tokens)`);
 }
+
+export const TRAIN: CommandModule = { spec: TRAIN_SPEC, run: trainCommand };
 
 interface RunSetup {
   model: Transformer;
@@ -136,71 +125,83 @@ interface RunSetup {
   checkpoint?: ReturnType<typeof loadCheckpoint>;
 }
 
-async function newRun(p: Parsed, preset: string, outDir: string): Promise<RunSetup> {
+/** The files of a run in outDir that a new run would replace. */
+const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg'];
+
+async function newRun(f: Flags, preset: string, outDir: string): Promise<RunSetup> {
   // every flag is checked before any download or file is touched
-  const blockSize = numberFlag(p, 'block-size', { integer: true, min: 1 }) ?? PRESETS[preset].blockSize;
+  const blockSize = f.number('block-size') ?? PRESETS[preset].blockSize;
   const overrides: ConfigOverrides = {
     blockSize,
-    nLayer: numberFlag(p, 'n-layer', { integer: true, min: 1 }),
-    nHead: numberFlag(p, 'n-head', { integer: true, min: 1 }),
-    nKvHead: numberFlag(p, 'n-kv-head', { integer: true, min: 1 }),
-    nEmbd: numberFlag(p, 'n-embd', { integer: true, min: 1 }),
-    hiddenDim: numberFlag(p, 'hidden-dim', { integer: true, min: 1 }),
-    dropout: numberFlag(p, 'dropout', { min: 0, max: 0.99 }),
+    nLayer: f.number('n-layer'),
+    nHead: f.number('n-head'),
+    nKvHead: f.number('n-kv-head'),
+    nEmbd: f.number('n-embd'),
+    hiddenDim: f.number('hidden-dim'),
+    dropout: f.number('dropout'),
   };
   resolveConfig(preset, overrides);
-  const options = trainOptions(p, outDir, blockSize);
-  numberFlag(p, 'final-eval-iters', { integer: true, min: 1 });
-  numberFlag(p, 'sample-tokens', { integer: true, min: 0 });
-  const tokenizerSpec = stringFlag(p, 'tokenizer') ?? 'char';
+  const options = trainLoopOptions(f, blockSize, outDir);
+  const existing = RUN_FILES.filter((name) => existsSync(join(outDir, name)));
+  if (existing.length > 0 && !f.bool('overwrite')) {
+    throw new LlmError(`${outDir} already holds a run (${existing.join(', ')}): continue it with --resume, replace it with --overwrite, or choose another --out`);
+  }
+  const tokenizerSpec = f.string('tokenizer')!;
   const loaded = tokenizerSpec === 'char' ? null : await loadTokenizer(tokenizerSpec);
 
-  const dataPath = await resolveDataset(stringFlag(p, 'data') ?? 'tinyshakespeare');
+  const dataPath = await resolveDataset(f.string('data')!);
   if (statSync(dataPath).size === 0) throw new LlmError(`data file ${dataPath} is empty; give a text file with some content`);
-  const text = readFileSync(dataPath, 'utf8');
-  const tokenizer = loaded ?? CharTokenizer.fromText(text);
-  const data = prepareTextDataset({ text, tokenizer, outDir: join(outDir, 'data') });
+  let tokenizer: Tokenizer;
+  let data: RunSetup['data'];
+  if (isTokenShard(dataPath)) {
+    if (!loaded) throw new LlmError(`${dataPath} is a token shard: name the tokenizer its ids belong to with --tokenizer (it sets the vocabulary size and decodes the samples)`);
+    tokenizer = loaded;
+    data = shardDataset(dataPath, tokenizer.vocabSize);
+  } else {
+    const text = readTextFile(dataPath, 'give a UTF-8 text file, or an llm.c token shard with --tokenizer');
+    tokenizer = loaded ?? CharTokenizer.fromText(text);
+    data = prepareTextDataset({ text, tokenizer, outDir: join(outDir, 'data') });
+  }
   const config = resolveConfig(preset, { ...overrides, vocabSize: tokenizer.vocabSize });
   const model = new Transformer(config, new Rng(options.seed));
+  for (const name of existing) rmSync(join(outDir, name), { force: true }); // --overwrite, now that the new run is ready
   return { model, tokenizer, data, options };
 }
 
-async function resumeRun(p: Parsed, outDir: string): Promise<RunSetup> {
+/**
+ * Train and validation tokens from llm.c shards: val.bin beside train.bin when there is one
+ * (llm.c's layout), else the last 10% of the shard.
+ */
+function shardDataset(path: string, vocabSize: number): RunSetup['data'] {
+  const tokens = readTokenShard(path);
+  const valPath = join(dirname(path), 'val.bin');
+  const hasVal = basename(path) !== 'val.bin' && existsSync(valPath) && isTokenShard(valPath);
+  const n = Math.floor(tokens.length * 0.9);
+  const data = hasVal ? { train: tokens, val: readTokenShard(valPath) } : { train: tokens.subarray(0, n), val: tokens.subarray(n) };
+  for (const [what, arr] of [['train', data.train], ['val', data.val]] as const) {
+    let max = 0;
+    for (let i = 0; i < arr.length; i++) if (arr[i] > max) max = arr[i];
+    if (max >= vocabSize) throw new LlmError(`${path}: the ${what} tokens reach id ${max}, but the tokenizer has ${vocabSize} tokens; give the tokenizer the shard was made with`);
+  }
+  return data;
+}
+
+/** What a resumed run may be given: everything else is the saved run's. */
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'final-eval-iters', 'sample-tokens', 'threads', 'debug']);
+
+async function resumeRun(f: Flags, outDir: string): Promise<RunSetup> {
   const path = join(outDir, 'ckpt.safetensors');
   if (!existsSync(path)) throw new LlmError(`--resume: no checkpoint at ${path}; start the run without --resume first`);
+  if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: TrainOptions }).options;
   if (!saved) throw new LlmError(`--resume: ${path} holds no training options (it is not a training checkpoint)`);
-  for (const flag of ['data', 'tokenizer', 'preset', 'block-size', 'batch-size', 'n-layer', 'n-head', 'n-embd']) {
-    if (p.values[flag] !== undefined) throw new LlmError(`--resume continues the saved run; --${flag} cannot change (start a new run in another --out)`);
+  for (const flag of f.given()) {
+    if (RESUME_FLAGS.has(flag)) continue;
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);
   }
-  const maxIters = numberFlag(p, 'max-iters', { integer: true, min: 1 });
-  const options: TrainOptions = { ...saved, outDir, ...(maxIters !== undefined ? { maxIters } : {}) };
+  const options: TrainOptions = { ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
   const data = { train: readTokenShard(join(outDir, 'data', 'train.bin')), val: readTokenShard(join(outDir, 'data', 'val.bin')) };
   const model = new Transformer(checkpoint.config, checkpoint.params);
   return { model, tokenizer: tokenizerFromJSON(checkpoint.tokenizer), data, options, checkpoint };
-}
-
-function trainOptions(p: Parsed, outDir: string, blockSize: number): TrainOptions {
-  const int = (name: string, min = 1): number | undefined => numberFlag(p, name, { integer: true, min });
-  const maxIters = int('max-iters') ?? D.maxIters;
-  const lr = numberFlag(p, 'lr', { min: 0 }) ?? D.lr;
-  return {
-    maxIters,
-    batchSize: int('batch-size') ?? D.batchSize,
-    blockSize,
-    gradAccum: int('grad-accum') ?? D.gradAccum,
-    lr,
-    minLr: numberFlag(p, 'min-lr', { min: 0 }) ?? lr / 10,
-    warmupIters: int('warmup-iters', 0) ?? Math.min(D.warmupIters, Math.floor(maxIters / 10)),
-    decayIters: int('decay-iters', 0) ?? maxIters,
-    weightDecay: numberFlag(p, 'weight-decay', { min: 0 }) ?? D.weightDecay,
-    beta1: D.beta1,
-    beta2: numberFlag(p, 'beta2', { min: 0, max: 0.999999 }) ?? D.beta2,
-    gradClip: numberFlag(p, 'grad-clip', { min: 0 }) ?? D.gradClip,
-    evalInterval: int('eval-interval') ?? D.evalInterval,
-    evalIters: int('eval-iters') ?? D.evalIters,
-    seed: int('seed', 0) ?? D.seed,
-    outDir,
-  };
 }

@@ -4,7 +4,7 @@
  *
  *   const m = await loadAnyModel('stories15M.bin');   // { format, config, params, tokenizer | null }
  */
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
 import type { QuantizedWeight } from '../model/quantized.js';
@@ -31,6 +31,8 @@ export interface LoadedModel {
   tokenizer: Tokenizer | null;
   /** how the weights were read: 'mmap' (views into a copy-on-write mapping of the file) or 'read' (file-source.ts) */
   source: FileSourceMode;
+  /** the model's own chat template (Jinja source), when its files carry one */
+  chatTemplate?: string;
 }
 
 /** Which format `path` holds, by content (directories: config.json or ckpt.safetensors). */
@@ -51,7 +53,21 @@ export function detectModelFormat(path: string): { format: ModelFormat; file: st
   }
   if (n >= 4 && head.toString('latin1', 0, 4) === 'GGUF') return { format: 'gguf', file: path };
   if (n >= 9 && head[8] === 0x7b /* { */ && head.readBigUInt64LE(0) < BigInt(statSync(path).size)) return { format: 'checkpoint', file: path };
+  // no magic: the name says what the user meant, and the error speaks of that format
+  const what = n === 0 ? 'the file is empty' : `it starts with ${describeHead(head.subarray(0, Math.min(n, 8)))}`;
+  if (/\.gguf$/i.test(path)) throw new LlmError(`${path} is not a GGUF file: ${what}, not the magic 'GGUF' (truncated or not downloaded completely?)`);
+  if (/\.safetensors$/i.test(path)) {
+    throw new LlmError(`${path} is not a safetensors checkpoint: ${what}, not an 8-byte header length followed by a JSON header (truncated or not downloaded completely?)`);
+  }
+  if (n === 0) throw new LlmError(`${path} is empty; a model file is a GGUF, safetensors checkpoint or llama2.c .bin file`);
   return { format: 'llama2c', file: path };
+}
+
+/** The first bytes of a file for an error message: printable text quoted, else hex. */
+function describeHead(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes).toString('latin1');
+  if (/^[\x20-\x7e]+$/.test(text)) return `'${text}'`;
+  return `bytes ${Buffer.from(bytes).toString('hex').replace(/(..)/g, '$1 ').trim()}`;
 }
 
 /**
@@ -69,7 +85,7 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
       } catch {
         tokenizer = null;
       }
-      return { format, path: file, ...hf, tokenizer };
+      return { format, path: file, ...hf, tokenizer, chatTemplate: hfChatTemplate(file) };
     }
     case 'checkpoint': {
       const ck = loadCheckpoint(file);
@@ -77,7 +93,11 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
     }
     case 'gguf': {
       const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });
-      return { format, path: file, config: g.config, params: g.params, quantized: g.quantized, tokenizer: g.tokenizer, source: g.source };
+      const template = g.gguf.metadata.get('tokenizer.chat_template');
+      return {
+        format, path: file, config: g.config, params: g.params, quantized: g.quantized, tokenizer: g.tokenizer, source: g.source,
+        chatTemplate: typeof template === 'string' ? template : undefined,
+      };
     }
     case 'llama2c': {
       const m = readLlama2c(file);
@@ -86,3 +106,22 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
   }
 }
 
+
+/** The chat template in a Hugging Face directory's tokenizer_config.json (the default one of a list), if any. */
+function hfChatTemplate(dir: string): string | undefined {
+  const path = join(dir, 'tokenizer_config.json');
+  if (!existsSync(path)) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined; // the tokenizer loader reports a broken file; the template is optional
+  }
+  const t = typeof json === 'object' && json !== null ? (json as { chat_template?: unknown }).chat_template : undefined;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const named = t.find((e) => typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
+    return typeof named?.template === 'string' ? named.template : undefined;
+  }
+  return undefined;
+}

@@ -35,6 +35,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import { chatStopTokens, chatTemplate, encodeChatPrompt, type ChatMessage, type ChatTemplate, type ChatTemplateName } from './chat-template.js';
 import { CachedSequence } from './cached-sequence.js';
+import { KvCache } from './kv-cache.js';
 import { Generation, type FinishReason, type GeneratedToken, type GenerationStats, type TextGenerateOptions } from './generate.js';
 
 export interface DropInfo {
@@ -55,6 +56,8 @@ export interface ChatSessionOptions extends Omit<TextGenerateOptions, 'cache' | 
   onDrop?: (info: DropInfo) => void;
   /** keep the KV cache between turns and prefill only what follows the common prefix (default true) */
   cachePrompt?: boolean;
+  /** tokens of context the conversation may use, at most the model's (default the model's) */
+  contextSize?: number;
 }
 
 export type ChatFinishReason = FinishReason | 'aborted';
@@ -148,11 +151,15 @@ export class ChatSession {
     if (opts.reserve !== undefined && (!Number.isInteger(opts.reserve) || opts.reserve < 0)) {
       throw new LlmError(`the answer reserve must be a non-negative integer, got ${opts.reserve}`);
     }
-    this.sequence = new CachedSequence(model);
+    const ctx = opts.contextSize ?? model.config.blockSize;
+    if (!Number.isInteger(ctx) || ctx < 1 || ctx > model.config.blockSize) {
+      throw new LlmError(`the chat context must be an integer from 1 to the model's ${model.config.blockSize} tokens, got ${ctx}`);
+    }
+    this.sequence = new CachedSequence(model, new KvCache(model.config, ctx));
   }
 
   get contextSize(): number {
-    return this.model.config.blockSize;
+    return this.sequence.capacity;
   }
 
   /** The conversation so far, system prompt first (a copy). */
@@ -210,7 +217,7 @@ export class ChatSession {
     }
     this.history.splice(0, 2 * dropped);
     if (dropped > 0) this.opts.onDrop?.({ turns: dropped, promptTokens: ids.length, contextSize: ctx });
-    const { template: _t, system: _s, reserve: _r, onDrop: _o, cachePrompt, ...gen } = this.opts;
+    const { template: _t, system: _s, reserve: _r, onDrop: _o, cachePrompt, contextSize: _c, ...gen } = this.opts;
     const generation = new Generation(this.model, this.tokenizer, ids, {
       ...gen,
       seed: this.opts.seed + this.sends++,

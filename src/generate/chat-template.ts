@@ -208,3 +208,30 @@ export function chatStopTokens(tokenizer: Pick<Tokenizer, 'specialTokens' | 'bos
   }
   return [...ids];
 }
+
+/**
+ * The template for a model when the user names none: the one its own chat template (Jinja
+ * source from tokenizer_config.json or GGUF metadata) writes, else chatml when the tokenizer has
+ * ChatML's tokens, else qa (plain text, which any tokenizer can encode).
+ *
+ *   chooseChatTemplate(charTokenizer);                 // { name: 'qa', reason: 'the model has no chat tokens' }
+ *   chooseChatTemplate(tok, "{% ... '[INST] ' ... %}"); // { name: 'llama2', reason: "the model's own chat template" }
+ */
+export function chooseChatTemplate(
+  tokenizer: Pick<Tokenizer, 'specialTokens'>, modelTemplate?: string,
+): { name: ChatTemplateName; reason: string } {
+  let unknownOwn = false;
+  if (modelTemplate !== undefined && modelTemplate.trim() !== '') {
+    const own = "the model's own chat template";
+    if (modelTemplate.includes('<|im_start|>')) return { name: 'chatml', reason: own };
+    if (modelTemplate.includes('[INST]')) return { name: 'llama2', reason: own };
+    if (modelTemplate.includes('### Instruction')) return { name: 'alpaca', reason: own };
+    unknownOwn = true;
+  }
+  const specials = tokenizer.specialTokens ?? {};
+  const tail = unknownOwn ? "; the model's own chat template is not one llm.ts renders yet" : '';
+  if (specials['<|im_start|>'] !== undefined && specials['<|im_end|>'] !== undefined) {
+    return { name: 'chatml', reason: `the tokenizer has ChatML's tokens${tail}` };
+  }
+  return { name: 'qa', reason: `the model has no chat tokens${tail}` };
+}

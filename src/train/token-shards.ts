@@ -115,3 +115,14 @@ function readFully(fd: number, out: Uint8Array, pos: number, path: string): void
     got += r;
   }
 }
+
+/** Whether the file starts with the token-shard magic (it may still be truncated: readTokenShard checks). */
+export function isTokenShard(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    return readSync(fd, head, 0, 4, 0) === 4 && head.readInt32LE(0) === TOKEN_SHARD_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -121,6 +121,9 @@ export class ProgressLine {
   private lastDecile = 0;
   private lastDone = 0;
   private lastFields: Record<string, string | number> = {};
+  /** not a TTY: the state of the last line printed, so done() does not print it again */
+  private printedDone = -1;
+  private printedFields: Record<string, string | number> | null = null;
   private finished = false;
 
   constructor(
@@ -150,6 +153,8 @@ export class ProgressLine {
     if (decile > this.lastDecile || t - this.lastPrint >= intervalMs) {
       this.lastDecile = Math.max(decile, this.lastDecile);
       this.lastPrint = t;
+      this.printedDone = done;
+      this.printedFields = fields;
       this.stream.write(this.line(done, fields, t) + '\n');
     }
   }
@@ -165,6 +170,8 @@ export class ProgressLine {
   done(finalText?: string): void {
     if (this.finished) return;
     this.finished = true;
+    // not a TTY, and the last printed line already shows the final state: printing it again says nothing new
+    if (!this.tty && finalText === undefined && this.printedDone === this.lastDone && this.printedFields === this.lastFields) return;
     const text = finalText ?? this.line(this.lastDone, this.lastFields, this.now());
     this.stream.write(this.tty ? `\r${text}\x1b[K\n` : text + '\n');
   }

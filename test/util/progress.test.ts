@@ -75,3 +75,25 @@ test('ProgressLine off a TTY prints plain lines every 10% or interval', () => {
   assert.equal(writes.length, 1 + 10 + 1); // first update, each decile, done
   assert.equal(writes.at(-1), 'finished\n');
 });
+
+test('ProgressLine off a TTY prints the final line once (done() after the 100% update adds nothing)', () => {
+  let now = 0;
+  const { writes, stream } = fakeStream(false);
+  const p = new ProgressLine(20, { stream, label: 'train', now: () => now });
+  for (let i = 1; i <= 20; i++) {
+    now += 1000;
+    p.update(i, { loss: (1 / i).toFixed(3) });
+  }
+  p.done();
+  const finals = writes.filter((w) => w.includes(' 20/20 '));
+  assert.equal(finals.length, 1, writes.join(''));
+  assert.equal(writes.at(-1), finals[0]);
+  // stopped early (Ctrl-C): the last state was not printed yet, so done() prints it
+  const early = fakeStream(false);
+  const q = new ProgressLine(100, { stream: early.stream, label: 'train', now: () => now });
+  q.update(1);
+  q.update(5);
+  q.done();
+  assert.match(early.writes.at(-1)!, /^train +5% 5\/100 /);
+  assert.equal(early.writes.length, 2);
+});
