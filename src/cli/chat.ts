@@ -20,7 +20,7 @@ const CHAT_SPEC: CommandSpec = {
   usage: 'MODEL [flags]',
   summary: `Chat with a model: type a message, the answer streams back; earlier turns are part of each
 prompt (the oldest are dropped when the context is full; the system prompt stays).
-MODEL is an llm.ts checkpoint (file or a training run's --out directory), a Hugging Face
+MODEL is an llm.ts checkpoint (file or a training run's directory), a Hugging Face
 model directory or a GGUF file. Piped stdin works too: one message per line.`,
   flags: [
     { name: 'template', kind: 'string', choices: CHAT_TEMPLATE_NAMES, defaultText: "the model's own, else chatml for a tokenizer with ChatML tokens, else qa", help: 'chat template', group: 'Chat' },

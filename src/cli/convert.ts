@@ -33,7 +33,7 @@ import { loadAnyModel } from '../formats/load-model.js';
 const CONVERT_SPEC: CommandSpec = {
   name: 'convert',
   usage: 'MODEL --to gguf|hf|llama2c --out PATH [flags]',
-  summary: `Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a
+  summary: `Convert a model. MODEL is an llm.ts checkpoint (file, or a training run's directory), a
 Hugging Face model directory, a GGUF file or a llama2.c model file.`,
   flags: [
     { name: 'to', kind: 'string', value: 'gguf|hf|llama2c', help: 'output format (required)', group: 'Output' },

@@ -20,7 +20,7 @@ const RUN_SPEC: CommandSpec = {
   name: 'run',
   usage: 'MODEL -p PROMPT [flags]',
   summary: `Generate text on the KV cache and stream it to stdout (the prompt is not repeated).
-MODEL is an llm.ts checkpoint (file, or a training run's --out directory), a Hugging Face
+MODEL is an llm.ts checkpoint (file, or a training run's directory), a Hugging Face
 model directory (config.json + safetensors weights + tokenizer), a GGUF file or a llama2.c .bin
 (which has no tokenizer: use --tokenizer, or --prompt-ids with --output ids).`,
   flags: [
