@@ -125,6 +125,9 @@ interface RunSetup {
   checkpoint?: ReturnType<typeof loadCheckpoint>;
 }
 
+/** Tokens in one micro-batch at most: activations of a million tokens already take gigabytes. */
+const MAX_BATCH_TOKENS = 1 << 20;
+
 /** The files of a run in outDir that a new run would replace. */
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg'];
 
@@ -142,6 +145,9 @@ async function newRun(f: Flags, preset: string, outDir: string): Promise<RunSetu
   };
   resolveConfig(preset, overrides);
   const options = trainLoopOptions(f, blockSize, outDir);
+  if (options.batchSize * blockSize > MAX_BATCH_TOKENS) {
+    throw new LlmError(`${f.typed('batch-size')} ${options.batchSize} x ${f.typed('block-size')} ${blockSize} = ${(options.batchSize * blockSize).toLocaleString('en-US')} tokens a micro-batch is more than this CPU trainer holds (${MAX_BATCH_TOKENS.toLocaleString('en-US')}); lower --batch-size and raise --grad-accum instead`);
+  }
   const existing = RUN_FILES.filter((name) => existsSync(join(outDir, name)));
   if (existing.length > 0 && !f.bool('overwrite')) {
     throw new LlmError(`${outDir} already holds a run (${existing.join(', ')}): continue it with --resume, replace it with --overwrite, or choose another --out`);

@@ -42,6 +42,7 @@ describe('the CLI as a new user meets it', () => {
     assertOneLineError(llmts('run', 'm', '-p', 'x', '--repeat-penalty', '0'), /--repeat-penalty 0: must be a number > 0/);
     assertOneLineError(llmts('run', 'm', '-p', 'x', '-n', 'many'), /-n many: must be an integer >= 0/);
     assertOneLineError(llmts('train', '-t', '0'), /-t 0: must be an integer >= 1/);
+    assertOneLineError(llmts('train', '-b', '100000000'), /-b 100000000 x --block-size 64 = 6,400,000,000 tokens a micro-batch is more than/);
   });
 
   it('defect 1: a binary file as --data is refused with the byte offset; a token shard trains with --tokenizer', () => {
