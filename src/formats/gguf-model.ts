@@ -39,14 +39,18 @@
  * byte-level alphabet, merges "a b", token_type 1 normal / 3 control, pre from the split pattern:
  * gpt2 -> 'gpt-2', cl100k -> 'llama-bpe', o200k -> 'gpt-4o'; '<|endoftext|>' becomes bos/eos when the
  * tokenizer names none, GPT-2's convention). The token list is padded to the
- * model's vocabulary with '[PADn]' tokens of type 5 (unused). Char tokenizers, and BPE
- * vocabularies without a merge list (tiktoken ranks), are refused.
+ * model's vocabulary with '[PADn]' tokens of type 5 (unused). Char tokenizers -> 'llama' with one
+ * NORMAL piece per character (' ' written '▁'; see tokenizer/gguf-char.ts), which llama.cpp
+ * encodes and decodes character by character, and which tokenizerFromGguf reads back as a
+ * CharTokenizer. BPE vocabularies without a merge list (tiktoken ranks) are refused.
  */
 import { headDim, validateConfig, type ModelConfig } from '../model/config.js';
 import { Tensor } from '../tensor/index.js';
 import { bytesToTokenText } from '../tokenizer/bytes-to-unicode.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { bpeFromGguf, GGUF_PRE_TOKENIZERS } from '../tokenizer/gguf-bpe.js';
+import type { CharTokenizer } from '../tokenizer/char.js';
+import { charFromGguf, charGgufMetadata } from '../tokenizer/gguf-char.js';
 import { sentencePieceFromGguf } from '../tokenizer/gguf-sentencepiece.js';
 import { SPLIT_PATTERNS, type SplitPattern } from '../tokenizer/pretokenize.js';
 import type { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
@@ -265,8 +269,9 @@ export function tokenizerGgufMetadata(tok: Tokenizer, vocabSize: number): [strin
     m.push(['tokenizer.ggml.add_bos_token', ggufMeta.bool(false)]);
     return m;
   }
+  if (tok.kind === 'char') return charGgufMetadata(tok as CharTokenizer, vocabSize);
   throw new LlmError(
-    `a '${tok.kind}' tokenizer cannot be stored in GGUF (llama.cpp reads SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies); train a BPE tokenizer, or export without a vocabulary`,
+    `a '${tok.kind}' tokenizer cannot be stored in GGUF (llama.cpp reads SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies); train a BPE tokenizer, or export without a vocabulary (llmts convert --no-vocab)`,
   );
 }
 
@@ -381,11 +386,14 @@ export interface GgufModel {
   source: FileSourceMode;
 }
 
-/** The tokenizer stored in a GGUF file's metadata, or null. */
+/**
+ * The tokenizer stored in a GGUF file's metadata, or null. A 'llama' vocabulary of single
+ * characters (what a char tokenizer is exported as) comes back as a CharTokenizer.
+ */
 export function tokenizerFromGguf(g: Gguf): Tokenizer | null {
   const model = g.metadata.get('tokenizer.ggml.model');
   if (model === undefined) return null;
-  if (model === 'llama') return sentencePieceFromGguf(g);
+  if (model === 'llama') return charFromGguf(g) ?? sentencePieceFromGguf(g);
   if (model === 'gpt2') return bpeFromGguf(g);
   throw new LlmError(`${g.path}: tokenizer.ggml.model '${String(model)}' is not supported (llama or gpt2)`);
 }

@@ -11,9 +11,11 @@
  *
  * Files are recognised by their content first (GGUF magic, safetensors header, JSON,
  * tiktoken lines, protobuf), so a renamed file still loads:
- *   - GGUF: tokenizer.ggml.model 'gpt2' -> byte-level BPE, 'llama' -> SentencePiece;
- *   - tokenizer.json: model BPE with byte_fallback -> SentencePiece (Llama 1/2), other BPE
- *     (byte-level: GPT-2, Llama 3, ours) -> byte-level BPE;
+ *   - GGUF: tokenizer.ggml.model 'gpt2' -> byte-level BPE, 'llama' -> SentencePiece, or a char
+ *     tokenizer when every piece is one character (gguf-char.ts: how llm.ts exports one);
+ *   - tokenizer.json: BPE without merges over single characters with the Fuse decoder -> char
+ *     tokenizer (hf-char.ts: how llm.ts exports one); model BPE with byte_fallback ->
+ *     SentencePiece (Llama 1/2), other BPE (byte-level: GPT-2, Llama 3, ours) -> byte-level BPE;
  *   - SentencePiece `tokenizer.model` (protobuf);
  *   - `.tiktoken` rank files (`base64 rank` per line);
  *   - llm.ts checkpoints (`*.safetensors` whose metadata holds the tokenizer).
@@ -27,6 +29,8 @@ import { loadCheckpointTokenizer } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { BpeTokenizer } from './bpe.js';
 import { bpeFromGguf } from './gguf-bpe.js';
+import { charFromGguf } from './gguf-char.js';
+import { charFromHfTokenizerJson } from './hf-char.js';
 import { tokenTextToBytes } from './bytes-to-unicode.js';
 import { sentencePieceFromGguf } from './gguf-sentencepiece.js';
 import { sentencePieceFromHfTokenizerJson } from './hf-tokenizer-json.js';
@@ -105,7 +109,7 @@ async function loadFile(path: string, format: Format): Promise<Tokenizer> {
     case 'gguf': {
       const g = readGguf(path);
       const model = g.metadata.get('tokenizer.ggml.model');
-      if (model === 'llama') return sentencePieceFromGguf(g);
+      if (model === 'llama') return charFromGguf(g) ?? sentencePieceFromGguf(g);
       if (model === 'gpt2') return bpeFromGguf(g);
       throw new LlmError(`${path}: GGUF tokenizer.ggml.model is ${JSON.stringify(model ?? null)}; supported: 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)`);
     }
@@ -121,6 +125,8 @@ async function loadFile(path: string, format: Format): Promise<Tokenizer> {
         throw new LlmError(`${path}: no "model" object; expected a Hugging Face tokenizer.json`);
       }
       if (model.type !== 'BPE') throw new LlmError(`${path}: tokenizer.json model type ${JSON.stringify(model.type)} is not supported (BPE only)`);
+      const char = charFromHfTokenizerJson(json, path);
+      if (char) return char;
       if (model.byte_fallback === true) return sentencePieceFromHfTokenizerJson(json, path);
       return byteLevelFromHfJson(path, json);
     }

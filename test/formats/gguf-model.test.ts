@@ -238,9 +238,10 @@ describe('GGUF model export/import', () => {
     });
   }
 
-  it('refuses char tokenizers, and reads the Llama 2 vocabulary back when the shared data has it', (t) => {
+  it('stores char tokenizers (see char-export.test.ts), and reads the Llama 2 vocabulary back when the shared data has it', (t) => {
     const char = CharTokenizer.fromText('abc');
-    assert.throws(() => exportGgufModel(join(dir, 'char.gguf'), llama.config, llama.params, { tokenizer: char }), /'char' tokenizer cannot be stored in GGUF/);
+    exportGgufModel(join(dir, 'char.gguf'), llama.config, llama.params, { tokenizer: char });
+    assert.deepEqual((importGgufModel(join(dir, 'char.gguf')).tokenizer as CharTokenizer).chars, ['a', 'b', 'c']);
     const p = sharedDataPath('gguf-vocab/ggml-vocab-llama-spm.gguf');
     if (!p) return t.skip('shared data not available');
     const llama2 = sentencePieceFromGguf(readGguf(p));
