@@ -7,7 +7,7 @@
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readGguf } from '../formats/gguf.js';
-import { configFromGguf } from '../formats/gguf-model.js';
+import { configFromGguf, tokenizerFromGguf } from '../formats/gguf-model.js';
 import { readHfConfig } from '../formats/hf-checkpoint.js';
 import { parseLlama2cHeader } from '../formats/llama2c.js';
 import { ggmlTypeName } from '../formats/quant.js';
@@ -17,6 +17,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
+import { printable } from '../util/printable.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
 import { modelPath } from './shared-flags.js';
@@ -62,9 +63,7 @@ export async function modelInfo(path: string): Promise<Info> {
       config = null; // an architecture we cannot run: still describe the file
     }
     const params = g.tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
-    const model = g.metadata.get('tokenizer.ggml.model');
-    const tokens = g.metadata.get('tokenizer.ggml.tokens');
-    const tokenizer = model === undefined ? 'none' : `${String(model)} (${model === 'llama' ? 'SentencePiece' : model === 'gpt2' ? 'byte-level BPE' : 'other'}), ${Array.isArray(tokens) ? tokens.length : '?'} tokens`;
+    const tokenizer = ggufTokenizerInfo(g);
     return {
       format: `GGUF v${g.version}`, config, architecture: typeof arch === 'string' ? arch : 'unknown', params,
       types: g.tensors.length === 0 ? 'none (no tensors: a vocabulary-only file)' : countTypes(g.tensors.map((t) => ggmlTypeName(t.type))),
@@ -126,6 +125,21 @@ export async function modelInfo(path: string): Promise<Info> {
   }
 }
 
+/** The tokenizer in a GGUF file's metadata, as llm.ts reads it (a char vocabulary shows as char). */
+function ggufTokenizerInfo(g: ReturnType<typeof readGguf>): string {
+  const model = g.metadata.get('tokenizer.ggml.model');
+  if (model === undefined) return 'none';
+  const stored = model === 'llama' ? 'SentencePiece' : model === 'gpt2' ? 'byte-level BPE' : 'other';
+  try {
+    const tok = tokenizerFromGguf(g);
+    if (!tok) return 'none';
+    if (tok.kind === 'char') return `char, ${tok.vocabSize} characters (stored as a ${String(model)} vocabulary)`;
+    return `${String(model)} (${stored}), ${tok.vocabSize} tokens`;
+  } catch (err) {
+    return `${String(model)} (${stored}), unreadable: ${(err as Error).message}`;
+  }
+}
+
 function safetensorsDtypes(path: string): string[] {
   const fd = openSync(path, 'r');
   try {
@@ -162,5 +176,6 @@ function formatInfo(path: string, i: Info): string {
   }
   rows.push(['tensor types', i.types], ['file size', formatBytes(i.fileBytes)], ['tokenizer', i.tokenizer]);
   const w = Math.max(...rows.map(([k]) => k.length));
-  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}\n`).join('');
+  // every value may come from the file: escaped, so it cannot forge lines or drive the terminal
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${printable(v)}\n`).join('');
 }

@@ -5,6 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { COMMANDS, type CommandModule, type Loaded } from '../../src/cli/commands.js';
 import { allFlags, flagLabel, helpText, parseCommandLine, type CommandSpec } from '../../src/cli/flags.js';
 import { LlmError } from '../../src/util/errors.js';
@@ -129,5 +130,17 @@ describe('flag tables', () => {
     assert.match(help, /\n {2}-c, --block-size, --ctx-size N\n +context\n/);
     assert.match(help, /\nCommon:\n {2}-h, --help +print this help and exit\n {6}--debug +show stack traces on errors\n/);
     assert.ok(help.split('\n').every((l) => l.length <= 100), 'lines fit 100 columns');
+  });
+});
+
+describe('README', () => {
+  it('documents every flag of every command', async () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const { label, cmd } of await everyCommand()) {
+      for (const f of allFlags(cmd.spec)) {
+        assert.ok(readme.includes(`--${f.name}`), `README lacks --${f.name} (llmts ${label})`);
+        if (f.short) assert.ok(readme.includes(`-${f.short}/--${f.name}`), `README lacks -${f.short}/--${f.name} (llmts ${label})`);
+      }
+    }
   });
 });
