@@ -16,7 +16,11 @@
  * only the touched pages and never reach the file. The mapping lives until every view of it is
  * garbage collected. As with any mapped file, overwriting the file in place (rather than writing
  * a new one and renaming it, as every llm.ts writer does) while a model is loaded from it changes
- * or invalidates those weights.
+ * or invalidates those weights. A file that shrinks under its mapping would make the next touch
+ * of a page past its new end a fatal SIGBUS; the addon catches those faults, zero-fills the rest
+ * of that mapping and counts it (native/mmap.c), and checkMappedFiles() -- called after loading,
+ * after each prefill and decoded token (CachedSequence) and after each training step -- turns
+ * the count into a one-line LlmError naming the file.
  *
  * Read ('read'): used when the native addon is absent or has no mapFile, under
  * LLMTS_BACKEND=reference (no native code at all), with LLMTS_MMAP=0, for empty files, and if
@@ -46,16 +50,42 @@ export interface FileSource {
   copy(offset: number, length: number, what: string): Uint8Array;
   /** `count` little-endian float32s at offset: a view when mapped and 4-byte aligned, else a fresh array */
   f32(offset: number, count: number, what: string): Float32Array;
-  /** close the descriptor (idempotent); views returned so far stay valid */
+  /** close the descriptor (idempotent); views returned so far stay valid. Throws if the mapped
+   * file was truncated while open (see checkMappedFiles). */
   close(): void;
 }
 
 type MapFile = (path: string) => ArrayBuffer;
+/** live mappings that faulted (the file shrank under them); with a buffer from mapFile: 1 if that one did */
+type MapFaults = (buffer?: ArrayBuffer) => number;
 
-/** mapFile of the native addon when mapping is allowed here, else null. */
+/** mapFaults once this process has mapped a file (until then checkMappedFiles costs nothing) */
+let mapFaults: MapFaults | null = null;
+
+/** mapFile of the native addon when mapping is allowed here, else null. An addon without the
+ * fault guard (mapFaults) is not used for mapping: a truncated file would kill the process. */
 function mapper(): MapFile | null {
   if (process.env.LLMTS_MMAP === '0' || process.env.LLMTS_BACKEND === 'reference') return null;
-  return nativeFunction<MapFile>('mapFile') ?? null;
+  const map = nativeFunction<MapFile>('mapFile');
+  return map && nativeFunction<MapFaults>('mapFaults') ? map : null;
+}
+
+function truncatedError(paths: string[]): LlmError {
+  const names = paths.length > 0 ? paths.join(' and ') : 'a memory-mapped model file';
+  return new LlmError(
+    `${names} ${paths.length > 1 ? 'were' : 'was'} truncated or changed while in use (its memory-mapped weights could no longer be read); ` +
+      'do not modify a model file while llm.ts runs it, or set LLMTS_MMAP=0 to read it into memory',
+  );
+}
+
+/**
+ * Throw if a model file mapped by this process was truncated (or rewritten in place) while in
+ * use: its missing pages now read as zeros, so every result since is wrong. One native call
+ * (about 0.1 us) once a file has been mapped, nothing before.
+ */
+export function checkMappedFiles(): void {
+  if (mapFaults === null || mapFaults() === 0) return;
+  throw truncatedError(nativeFunction<() => string[]>('mapFaultPaths')?.() ?? []);
 }
 
 /** Whether openFileSource will memory-map files in this process. */
@@ -83,6 +113,7 @@ export function openFileSource(path: string, kind: string): FileSource {
       } catch {
         mapped = null; // e.g. no address space left: reading still works
       }
+      if (mapped) mapFaults ??= nativeFunction<MapFaults>('mapFaults') ?? null;
       if (mapped && mapped.byteLength !== st.size) {
         throw new LlmError(`${path} changed size while being opened (${st.size} -> ${mapped.byteLength} bytes); load it again`);
       }
@@ -130,6 +161,9 @@ class Source implements FileSource {
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+    // loaders close in `finally`: a file truncated while being loaded is reported as such,
+    // rather than as whatever its zero-filled pages looked like to the parser
+    if (this.mapped && mapFaults?.(this.mapped)) throw truncatedError([this.path]);
   }
 
   /** Exactly `length` bytes at `offset` into a fresh buffer (range already checked). */

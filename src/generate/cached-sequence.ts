@@ -15,6 +15,7 @@
  * A prompt that is wholly a prefix of the cached tokens still recomputes its last token, whose
  * logits are needed for the next sample.
  */
+import { checkMappedFiles } from '../formats/file-source.js';
 import type { Transformer } from '../model/transformer.js';
 import { LlmError } from '../util/errors.js';
 import { KvCache } from './kv-cache.js';
@@ -86,6 +87,7 @@ export class CachedSequence {
     const rest = Int32Array.from({ length: prompt.length - reused }, (_, i) => prompt[reused + i]);
     this.model.forwardCached(rest, this.cache, { out });
     for (const id of rest) this.ids.push(id);
+    checkMappedFiles(); // a mapped model file truncated meanwhile: these logits are wrong
     return { reused, computed: rest.length };
   }
 
@@ -93,5 +95,6 @@ export class CachedSequence {
   append(id: number, out: Float32Array): void {
     this.model.forwardCached(Int32Array.of(id), this.cache, { out });
     this.ids.push(id);
+    checkMappedFiles();
   }
 }

@@ -25,6 +25,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
+import { checkMappedFiles } from '../formats/file-source.js';
 import { CachedSequence } from './cached-sequence.js';
 import type { KvCache } from './kv-cache.js';
 import { applyPenalties, logProb, sampleToken, type PenaltyOptions, type SamplingOptions } from './sampler.js';
@@ -155,6 +156,7 @@ export function* generateCached(model: Transformer, prompt: ArrayLike<number>, o
       const ids = Int32Array.from(history.slice(-model.config.blockSize));
       withBufferScope(() => {
         const { logits: l } = noGrad(() => model.forward(ids, 1, ids.length, undefined, { lastOnly: true }));
+        checkMappedFiles(); // a mapped model file truncated meanwhile: these logits are wrong
         logits.set(l.data.subarray(0, V));
       });
     } else {
@@ -182,6 +184,7 @@ export function* generateTokensUncached(model: Transformer, prompt: number[], op
     const ids = Int32Array.from(context.slice(-window));
     const next = withBufferScope(() => {
       const { logits } = noGrad(() => model.forward(ids, 1, ids.length, undefined, { lastOnly: true }));
+      checkMappedFiles();
       return sampleToken(logits.data, opts, rng);
     });
     context.push(next);

@@ -11,6 +11,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { scale, withBufferScope } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { checkMappedFiles } from '../formats/file-source.js';
 import { LlmError } from '../util/errors.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { AdamW, clipGradNorm } from './adamw.js';
@@ -153,6 +154,7 @@ export class Trainer {
         const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
         // one buffer scope per step: activations and intermediate gradients are recycled
         const { loss, gradNorm } = withBufferScope(() => this.trainStep(lr));
+        checkMappedFiles(); // weights loaded from a mapped checkpoint that was truncated meanwhile
         this.step++;
         const seconds = (performance.now() - t0) / 1000;
         if (this.step > 1) {
