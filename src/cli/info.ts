@@ -6,11 +6,10 @@
  */
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readGguf } from '../formats/gguf.js';
+import { ggmlTypeLabel, readGguf } from '../formats/gguf.js';
 import { configFromGguf, tokenizerFromGguf } from '../formats/gguf-model.js';
 import { readHfConfig } from '../formats/hf-checkpoint.js';
 import { parseLlama2cHeader } from '../formats/llama2c.js';
-import { ggmlTypeName } from '../formats/quant.js';
 import { validateConfig, type ModelConfig } from '../model/config.js';
 import { countParameters } from '../model/parameters.js';
 import { loadTokenizer } from '../tokenizer/load.js';
@@ -41,6 +40,8 @@ interface Info {
   types: string;
   fileBytes: number;
   tokenizer: string;
+  /** why llm.ts cannot build this model, when the file is readable but not runnable */
+  unusable?: string;
 }
 
 async function infoCommand(f: Flags): Promise<void> {
@@ -57,17 +58,19 @@ export async function modelInfo(path: string): Promise<Info> {
     const g = readGguf(file);
     const arch = g.metadata.get('general.architecture');
     let config: ModelConfig | null = null;
+    let unusable: string | undefined;
     try {
       config = configFromGguf(g);
-    } catch {
-      config = null; // an architecture we cannot run: still describe the file
+    } catch (err) {
+      config = null; // an architecture or layout we cannot run: still describe the file, and say why
+      unusable = (err as Error).message;
     }
     const params = g.tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
     const tokenizer = ggufTokenizerInfo(g);
     return {
       format: `GGUF v${g.version}`, config, architecture: typeof arch === 'string' ? arch : 'unknown', params,
-      types: g.tensors.length === 0 ? 'none (no tensors: a vocabulary-only file)' : countTypes(g.tensors.map((t) => ggmlTypeName(t.type))),
-      fileBytes: g.fileSize, tokenizer,
+      types: g.tensors.length === 0 ? 'none (no tensors: a vocabulary-only file)' : countTypes(g.tensors.map((t) => ggmlTypeLabel(t.type))),
+      fileBytes: g.fileSize, tokenizer, unusable: g.tensors.length === 0 ? undefined : unusable,
     };
   }
   if (format === 'checkpoint') {
@@ -175,6 +178,7 @@ function formatInfo(path: string, i: Info): string {
     );
   }
   rows.push(['tensor types', i.types], ['file size', formatBytes(i.fileBytes)], ['tokenizer', i.tokenizer]);
+  if (i.unusable) rows.push(['runnable', `no: ${i.unusable}`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   // every value may come from the file: escaped, so it cannot forge lines or drive the terminal
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${printable(v)}\n`).join('');

@@ -27,9 +27,16 @@
  * not a multiple of 32 falls back to F16 for Q8_0/Q4_0. Norm weights and biases stay F32.
  * general.file_type is 0 (F32), 1 (F16), 7 (Q8_0) or 2 (Q4_0).
  *
- * Import dequantizes F16/BF16 (and, without keepQuantized, Q8_0/Q4_0) to F32 parameters. Every
- * tensor's dims are checked against the configuration the metadata implies, and its offset + size
- * against the file, before any of its bytes are used. The file is memory-mapped where the native
+ * Import dequantizes F16/BF16 (and, without keepQuantized, Q8_0/Q4_0) to F32 parameters. Before
+ * anything is sized by the metadata, configFromGguf checks it against the tensors present:
+ * block_count must equal the number of blk.N (0 .. block_count - 1), embedding_length, the
+ * vocabulary, feed_forward_length, the key/value heads (and gpt2's context_length) must match
+ * token_embd / blk.0 / position_embd dims; counts must be positive integers, rope.freq_base
+ * positive and finite, the norm epsilon in (0, 0.1] (the messages name the GGUF key). A Llama
+ * context length sizes nothing at load. A token list must have one token per token_embd row, as
+ * llama.cpp requires. Every tensor's dims are checked against the configuration the metadata
+ * implies, and its offset + size against the file, before any of its bytes are used; a type we
+ * cannot read is named in ggml's terms (I32, Q4_K, ...). The file is memory-mapped where the native
  * addon can (file-source.ts): F32 tensors stored as we use them (4-byte aligned, no transpose or
  * RoPE row permutation) and quantized blocks kept as they are become views into the mapping;
  * only converted tensors are copied.
@@ -57,7 +64,7 @@ import type { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import { openFileSource, type FileSourceMode } from './file-source.js';
-import { readGguf, type Gguf, type GgufTensorInfo } from './gguf.js';
+import { describeGgufValue, GGML_TYPES, GgufArrayRef, ggmlTypeLabel, readGguf, type Gguf, type GgufTensorInfo, type GgufValue } from './gguf.js';
 import { ggufMeta, writeGguf, type GgufTensorToWrite, type GgufWriteValue } from './gguf-write.js';
 import { hfToMetaRows, metaToHfRowsInPlace } from './llama2c.js';
 import type { QuantizedWeight } from '../model/quantized.js';
@@ -326,10 +333,75 @@ function shortFloat(v: number): number {
   return Math.fround(short) === Math.fround(v) ? short : v;
 }
 
-function num(g: Gguf, key: string, fallback?: number): number {
+/** A count (layers, heads, sizes): a positive integer. */
+function count(g: Gguf, key: string, fallback?: number): number {
   const v = g.metadata.get(key) ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new LlmError(`${g.path}: GGUF metadata '${key}' is missing or not a number`);
+  if (v === undefined) throw new LlmError(`${g.path}: GGUF metadata '${key}' is missing`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new LlmError(`${g.path}: GGUF metadata ${key} = ${shown(v)}: must be a positive integer`);
+  }
   return v;
+}
+
+/** A metadata value in a message: a number as it is, anything else described ('a string (1)'). */
+const shown = (v: GgufValue): string => (typeof v === 'number' ? String(v) : describeGgufValue(v));
+
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** Epsilons of the norms: llama.cpp's models use 1e-6 to 1e-5; anything above 0.1 is not a real model. */
+const MAX_NORM_EPS = 0.1;
+
+/** A float hyperparameter from the metadata, checked where it is read (the message names the GGUF key). */
+function float(g: Gguf, key: string, fallback: number, ok: (v: number) => boolean, must: string): number {
+  const v = g.metadata.get(key) ?? fallback;
+  if (typeof v !== 'number' || !ok(v)) throw new LlmError(`${g.path}: GGUF metadata ${key} = ${shown(v)}: must be ${must}`);
+  return shortFloat(v);
+}
+
+/**
+ * The hyperparameters that size tensors, checked against the tensors present before anything is
+ * built: block_count = the number of blk.N (N = 0 .. block_count - 1), embedding_length and the
+ * vocabulary = token_embd's dims, feed_forward_length = blk.0.ffn_up's, head_count_kv by
+ * blk.0.attn_k (llama) or blk.0.attn_qkv (gpt2), gpt2's context_length = position_embd's rows.
+ * A missing tensor is reported by importGgufModel; a Llama context length sizes nothing here.
+ */
+function checkAgainstTensors(g: Gguf, arch: 'llama' | 'gpt2', byName: Map<string, GgufTensorInfo>, c: { nLayer: number; nEmbd: number; nHead: number; nKvHead: number; hiddenDim: number; blockSize: number; vocabSize: number }): void {
+  const fail = (msg: string): never => {
+    throw new LlmError(`${g.path}: ${msg}`);
+  };
+  const blocks = new Set<number>();
+  let maxBlock = -1;
+  for (const t of g.tensors) {
+    const m = /^blk\.(\d+)\./.exec(t.name);
+    if (!m) continue;
+    const b = Number(m[1]);
+    blocks.add(b);
+    if (b > maxBlock) maxBlock = b;
+  }
+  if (maxBlock >= c.nLayer) {
+    fail(`GGUF metadata ${arch}.block_count = ${c.nLayer}, but the file has tensors of blk.${maxBlock} (${plural(blocks.size, 'block')} in all): the layer count must match the tensors`);
+  }
+  if (blocks.size !== c.nLayer) {
+    const which = blocks.size === 0 ? '' : ` (blk.0 to blk.${maxBlock}${blocks.size === maxBlock + 1 ? '' : ', some missing'})`;
+    fail(`GGUF metadata ${arch}.block_count = ${c.nLayer}, but the file has tensors of ${plural(blocks.size, 'block')}${which}: the layer count must match the tensors`);
+  }
+  const dimsOf = (name: string): number[] | undefined => byName.get(name)?.dims;
+  const embd = dimsOf('token_embd.weight')!;
+  if (embd[0] !== c.nEmbd) fail(`GGUF metadata ${arch}.embedding_length = ${c.nEmbd}, but token_embd.weight has dims [${embd.join(', ')}] (rows of ${embd[0]})`);
+  const vocab = g.metadata.get(`${arch}.vocab_size`);
+  if (vocab !== undefined && vocab !== c.vocabSize) fail(`GGUF metadata ${arch}.vocab_size = ${shown(vocab)}, but token_embd.weight has ${c.vocabSize} rows`);
+  const up = dimsOf('blk.0.ffn_up.weight');
+  if (up && up[1] !== c.hiddenDim) fail(`GGUF metadata ${arch}.feed_forward_length = ${c.hiddenDim}, but blk.0.ffn_up.weight has dims [${up.join(', ')}]`);
+  if (c.nEmbd % c.nHead === 0 && c.nHead % c.nKvHead === 0) {
+    const kv = c.nKvHead * (c.nEmbd / c.nHead);
+    const k = dimsOf(arch === 'llama' ? 'blk.0.attn_k.weight' : 'blk.0.attn_qkv.weight');
+    const want = arch === 'llama' ? kv : c.nEmbd + 2 * kv;
+    if (k && k[1] !== want) {
+      fail(`GGUF metadata ${arch}.attention.head_count = ${c.nHead}, head_count_kv = ${c.nKvHead} imply ${want} ${arch === 'llama' ? 'key' : 'q/k/v'} rows, but blk.0.${arch === 'llama' ? 'attn_k' : 'attn_qkv'}.weight has dims [${k.join(', ')}]`);
+    }
+  }
+  const pos = dimsOf('position_embd.weight');
+  if (arch === 'gpt2' && pos && pos[1] !== c.blockSize) fail(`GGUF metadata gpt2.context_length = ${c.blockSize}, but position_embd.weight has dims [${pos.join(', ')}]`);
 }
 
 /** Our configuration from a llama/gpt2 GGUF file's metadata and tensor shapes. */
@@ -341,18 +413,20 @@ export function configFromGguf(g: Gguf): ModelConfig {
   const byName = new Map(g.tensors.map((t) => [t.name, t]));
   const embd = byName.get('token_embd.weight');
   if (!embd || embd.dims.length !== 2) throw new LlmError(`${g.path}: GGUF file has no 2-D token_embd.weight`);
-  const nHead = num(g, `${arch}.attention.head_count`);
-  const nEmbd = num(g, `${arch}.embedding_length`);
+  const nHead = count(g, `${arch}.attention.head_count`);
   const base = {
-    vocabSize: embd.dims[1], blockSize: num(g, `${arch}.context_length`), nLayer: num(g, `${arch}.block_count`), nHead,
-    nKvHead: num(g, `${arch}.attention.head_count_kv`, nHead), nEmbd, hiddenDim: num(g, `${arch}.feed_forward_length`),
+    vocabSize: embd.dims[1], blockSize: count(g, `${arch}.context_length`), nLayer: count(g, `${arch}.block_count`), nHead,
+    nKvHead: count(g, `${arch}.attention.head_count_kv`, nHead), nEmbd: count(g, `${arch}.embedding_length`), hiddenDim: count(g, `${arch}.feed_forward_length`),
     tiedEmbeddings: !byName.has('output.weight'), dropout: 0,
   };
+  checkAgainstTensors(g, arch, byName, base);
+  const eps = (key: string): number => float(g, key, 1e-5, (v) => v > 0 && v <= MAX_NORM_EPS, `a number in (0, ${MAX_NORM_EPS}]`);
   let cfg: ModelConfig;
   try {
     if (arch === 'llama') {
       cfg = validateConfig({
-        family: 'llama', ...base, bias: false, normEps: shortFloat(num(g, 'llama.attention.layer_norm_rms_epsilon', 1e-5)), ropeTheta: shortFloat(num(g, 'llama.rope.freq_base', 10000)),
+        family: 'llama', ...base, bias: false, normEps: eps('llama.attention.layer_norm_rms_epsilon'),
+        ropeTheta: float(g, 'llama.rope.freq_base', 10000, (v) => v > 0 && Number.isFinite(v), 'a positive finite number'),
       });
       const rotDims = g.metadata.get('llama.rope.dimension_count');
       if (rotDims !== undefined && rotDims !== headDim(cfg)) {
@@ -361,10 +435,11 @@ export function configFromGguf(g: Gguf): ModelConfig {
       if (g.metadata.has('llama.rope.scaling.type') && g.metadata.get('llama.rope.scaling.type') !== 'none') throw new LlmError('RoPE scaling is not supported yet');
     } else {
       cfg = validateConfig({
-        family: 'gpt2', ...base, bias: byName.has('blk.0.attn_norm.bias'), normEps: shortFloat(num(g, 'gpt2.attention.layer_norm_epsilon', 1e-5)), ropeTheta: 10000,
+        family: 'gpt2', ...base, bias: byName.has('blk.0.attn_norm.bias'), normEps: eps('gpt2.attention.layer_norm_epsilon'), ropeTheta: 10000,
       });
     }
   } catch (err) {
+    if (err instanceof LlmError && err.message.startsWith(g.path)) throw err;
     throw new LlmError(`${g.path}: ${(err as Error).message}`);
   }
   return cfg;
@@ -422,6 +497,11 @@ const QUANTIZABLE = /(\.attn_(q|k|v|qkv|output)|\.ffn_(gate|up|down))\.weight$|^
 export function importGgufModel(path: string, opts: GgufImportOptions = {}): GgufModel {
   const g = readGguf(path);
   const config = configFromGguf(g);
+  const tokens = g.metadata.get('tokenizer.ggml.tokens');
+  if (opts.tokenizer !== false && (Array.isArray(tokens) || tokens instanceof GgufArrayRef) && tokens.length !== config.vocabSize) {
+    // llama.cpp sizes token_embd by the token list and refuses any other shape
+    throw new LlmError(`${path}: GGUF metadata tokenizer.ggml.tokens has ${tokens.length} tokens, but token_embd.weight has ${config.vocabSize} rows; they must be equal`);
+  }
   const byName = new Map<string, GgufTensorInfo>(g.tensors.map((t) => [t.name, t]));
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
@@ -436,7 +516,7 @@ export function importGgufModel(path: string, opts: GgufImportOptions = {}): Ggu
         throw new LlmError(`${path}: tensor '${e.gguf}' has dims [${info.dims.join(', ')}], the metadata implies [${e.dims.join(', ')}]`);
       }
       if (!isSupportedType(info.type)) {
-        throw new LlmError(`${path}: tensor '${e.gguf}' has type ${ggmlTypeName(info.type)}, which llm.ts cannot read yet (F32, F16, BF16, Q8_0, Q4_0)`);
+        throw new LlmError(`${path}: GGUF tensor '${e.gguf}' has ggml type ${GGML_TYPES.has(info.type) ? `${ggmlTypeLabel(info.type)} (${info.type})` : ggmlTypeLabel(info.type)}, which llm.ts cannot read (it reads F32, F16, BF16, Q8_0 and Q4_0)`);
       }
       const size = ggmlTensorBytes(info.type, info.dims);
       const start = g.dataOffset + info.offset;

@@ -11,7 +11,7 @@
  * the split pattern); bos/eos_token_id. Control and user-defined tokens become special tokens
  * (their text is raw, not byte-level); the merge list ranks the pairs, as in llama.cpp and Hugging Face.
  */
-import { ggufOptionalNumber, ggufString, ggufStringArray, readGguf, type Gguf } from '../formats/gguf.js';
+import { describeGgufValue, ggufOptionalNumber, ggufString, ggufStringArray, readGguf, type Gguf } from '../formats/gguf.js';
 import { LlmError } from '../util/errors.js';
 import { BpeTokenizer } from './bpe.js';
 import { CHAR_TO_BYTE } from './bytes-to-unicode.js';
@@ -54,7 +54,7 @@ export function bpeFromGguf(g: Gguf): BpeTokenizer {
   const n = texts.length;
   const rawTypes = g.metadata.get('tokenizer.ggml.token_type');
   if (rawTypes !== undefined && (!(rawTypes instanceof Int32Array || rawTypes instanceof Uint32Array) || rawTypes.length !== n)) {
-    throw new LlmError(`${g.path}: tokenizer.ggml.token_type must be an int32 array with one type per token (${n})`);
+    throw new LlmError(`${g.path}: tokenizer.ggml.token_type must be an int32 array with one type per token (${n}); it is ${describeGgufValue(rawTypes)}`);
   }
   const utf8 = new TextEncoder();
   const tokens: (Uint8Array | null)[] = new Array(n).fill(null);

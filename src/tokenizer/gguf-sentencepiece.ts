@@ -10,7 +10,7 @@
  * add_space_prefix (default true) and remove_extra_whitespaces (default false). Byte fallback
  * is on when the vocab has byte pieces (llama.cpp always falls back to bytes).
  */
-import { ggufString, ggufStringArray, readGguf, type Gguf } from '../formats/gguf.js';
+import { describeGgufValue, ggufString, ggufStringArray, readGguf, type Gguf } from '../formats/gguf.js';
 import { LlmError } from '../util/errors.js';
 import { PieceType, SentencePieceTokenizer } from './sentencepiece.js';
 
@@ -23,7 +23,7 @@ export function sentencePieceFromGguf(g: Gguf): SentencePieceTokenizer {
   const n = pieces.length;
   const scores = g.metadata.get('tokenizer.ggml.scores');
   if (!(scores instanceof Float32Array) || scores.length !== n) {
-    throw new LlmError(`${g.path}: tokenizer.ggml.scores must be a float32 array with one score per token (${n})`);
+    throw new LlmError(`${g.path}: tokenizer.ggml.scores must be a float32 array with one score per token (${n}); it is ${describeGgufValue(scores)}`);
   }
   const rawTypes = g.metadata.get('tokenizer.ggml.token_type');
   let types: Uint8Array;
@@ -31,7 +31,7 @@ export function sentencePieceFromGguf(g: Gguf): SentencePieceTokenizer {
     types = new Uint8Array(n).fill(PieceType.NORMAL);
   } else {
     if (!(rawTypes instanceof Int32Array || rawTypes instanceof Uint32Array) || rawTypes.length !== n) {
-      throw new LlmError(`${g.path}: tokenizer.ggml.token_type must be an int32 array with one type per token (${n})`);
+      throw new LlmError(`${g.path}: tokenizer.ggml.token_type must be an int32 array with one type per token (${n}); it is ${describeGgufValue(rawTypes)}`);
     }
     types = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
