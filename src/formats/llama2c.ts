@@ -30,6 +30,7 @@
 import { validateConfig, type ModelConfig } from '../model/config.js';
 import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
+import { requireRegularFile } from '../util/regular-file.js';
 import { openFileSource, type FileSource, type FileSourceMode } from './file-source.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432; // "ak42" read as a little-endian uint32
@@ -55,6 +56,7 @@ export interface Llama2cHeader {
 }
 
 export function readLlama2c(path: string): { config: ModelConfig; params: Map<string, Tensor>; source: FileSourceMode } {
+  requireRegularFile(path, 'llama2.c model file');
   const src = openFileSource(path, 'llama2.c model');
   try {
     const size = src.size;
@@ -122,15 +124,15 @@ export function parseLlama2cHeader(head: Buffer, fileSize: number, path: string)
   return h;
 }
 
+/** The config of a checked header (the file size already matched every dimension and the layer count). */
 function llama2cConfig(h: Llama2cHeader, path: string): ModelConfig {
-  try {
-    return validateConfig({
-      family: 'llama', vocabSize: h.vocabSize, blockSize: h.seqLen, nLayer: h.nLayers, nHead: h.nHeads, nKvHead: h.nKvHeads,
-      nEmbd: h.dim, hiddenDim: h.hiddenDim, bias: false, tiedEmbeddings: h.sharedClassifier, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
-    });
-  } catch (err) {
-    throw new LlmError(`${path}: ${(err as Error).message}`);
-  }
+  return validateConfig({
+    family: 'llama', vocabSize: h.vocabSize, blockSize: h.seqLen, nLayer: h.nLayers, nHead: h.nHeads, nKvHead: h.nKvHeads,
+    nEmbd: h.dim, hiddenDim: h.hiddenDim, bias: false, tiedEmbeddings: h.sharedClassifier, normEps: 1e-5, ropeTheta: 10000, dropout: 0,
+  }, {
+    source: `${path}: llama2.c header`,
+    names: { vocabSize: 'vocab_size', blockSize: 'seq_len', nLayer: 'n_layers', nHead: 'n_heads', nKvHead: 'n_kv_heads', nEmbd: 'dim', hiddenDim: 'hidden_dim' },
+  });
 }
 
 /** Each weight of the file in file order: name (ours, or null for skipped data), per-layer shape, layer count. */

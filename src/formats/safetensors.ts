@@ -36,6 +36,7 @@
  */
 import { writeFileAtomicParts } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
+import { preview, requireRegularFile, scanJson } from '../util/regular-file.js';
 import { openFileSource, type FileSourceMode } from './file-source.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half.js';
 
@@ -54,6 +55,12 @@ export const SAFETENSORS_DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> 
 
 /** Largest header accepted when reading (the reference implementation uses the same limit). */
 export const MAX_HEADER_BYTES = 100_000_000;
+
+/**
+ * Deepest nesting of JSON values accepted in a header. A valid one nests 3 deep (the header
+ * object, a tensor's entry, its shape); serde_json, which the reference reader uses, stops at 128.
+ */
+export const MAX_HEADER_DEPTH = 32;
 
 export type TensorData = Float32Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
 
@@ -125,12 +132,12 @@ function tensorBytes(name: string, t: TensorToWrite): Uint8Array {
   const what = `safetensors tensor "${name}"`;
   if (name === '__metadata__' || name === '') throw new LlmError(`${what}: this name is reserved; rename the tensor`);
   if (!(t.dtype in SAFETENSORS_DTYPE_SIZE)) {
-    throw new LlmError(`${what}: unsupported dtype ${JSON.stringify(t.dtype)} (use one of ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
+    throw new LlmError(`${what}: unsupported dtype ${preview(t.dtype)} (use one of ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
   }
   const count = checkShape(t.shape);
-  if (count === null) throw new LlmError(`${what}: shape ${JSON.stringify(t.shape)} must be an array of non-negative integers`);
+  if (count === null) throw new LlmError(`${what}: shape ${preview(t.shape)} must be an array of non-negative integers`);
   if (t.data.length !== count) {
-    throw new LlmError(`${what}: shape ${JSON.stringify(t.shape)} needs ${count} elements but data has ${t.data.length}`);
+    throw new LlmError(`${what}: shape ${preview(t.shape)} needs ${count} elements but data has ${t.data.length}`);
   }
   const d = t.data;
   const mismatch = () =>
@@ -198,6 +205,7 @@ export function parseSafetensors(buf: Uint8Array, source: string): Safetensors {
  * Without mapping, each tensor is read from disk into its own array. `source` says which.
  */
 export function loadSafetensors(path: string): Safetensors & { source: FileSourceMode } {
+  requireRegularFile(path, 'safetensors file');
   const src = openFileSource(path, 'safetensors');
   try {
     const size = src.size;
@@ -222,11 +230,28 @@ export function loadSafetensors(path: string): Safetensors & { source: FileSourc
 
 /** The string metadata of a safetensors file, reading only its header. */
 export function readSafetensorsMetadata(path: string): Record<string, string> {
+  return readSafetensorsHeader(path).metadata;
+}
+
+/** A tensor as the header describes it (no data read). */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+}
+
+/**
+ * The tensors (names, dtypes, shapes) and metadata of a safetensors file, reading and checking
+ * only its header: loaders check them against what they expect before reading any data.
+ */
+export function readSafetensorsHeader(path: string): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+  requireRegularFile(path, 'safetensors file');
   const src = openFileSource(path, 'safetensors');
   try {
     if (src.size < 8) throw tooShort(path, src.size);
     const n = headerLength(src.copy(0, 8, 'the header length'), src.size, path);
-    return parseHeader(src.copy(8, n, 'the JSON header'), src.size - 8 - n, path).metadata;
+    const { entries, metadata } = parseHeader(src.copy(8, n, 'the JSON header'), src.size - 8 - n, path);
+    return { tensors: new Map(entries.map((e) => [e.name, { name: e.name, dtype: e.dtype, shape: e.shape }])), metadata };
   } finally {
     src.close();
   }
@@ -249,46 +274,96 @@ function headerLength(first8: Uint8Array, fileSize: number, source: string): num
   return n;
 }
 
-/** Parse and validate the JSON header; every entry is checked against `dataLen`. */
+/**
+ * Parse and validate the JSON header as the reference implementation (the safetensors crate)
+ * does: every entry is checked against `dataLen`, and the tensors' data, in offset order, must
+ * tile the data buffer exactly: no overlap, no gap, no trailing bytes. Duplicate keys (which
+ * JSON.parse would silently resolve to the last) and values nested deeper than MAX_HEADER_DEPTH
+ * are rejected too.
+ */
 function parseHeader(bytes: Uint8Array, dataLen: number, source: string): { entries: HeaderEntry[]; metadata: Record<string, string> } {
   let header: unknown;
+  let text: string;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    header = JSON.parse(text);
   } catch (err) {
-    throw new LlmError(`${source}: safetensors header is not valid JSON (${(err as Error).message}); the file is corrupt or not safetensors`);
+    throw new LlmError(`${source}: safetensors header is not valid JSON (${(err as Error).message.slice(0, 200)}); the file is corrupt or not safetensors`);
   }
-  if (!isObject(header)) throw new LlmError(`${source}: safetensors header must be a JSON object`);
+  if (!isObject(header)) throw new LlmError(`${source}: safetensors header must be a JSON object, got ${preview(header)}`);
+  checkJsonStructure(text, source);
 
   const metadata: Record<string, string> = {};
   const entries: HeaderEntry[] = [];
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (!isObject(raw)) throw new LlmError(`${source}: safetensors __metadata__ must be an object of strings`);
+      if (!isObject(raw)) throw new LlmError(`${source}: safetensors __metadata__ must be an object of strings, got ${preview(raw)}`);
       for (const [k, v] of Object.entries(raw)) {
-        if (typeof v !== 'string') throw new LlmError(`${source}: safetensors __metadata__ "${k}" must be a string, got ${JSON.stringify(v)}`);
+        if (typeof v !== 'string') throw new LlmError(`${source}: safetensors __metadata__ "${short(k)}" must be a string, got ${preview(v)}`);
         setKey(metadata, k, v);
       }
       continue;
     }
     entries.push(parseEntry(name, raw, dataLen, source));
   }
+  checkCoverage(entries, dataLen, source);
   return { entries, metadata };
 }
 
+/** A name from a file, cut for a message. */
+function short(name: string): string {
+  return name.length > 100 ? `${name.slice(0, 100)}...` : name;
+}
+
+/**
+ * The data of the tensors, sorted by offsets, must be contiguous from 0 to dataLen (the
+ * safetensors crate's InvalidOffset and MetadataIncompleteBuffer): overlapping tensors would
+ * alias each other's memory, and gaps or trailing bytes mean a corrupt or doctored file.
+ */
+function checkCoverage(entries: HeaderEntry[], dataLen: number, source: string): void {
+  const sorted = entries.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  let prev: HeaderEntry | null = null;
+  for (const e of sorted) {
+    if (e.begin < pos) {
+      throw new LlmError(`${source}: tensor "${short(e.name)}" data_offsets [${e.begin}, ${e.end}] overlap tensor "${short(prev!.name)}" [${prev!.begin}, ${prev!.end}] (corrupt safetensors file)`);
+    }
+    if (e.begin > pos) {
+      throw new LlmError(`${source}: bytes [${pos}, ${e.begin}) of the data buffer belong to no tensor (before tensor "${short(e.name)}"); safetensors data must be contiguous (corrupt file)`);
+    }
+    pos = e.end;
+    prev = e;
+  }
+  if (pos !== dataLen) {
+    throw new LlmError(`${source}: the data buffer has ${dataLen - pos} bytes after the last tensor (the tensors cover ${pos} of ${dataLen}); safetensors data must end with the last tensor (corrupt file or trailing data)`);
+  }
+}
+
+/** Duplicate keys and nesting deeper than MAX_HEADER_DEPTH, as LlmErrors in safetensors terms. */
+function checkJsonStructure(text: string, source: string): void {
+  const problem = scanJson(text, MAX_HEADER_DEPTH);
+  if (problem?.kind === 'duplicate') {
+    throw new LlmError(`${source}: safetensors header has the key "${short(problem.key)}" twice (a duplicate tensor name or metadata key; the file is corrupt or doctored)`);
+  }
+  if (problem?.kind === 'depth') {
+    throw new LlmError(`${source}: safetensors header nests values more than ${MAX_HEADER_DEPTH} deep (a valid one nests 3); the file is corrupt or hostile`);
+  }
+}
+
 function parseEntry(name: string, raw: unknown, dataLen: number, source: string): HeaderEntry {
-  const what = `${source}: tensor "${name}"`;
-  if (!isObject(raw)) throw new LlmError(`${what}: header entry must be an object with dtype, shape and data_offsets`);
+  const what = `${source}: tensor "${short(name)}"`;
+  if (!isObject(raw)) throw new LlmError(`${what}: header entry must be an object with dtype, shape and data_offsets, got ${preview(raw)}`);
   const dtype = raw.dtype;
   if (typeof dtype !== 'string' || !Object.hasOwn(SAFETENSORS_DTYPE_SIZE, dtype)) {
-    throw new LlmError(`${what}: unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
+    throw new LlmError(`${what}: unsupported dtype ${preview(dtype)} (supported: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
   }
   const dt = dtype as SafetensorsDtype;
   const size = SAFETENSORS_DTYPE_SIZE[dt];
   const count = checkShape(raw.shape);
-  if (count === null) throw new LlmError(`${what}: shape ${JSON.stringify(raw.shape)} must be an array of non-negative integers`);
+  if (count === null) throw new LlmError(`${what}: shape ${preview(raw.shape)} must be an array of non-negative integers`);
   const offs = raw.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1]) {
-    throw new LlmError(`${what}: data_offsets ${JSON.stringify(offs)} must be [begin, end] with 0 <= begin <= end`);
+    throw new LlmError(`${what}: data_offsets ${preview(offs)} must be [begin, end] with 0 <= begin <= end`);
   }
   const [begin, end] = offs as [number, number];
   if (end > dataLen) {
@@ -296,7 +371,7 @@ function parseEntry(name: string, raw: unknown, dataLen: number, source: string)
   }
   if (count * size !== end - begin) {
     const need = Number.isSafeInteger(count * size) ? String(count * size) : `more than ${dataLen}`;
-    throw new LlmError(`${what}: shape ${JSON.stringify(raw.shape)} of ${dt} needs ${need} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+    throw new LlmError(`${what}: shape ${preview(raw.shape)} of ${dt} needs ${need} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
   }
   return { name, dtype: dt, shape: (raw.shape as number[]).slice(), begin, end };
 }

@@ -15,6 +15,7 @@ import {
   Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, isGradEnabled, layerNorm, linear,
   noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, withStageScope, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
+import { reserveRope } from '../tensor/ops/rope.js';
 import { backend, type Backend } from '../backend/index.js';
 import {
   DecodeProgramBuilder, Epilogue, WeightType, weightTypeOf, type DecodeRunner, type DecodeWeight,
@@ -294,6 +295,8 @@ interface Decoder {
   runner: DecodeRunner;
   logits: Float32Array;
   layers: { k: number; v: number; boundK: Float32Array | null; boundV: Float32Array | null }[];
+  /** the RoPE tables' buffer indices and the arrays bound to them (the tables grow: rebound like KV slots) */
+  rope: { cos: number; sin: number; boundCos: Float32Array; boundSin: Float32Array } | null;
 }
 
 export interface CachedForwardOptions {
@@ -350,7 +353,8 @@ export class Transformer {
       quantized: this.quantized,
       training: false,
       rng: new Rng(0),
-      rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta),
+      // built lazily, up to the positions a run reaches (a context of 10^8 costs nothing until used)
+      rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta, 0),
     };
     const embName = gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight';
     this.tokenEmbeddingQuantized = this.quantized.get(embName) ?? null;
@@ -478,9 +482,15 @@ export class Transformer {
     if (!Number.isInteger(token) || token < 0 || token >= V) {
       throw new LlmError(`embedding: token id ${token} at position 0 is outside the vocabulary [0, ${V})`);
     }
+    const pos = cache.pos;
+    const tables = this.ctx.rope;
+    if (tables) reserveRope(tables, pos + 1);
     if (this.decoder?.backend !== backend()) this.decoder = this.compileDecoder();
     const d = this.decoder;
-    const pos = cache.pos;
+    if (tables && d.rope) {
+      if (d.rope.boundCos !== tables.cos) d.runner.bind(d.rope.cos, (d.rope.boundCos = tables.cos));
+      if (d.rope.boundSin !== tables.sin) d.runner.bind(d.rope.sin, (d.rope.boundSin = tables.sin));
+    }
     cache.reserve(pos + 1);
     for (let l = 0; l < d.layers.length; l++) {
       const s = d.layers[l];
@@ -523,8 +533,11 @@ export class Transformer {
       : { data: this.head!.data, type: WeightType.F32, N: cfg.vocabSize, K: cfg.nEmbd, bias: null };
     b.matvec(s.xn, [{ w: head, out: s.logits }]);
     const be = backend();
+    const t = this.ctx.rope;
+    // the tables' indices (buf() gives an array already in the table its index)
+    const rope = t ? { cos: b.buf(t.cos), sin: b.buf(t.sin), boundCos: t.cos, boundSin: t.sin } : null;
     const runner = be.compileDecode(b.build());
-    return { backend: be, runner, logits: s.logits, layers };
+    return { backend: be, runner, logits: s.logits, layers, rope };
   }
 }
 

@@ -21,8 +21,8 @@
  * normal. BOS/EOS come from the TemplateProcessing post-processor (`<s> $A` means add BOS by
  * default) or else the added tokens '<s>' / '</s>'.
  */
-import { readFileSync } from 'node:fs';
 import { LlmError } from '../util/errors.js';
+import { preview, readRegularFileText } from '../util/regular-file.js';
 import { PieceType, SentencePieceTokenizer } from './sentencepiece.js';
 
 const SPACE = '\u2581';
@@ -36,7 +36,7 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
   if (!isObj(json)) return bad('is not a JSON object (expected a Hugging Face tokenizer.json)');
   const model = json.model;
   if (!isObj(model)) return bad('has no "model" object (expected a Hugging Face tokenizer.json)');
-  if (model.type !== 'BPE') bad(`model type is ${JSON.stringify(model.type)}; only BPE (Llama-style SentencePiece BPE) is supported here`);
+  if (model.type !== 'BPE') bad(`model type is ${preview(model.type)}; only BPE (Llama-style SentencePiece BPE) is supported here`);
   if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) bad('BPE dropout is set; remove it for deterministic encoding');
   if (model.continuing_subword_prefix || model.end_of_word_suffix) bad('BPE with continuing_subword_prefix / end_of_word_suffix is not SentencePiece-style');
   if (model.ignore_merges === true) bad('BPE with ignore_merges is not SentencePiece-style (is this a Llama 3 / tiktoken-style tokenizer?)');
@@ -47,9 +47,9 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
   // pieces by id: the vocab, then added tokens
   const pieces: string[] = [];
   const place = (piece: string, id: unknown): void => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 10_000_000) bad(`piece ${JSON.stringify(piece)} has invalid id ${JSON.stringify(id)}`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 10_000_000) bad(`piece ${preview(piece)} has invalid id ${preview(id)}`);
     const i = id as number;
-    if (pieces[i] !== undefined && pieces[i] !== piece) bad(`id ${i} is given to both ${JSON.stringify(pieces[i])} and ${JSON.stringify(piece)}`);
+    if (pieces[i] !== undefined && pieces[i] !== piece) bad(`id ${i} is given to both ${preview(pieces[i])} and ${preview(piece)}`);
     pieces[i] = piece;
   };
   for (const [piece, id] of Object.entries(vocab)) place(piece, id);
@@ -76,7 +76,7 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
   for (const [id, type] of addedType) types[id] = type;
   if (model.unk_token !== undefined && model.unk_token !== null) {
     const unk = typeof model.unk_token === 'string' ? idOf.get(model.unk_token) : undefined;
-    if (unk === undefined) bad(`model.unk_token ${JSON.stringify(model.unk_token)} is not in the vocabulary`);
+    if (unk === undefined) bad(`model.unk_token ${preview(model.unk_token)} is not in the vocabulary`);
     types[unk!] = PieceType.UNKNOWN;
   }
 
@@ -90,15 +90,15 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
     let b: unknown;
     if (typeof m === 'string') {
       const k = m.indexOf(' ');
-      if (k <= 0 || m.indexOf(' ', k + 1) >= 0) bad(`merge ${rank} ${JSON.stringify(m)} is not two pieces separated by one space`);
+      if (k <= 0 || m.indexOf(' ', k + 1) >= 0) bad(`merge ${rank} ${preview(m)} is not two pieces separated by one space`);
       a = m.slice(0, k);
       b = m.slice(k + 1);
     } else if (Array.isArray(m) && m.length === 2) {
       [a, b] = m;
     }
-    if (typeof a !== 'string' || typeof b !== 'string') return bad(`merge ${rank} ${JSON.stringify(m)} is not a pair of pieces`);
+    if (typeof a !== 'string' || typeof b !== 'string') return bad(`merge ${rank} ${preview(m)} is not a pair of pieces`);
     const id = idOf.get(a + b);
-    if (!idOf.has(a) || !idOf.has(b) || id === undefined) bad(`merge ${rank} (${JSON.stringify(a)}, ${JSON.stringify(b)}) uses a piece that is not in the vocabulary`);
+    if (!idOf.has(a) || !idOf.has(b) || id === undefined) bad(`merge ${rank} (${preview(a)}, ${preview(b)}) uses a piece that is not in the vocabulary`);
     if (scores[id!] === lowest) scores[id!] = -rank;
   });
 
@@ -112,12 +112,12 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
     if (!isObj(nz)) return bad('a normalizer is not an object');
     if (nz.type === 'Prepend' && nz.prepend === SPACE) addDummyPrefix = true;
     else if (nz.type === 'Replace' && isObj(nz.pattern) && nz.pattern.String === ' ' && nz.content === SPACE) escape = true;
-    else bad(`normalizer ${JSON.stringify(nz.type)} (${JSON.stringify(nz).slice(0, 80)}) is not supported; only Prepend('▁') then Replace(' ', '▁') as Llama's`);
+    else bad(`normalizer ${preview(nz.type)} (${preview(nz)}) is not supported; only Prepend('▁') then Replace(' ', '▁') as Llama's`);
   });
   const pre = json.pre_tokenizer;
   if (pre !== null && pre !== undefined) {
-    if (!isObj(pre) || pre.type !== 'Metaspace') return bad(`pre_tokenizer ${JSON.stringify(isObj(pre) ? pre.type : pre)} is not supported; SentencePiece-style BPE has none or Metaspace`);
-    if (pre.replacement !== undefined && pre.replacement !== SPACE) bad(`Metaspace replacement ${JSON.stringify(pre.replacement)} is not '▁'`);
+    if (!isObj(pre) || pre.type !== 'Metaspace') return bad(`pre_tokenizer ${preview(isObj(pre) ? pre.type : pre)} is not supported; SentencePiece-style BPE has none or Metaspace`);
+    if (pre.replacement !== undefined && pre.replacement !== SPACE) bad(`Metaspace replacement ${preview(pre.replacement)} is not '▁'`);
     if (pre.split === true) bad('Metaspace with split: true splits words apart, which SentencePiece BPE does not; not supported');
     escape = true;
     const scheme = pre.prepend_scheme ?? (pre.add_prefix_space === false ? 'never' : 'always');
@@ -139,7 +139,7 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
       const st = isObj(post.special_tokens) && typeof tokenName === 'string' ? post.special_tokens[tokenName] : undefined;
       const ids = isObj(st) && Array.isArray(st.ids) ? st.ids : undefined;
       const id = ids?.length === 1 ? ids[0] : typeof tokenName === 'string' ? idOf.get(tokenName) : undefined;
-      if (typeof id !== 'number' || id < 0 || id >= n) return bad(`post_processor special token ${JSON.stringify(tokenName)} has no valid id`);
+      if (typeof id !== 'number' || id < 0 || id >= n) return bad(`post_processor special token ${preview(tokenName)} has no valid id`);
       return id;
     };
     if (single.length > 0) {
@@ -155,7 +155,7 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
       }
     }
   } else if (post !== null && post !== undefined) {
-    bad(`post_processor ${JSON.stringify(isObj(post) ? post.type : post)} is not supported (expected TemplateProcessing or null)`);
+    bad(`post_processor ${preview(isObj(post) ? post.type : post)} is not supported (expected TemplateProcessing or null)`);
   }
   const control = (p: string): number | undefined => {
     const id = idOf.get(p);
@@ -181,17 +181,12 @@ export function sentencePieceFromHfTokenizerJson(json: unknown, name = 'tokenize
 
 /** Read a Hugging Face `tokenizer.json` file. */
 export function readHfTokenizerJson(path: string): SentencePieceTokenizer {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new LlmError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const text = readRegularFileText(path, 'tokenizer file');
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new LlmError(`${path} is not valid JSON (${(err as Error).message}); expected a Hugging Face tokenizer.json`);
+    throw new LlmError(`${path} is not valid JSON (${(err as Error).message.slice(0, 200)}); expected a Hugging Face tokenizer.json`);
   }
   return sentencePieceFromHfTokenizerJson(json, path);
 }

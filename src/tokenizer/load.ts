@@ -22,11 +22,12 @@
  * A directory is searched for tokenizer.json, tokenizer.model, tokenizer.tiktoken,
  * ckpt.safetensors in that order, then for a single *.gguf / *.tiktoken / *.safetensors file.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { readGguf } from '../formats/gguf.js';
 import { loadCheckpointTokenizer } from '../train/checkpoint.js';
 import { LlmError } from '../util/errors.js';
+import { preview, readRegularFileText, requireRegularFile } from '../util/regular-file.js';
 import { BpeTokenizer } from './bpe.js';
 import { bpeFromGguf } from './gguf-bpe.js';
 import { charFromGguf } from './gguf-char.js';
@@ -56,7 +57,20 @@ export async function loadTokenizer(spec: string): Promise<Tokenizer> {
     throw new LlmError(`unknown tokenizer '${spec}': no such file or directory, and not a built-in name (${BUILTIN_TOKENIZERS.join(', ')})`);
   }
   const path = statSync(spec).isDirectory() ? findInDirectory(spec) : spec;
+  requireRegularFile(path, 'tokenizer file'); // a FIFO or device would block forever
   return loadFile(path, detectFormat(path));
+}
+
+/** Names of the tokenizer files a Hugging Face model directory may hold, in the order they are preferred. */
+export const HF_TOKENIZER_FILES: readonly string[] = ['tokenizer.json', 'tokenizer.model', 'tokenizer.tiktoken'];
+
+/**
+ * The tokenizer file of a Hugging Face model directory, or null when it has none (then the
+ * model carries no tokenizer; a file that is there but broken is an error when loaded).
+ */
+export function hfTokenizerFile(dir: string): string | null {
+  for (const name of HF_TOKENIZER_FILES) if (existsSync(join(dir, name))) return join(dir, name);
+  return null;
 }
 
 function findInDirectory(dir: string): string {
@@ -111,7 +125,7 @@ async function loadFile(path: string, format: Format): Promise<Tokenizer> {
       const model = g.metadata.get('tokenizer.ggml.model');
       if (model === 'llama') return charFromGguf(g) ?? sentencePieceFromGguf(g);
       if (model === 'gpt2') return bpeFromGguf(g);
-      throw new LlmError(`${path}: GGUF tokenizer.ggml.model is ${JSON.stringify(model ?? null)}; supported: 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)`);
+      throw new LlmError(`${path}: GGUF tokenizer.ggml.model is ${preview(model ?? null)}; supported: 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)`);
     }
     case 'safetensors': {
       return tokenizerFromJSON(loadCheckpointTokenizer(path)); // the header only, not the weights
@@ -124,7 +138,7 @@ async function loadFile(path: string, format: Format): Promise<Tokenizer> {
       if (typeof model !== 'object' || model === null) {
         throw new LlmError(`${path}: no "model" object; expected a Hugging Face tokenizer.json`);
       }
-      if (model.type !== 'BPE') throw new LlmError(`${path}: tokenizer.json model type ${JSON.stringify(model.type)} is not supported (BPE only)`);
+      if (model.type !== 'BPE') throw new LlmError(`${path}: tokenizer.json model type ${preview(model.type)} is not supported (BPE only)`);
       const char = charFromHfTokenizerJson(json, path);
       if (char) return char;
       if (model.byte_fallback === true) return sentencePieceFromHfTokenizerJson(json, path);
@@ -143,10 +157,11 @@ function isLlmtsTokenizerJson(json: unknown): boolean {
 }
 
 function readJson(path: string): unknown {
+  const text = readRegularFileText(path, 'tokenizer file');
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return JSON.parse(text);
   } catch (err) {
-    throw new LlmError(`${path} is not valid JSON (${(err as Error).message})`);
+    throw new LlmError(`${path} is not valid JSON (${(err as Error).message.slice(0, 200)})`);
   }
 }
 
@@ -212,7 +227,7 @@ function hfByteLevel(path: string, json: unknown): HfByteLevel {
   if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) bad('BPE dropout is set; remove it for deterministic encoding');
   if (j.normalizer !== undefined && j.normalizer !== null) bad('has a normalizer, which byte-level BPE here does not apply; only tokenizer.json files without one are supported');
   for (const key of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
-    if (typeof model[key] === 'string' && model[key] !== '') bad(`BPE ${key} ${JSON.stringify(model[key])} is not supported`);
+    if (typeof model[key] === 'string' && model[key] !== '') bad(`BPE ${key} ${preview(model[key])} is not supported`);
   }
   const vocab = model.vocab;
   if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) return bad('model.vocab must be an object of token -> id');
@@ -229,12 +244,12 @@ function hfByteLevel(path: string, json: unknown): HfByteLevel {
   const tokens: Array<Uint8Array | null> = [];
   const idOf = new Map<string, number>();
   for (const [text, id] of Object.entries(vocab as Record<string, unknown>)) {
-    if (!Number.isInteger(id) || (id as number) < 0) bad(`vocabulary entry ${JSON.stringify(text)} has id ${JSON.stringify(id)}; ids must be non-negative integers`);
+    if (!Number.isInteger(id) || (id as number) < 0) bad(`vocabulary entry ${preview(text)} has id ${preview(id)}; ids must be non-negative integers`);
     idOf.set(text, id as number);
     if (specialIds.has(id as number)) continue;
     const bytes = tokenTextToBytes(text);
     if (bytes === null || bytes.length === 0) {
-      bad(`vocabulary entry ${JSON.stringify(text)} is not written in the byte-level alphabet (is this a byte-level BPE tokenizer?)`);
+      bad(`vocabulary entry ${preview(text)} is not written in the byte-level alphabet (is this a byte-level BPE tokenizer?)`);
     }
     tokens[id as number] = bytes;
   }
@@ -245,11 +260,11 @@ function hfByteLevel(path: string, json: unknown): HfByteLevel {
   const merges = rawMerges.map((m: unknown, i: number): [number, number] => {
     const parts = typeof m === 'string' ? m.split(' ') : m;
     if (!Array.isArray(parts) || parts.length !== 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') {
-      return bad(`merge ${i} is ${JSON.stringify(m)}; expected "left right" or ["left", "right"]`);
+      return bad(`merge ${i} is ${preview(m)}; expected "left right" or ["left", "right"]`);
     }
     const a = idOf.get(parts[0]);
     const b = idOf.get(parts[1]);
-    if (a === undefined || b === undefined) return bad(`merge ${i} (${JSON.stringify(m)}) uses a token that is not in the vocabulary`);
+    if (a === undefined || b === undefined) return bad(`merge ${i} (${preview(m)}) uses a token that is not in the vocabulary`);
     return [a, b];
   });
   return { tokens, merges, pattern: splitPatternOf(path, j.pre_tokenizer), specialTokens, ignoreMerges: model.ignore_merges === true };

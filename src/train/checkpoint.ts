@@ -9,9 +9,12 @@
  */
 import { existsSync } from 'node:fs';
 import type { FileSourceMode } from '../formats/file-source.js';
-import { loadSafetensors, readSafetensorsMetadata, saveSafetensors, type TensorToWrite } from '../formats/safetensors.js';
+import {
+  loadSafetensors, readSafetensorsHeader, readSafetensorsMetadata, saveSafetensors, type SafetensorsEntry, type TensorToWrite,
+} from '../formats/safetensors.js';
 import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
+import { isJsonObject, parseJsonText, preview } from '../util/regular-file.js';
 import { validateConfig, type ModelConfig } from '../model/config.js';
 import { parameterSpecs } from '../model/parameters.js';
 import type { AdamWState } from './adamw.js';
@@ -55,39 +58,93 @@ export function saveCheckpoint(path: string, ck: CheckpointData): void {
   saveSafetensors(path, tensors, metadata);
 }
 
+/**
+ * Read a checkpoint. The header is checked first (format, config, the layers and every
+ * parameter's dtype and shape against the config), before any data is read or anything is
+ * built per layer.
+ */
 export function loadCheckpoint(path: string): CheckpointData {
   if (!existsSync(path)) throw new LlmError(`checkpoint not found: ${path}`);
-  const file = loadSafetensors(path);
-  const meta = file.metadata;
+  const header = readSafetensorsHeader(path);
+  const meta = header.metadata;
   if (meta.format !== CHECKPOINT_FORMAT) {
-    throw new LlmError(`${path} is not an llm.ts checkpoint (metadata format is ${meta.format ?? 'missing'})`);
+    throw new LlmError(`${path} is not an llm.ts checkpoint (metadata format is ${meta.format === undefined ? 'missing' : preview(meta.format)})`);
   }
-  const config = validateConfig(parseJson(path, 'config', meta.config) as ModelConfig);
+  const config = validateConfig(parseJson(path, 'config', meta.config) as ModelConfig, { source: `checkpoint ${path}: config metadata` });
+  checkLayers(path, config, [...header.tensors.keys()]);
   const specs = parameterSpecs(config);
+  const hasMoments = specs.every((s) => header.tensors.has(M_PREFIX + s.name) && header.tensors.has(V_PREFIX + s.name));
+  for (const s of specs) {
+    checkEntry(path, header.tensors, s.name, s.shape);
+    if (hasMoments) {
+      checkEntry(path, header.tensors, M_PREFIX + s.name, s.shape);
+      checkEntry(path, header.tensors, V_PREFIX + s.name, s.shape);
+    }
+  }
+  const tokenizer = parseJson(path, 'tokenizer', meta.tokenizer);
+  const trainer = parseJson(path, 'trainer', meta.trainer ?? '{}') ?? {};
+  if (!isJsonObject(trainer)) throw new LlmError(`checkpoint ${path}: 'trainer' metadata must be a JSON object, got ${preview(trainer)}`);
+  const optimizer = meta.optimizer ? optimizerHyper(path, parseJson(path, 'optimizer', meta.optimizer)) : null;
+
+  const file = loadSafetensors(path);
   const params = new Map<string, Tensor>();
   const m: Float32Array[] = [];
   const v: Float32Array[] = [];
   for (const s of specs) {
     params.set(s.name, toTensor(path, file.tensors, s.name, s.shape));
-    const tm = file.tensors.get(M_PREFIX + s.name);
-    const tv = file.tensors.get(V_PREFIX + s.name);
-    if (tm && tv) {
+    if (hasMoments) {
       m.push(toTensor(path, file.tensors, M_PREFIX + s.name, s.shape).data);
       v.push(toTensor(path, file.tensors, V_PREFIX + s.name, s.shape).data);
     }
   }
-  const ck: CheckpointData = {
-    source: file.source,
-    config,
-    params,
-    tokenizer: parseJson(path, 'tokenizer', meta.tokenizer),
-    trainer: (parseJson(path, 'trainer', meta.trainer ?? '{}') ?? {}) as Record<string, unknown>,
-  };
-  if (meta.optimizer && m.length === specs.length) {
-    const { step, ...hyper } = parseJson(path, 'optimizer', meta.optimizer) as { step: number } & Record<string, number>;
-    ck.optimizer = { step, m, v, hyper };
-  }
+  const ck: CheckpointData = { source: file.source, config, params, tokenizer, trainer };
+  if (optimizer && hasMoments) ck.optimizer = { step: optimizer.step, m, v, hyper: optimizer.hyper };
   return ck;
+}
+
+/** The 'optimizer' metadata: { step, ...hyperparameters }, all numbers. */
+function optimizerHyper(path: string, json: unknown): { step: number; hyper: Record<string, number> } {
+  if (!isJsonObject(json)) throw new LlmError(`checkpoint ${path}: 'optimizer' metadata must be a JSON object, got ${preview(json)}`);
+  const { step, ...rest } = json;
+  if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0) {
+    throw new LlmError(`checkpoint ${path}: 'optimizer' metadata step ${preview(step)} must be a non-negative integer`);
+  }
+  const hyper: Record<string, number> = {};
+  for (const [k, val] of Object.entries(rest)) {
+    if (typeof val !== 'number' || !Number.isFinite(val)) {
+      throw new LlmError(`checkpoint ${path}: 'optimizer' metadata ${preview(k)} = ${preview(val)} must be a finite number`);
+    }
+    Object.defineProperty(hyper, k, { value: val, enumerable: true, writable: true, configurable: true });
+  }
+  return { step, hyper };
+}
+
+/** Layer index of a per-layer tensor name (parameters and optimizer moments), else null. */
+function layerOf(name: string): number | null {
+  const m = /^(?:optimizer\.[mv]\.)?(?:model\.layers|transformer\.h)\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** The tensors must hold exactly the config's layers (more is an error too). */
+function checkLayers(path: string, config: ModelConfig, names: string[]): void {
+  for (const n of names) {
+    const l = layerOf(n);
+    if (l !== null && l >= config.nLayer) {
+      const shown = n.length > 100 ? `${n.slice(0, 100)}...` : n;
+      throw new LlmError(`checkpoint ${path}: its config says ${config.nLayer} layers but it holds tensor '${shown}'; the config and the tensors disagree`);
+    }
+  }
+  // fewer layers than declared: the first missing parameter is named by checkEntry
+}
+
+/** A parameter's header entry: present, float, of the shape the config needs. */
+function checkEntry(path: string, tensors: Map<string, SafetensorsEntry>, name: string, shape: number[]): void {
+  const t = tensors.get(name);
+  if (!t) throw new LlmError(`checkpoint ${path} is missing tensor '${name}'`);
+  if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new LlmError(`checkpoint ${path}: tensor '${name}' has dtype ${t.dtype}, expected a float type`);
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new LlmError(`checkpoint ${path}: tensor '${name}' has shape ${preview(t.shape)}, the config needs [${shape.join(', ')}]`);
+  }
 }
 
 /** The tokenizer (JSON) of an llm.ts checkpoint, reading only the file's header. */
@@ -95,18 +152,15 @@ export function loadCheckpointTokenizer(path: string): unknown {
   if (!existsSync(path)) throw new LlmError(`checkpoint not found: ${path}`);
   const meta = readSafetensorsMetadata(path);
   if (meta.format !== CHECKPOINT_FORMAT) {
-    throw new LlmError(`${path} is not an llm.ts checkpoint (metadata format is ${meta.format ?? 'missing'})`);
+    throw new LlmError(`${path} is not an llm.ts checkpoint (metadata format is ${meta.format === undefined ? 'missing' : preview(meta.format)})`);
   }
   return parseJson(path, 'tokenizer', meta.tokenizer);
 }
 
+/** A metadata value as JSON: valid, no duplicate keys, not absurdly nested (shapes are checked by the caller). */
 function parseJson(path: string, key: string, text: string | undefined): unknown {
   if (text === undefined) throw new LlmError(`checkpoint ${path} has no '${key}' metadata; the file is incomplete or not from llm.ts`);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new LlmError(`checkpoint ${path} has corrupt '${key}' metadata (not valid JSON)`);
-  }
+  return parseJsonText(text, `checkpoint ${path}: '${key}' metadata`);
 }
 
 function toTensor(

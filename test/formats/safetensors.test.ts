@@ -99,11 +99,11 @@ test('parsed arrays are fresh copies at offset 0; loaded arrays are views of the
 
 test('unaligned and F16 tensors are copied; aligned F32 ones are views', () => {
   // a hand-made file whose F32 tensor starts at an odd offset of the data buffer
-  const data = new Uint8Array(1 + 8 + 4);
+  const data = new Uint8Array(1 + 8 + 2); // U8 pad, F32 x 2, F16 x 1: the data must be contiguous
   new DataView(data.buffer).setFloat32(1, 1.5, true);
   new DataView(data.buffer).setFloat32(5, -2, true);
   new DataView(data.buffer).setUint16(9, 0x3c00, true); // F16 1.0
-  let header = '{"odd":{"dtype":"F32","shape":[2],"data_offsets":[1,9]},"h":{"dtype":"F16","shape":[1],"data_offsets":[9,11]}}';
+  let header = '{"pad":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"odd":{"dtype":"F32","shape":[2],"data_offsets":[1,9]},"h":{"dtype":"F16","shape":[1],"data_offsets":[9,11]}}';
   header += ' '.repeat((4 - ((8 + header.length) % 4)) % 4); // data buffer 4-aligned in the file, so 'odd' is at 1 mod 4
   const p = join(dir, 'unaligned.safetensors');
   writeFileSync(p, rawFile(header, data));
@@ -208,6 +208,57 @@ test('corrupt files give LlmErrors naming the file', () => {
   expectError(() => parseSafetensors(huge, 'huge.safetensors'), 'huge.safetensors', 'over the 100000000-byte limit');
 
   expectError(() => loadSafetensors(join(dir, 'missing.safetensors')), 'missing.safetensors');
+});
+
+test('data must tile the buffer exactly (as the safetensors crate requires): overlap, gaps and trailing bytes are errors', () => {
+  const t = (name: string, begin: number, end: number): string => `"${name}":{"dtype":"U8","shape":[${end - begin}],"data_offsets":[${begin},${end}]}`;
+  const cases: [string, string, number, RegExp][] = [
+    ['overlap', `{${t('a', 0, 4)},${t('b', 2, 6)}}`, 6, /tensor "b" data_offsets \[2, 6\] overlap tensor "a" \[0, 4\]/],
+    ['same-bytes', `{${t('a', 0, 4)},${t('b', 0, 4)}}`, 4, /overlap/],
+    ['gap-at-start', `{${t('a', 2, 4)}}`, 4, /bytes \[0, 2\) of the data buffer belong to no tensor/],
+    ['gap-between', `{${t('a', 0, 2)},${t('b', 3, 4)}}`, 4, /bytes \[2, 3\) of the data buffer belong to no tensor \(before tensor "b"\)/],
+    ['trailing', `{${t('a', 0, 2)}}`, 4, /2 bytes after the last tensor/],
+    ['no-tensors-but-data', '{}', 4, /4 bytes after the last tensor/],
+  ];
+  for (const [name, header, dataLen, msg] of cases) {
+    const bytes = rawFile(header, new Uint8Array(dataLen));
+    const p = join(dir, `tile-${name}.safetensors`);
+    writeFileSync(p, bytes);
+    expectError(() => loadSafetensors(p), p, msg);
+    expectError(() => parseSafetensors(bytes, p), p, msg);
+  }
+  // header order does not matter, zero-sized tensors may sit anywhere in the sequence
+  const ok = parseSafetensors(rawFile(`{${t('b', 2, 4)},${t('z', 2, 2)},${t('a', 0, 2)}}`, new Uint8Array(4)), 'ok');
+  assert.deepEqual([...ok.tensors.keys()], ['b', 'z', 'a']);
+});
+
+test('duplicate keys in the header are errors (JSON.parse would keep the last silently)', () => {
+  const w = '{"dtype":"U8","shape":[1],"data_offsets":[0,1]}';
+  const cases: [string, string, RegExp][] = [
+    ['tensor', `{"w":${w},"w":${w}}`, /the key "w" twice/],
+    ['escaped', `{"w":${w},"\\u0077":${w}}`, /the key "w" twice/],
+    ['metadata', `{"__metadata__":{"format":"pt","format":"x"},"w":${w}}`, /the key "format" twice/],
+    ['metadata-object', `{"__metadata__":{},"__metadata__":{},"w":${w}}`, /the key "__metadata__" twice/],
+    ['entry-field', `{"w":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, /the key "dtype" twice/],
+  ];
+  for (const [name, header, msg] of cases) {
+    expectError(() => parseSafetensors(rawFile(header, new Uint8Array(1)), `dup-${name}`), `dup-${name}`, msg);
+  }
+  // the same name in different objects, and strings that look like keys, are fine
+  const ok = parseSafetensors(rawFile(`{"__metadata__":{"w":"w, \\"w\\": {"},"w":${w}}`, new Uint8Array(1)), 'ok');
+  assert.deepEqual(ok.metadata, { w: 'w, "w": {' });
+});
+
+test('a value nested 100,000 deep and a 5,000,000-element shape give short one-line errors (no stack overflow)', () => {
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  expectError(() => parseSafetensors(rawFile(`{"w":{"dtype":"U8","shape":${deep},"data_offsets":[0,1]}}`, new Uint8Array(1)), 'deep'), 'deep', /nests values more than 32 deep/);
+  const long = `[${new Array(5_000_000).fill(1).join(',')}]`;
+  assert.throws(() => parseSafetensors(rawFile(`{"w":{"dtype":"U8","shape":${long},"data_offsets":[0,2]}}`, new Uint8Array(2)), 'long'), (e: unknown) => {
+    assert.ok(e instanceof LlmError);
+    assert.match(e.message, /shape \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\..*of U8 needs 1 bytes/);
+    assert.ok(e.message.length < 300, e.message);
+    return true;
+  });
 });
 
 test('writer rejects inconsistent tensors', () => {
