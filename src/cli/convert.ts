@@ -66,8 +66,8 @@ async function convertCommand(f: Flags): Promise<void> {
   if (l2cVersion !== undefined && l2cVersion !== '0' && l2cVersion !== '1') {
     throw new LlmError(`--llama2c-version must be 0 (legacy, what run.c reads) or 1, got '${l2cVersion}'`);
   }
-  const model = await loadAnyModel(path, { keepQuantized: false });
   const tokSpec = f.string('tokenizer');
+  const model = await loadAnyModel(path, { keepQuantized: false, tokenizer: !tokSpec });
   const tokenizer = tokSpec ? await loadTokenizer(tokSpec) : model.tokenizer;
   if (to === 'gguf') {
     if (!f.bool('no-vocab') && !tokenizer) {

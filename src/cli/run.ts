@@ -47,7 +47,7 @@ export async function loadModelForInference(path: string, tokenizerSpec?: string
 }
 
 async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer | null; chatTemplate?: string }> {
-  const loaded = await loadAnyModel(path);
+  const loaded = await loadAnyModel(path, { tokenizer: !tokenizerSpec }); // --tokenizer: the model's own is not read
   const model = new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
   const tokenizer = tokenizerSpec ? await loadTokenizer(tokenizerSpec) : loaded.tokenizer;
   if (tokenizer && tokenizer.vocabSize > model.config.vocabSize) {

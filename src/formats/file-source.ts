@@ -36,6 +36,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { nativeFunction } from '../backend/index.js';
+import { requireRegularFile } from '../util/regular-file.js';
 import { LlmError } from '../util/errors.js';
 
 export type FileSourceMode = 'mmap' | 'read';
@@ -95,6 +96,7 @@ export function fileMappingAvailable(): boolean {
 
 /** Open `path` for a loader; `kind` names the format in errors ('GGUF', 'safetensors', ...). */
 export function openFileSource(path: string, kind: string): FileSource {
+  requireRegularFile(path, `${kind} file`); // opening a FIFO would block forever
   let fd: number;
   try {
     fd = openSync(path, 'r');
