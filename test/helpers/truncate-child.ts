@@ -45,7 +45,8 @@ async function main(args: string[]): Promise<void> {
   process.stdout.write(`generated ${n}\n`);
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
+// `node --test dist/test/` also runs every file under test/helpers: without arguments there is nothing to do
+if (process.argv.length > 2) main(process.argv.slice(2)).catch((err: unknown) => {
   if (!(err instanceof LlmError)) throw err;
   process.stderr.write(`error: ${err.message}\n`);
   process.exitCode = 1;
