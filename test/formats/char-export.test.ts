@@ -18,9 +18,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { readGguf } from '../../src/formats/gguf.js';
 import { exportGgufModel, importGgufModel, tokenizerFromGguf, tokenizerGgufMetadata } from '../../src/formats/gguf-model.js';
 import { writeGguf } from '../../src/formats/gguf-write.js';
@@ -39,6 +38,7 @@ import { scaledModel, tinyGpt2 } from '../helpers/tiny-model.js';
 import { tinySentencePiece } from '../helpers/tiny-sentencepiece.js';
 import { trainingText } from '../helpers/tiny-run.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { importNodeLlamaCpp, NODE_LLAMA_CPP_SKIP, nodeLlamaCppEntry } from '../helpers/node-llama-cpp.js';
 
 const dir = tmpDir('char-export');
 
@@ -219,37 +219,12 @@ describe('Python gguf / tokenizers decode our ids to our text (committed fixture
   });
 });
 
-/** The part of node-llama-cpp's API used here (it is not a dependency, so no types). */
-interface NodeLlamaCpp {
-  getLlama(opts: { gpu: false; build: 'never'; logLevel: 'error' }): Promise<{
-    loadModel(opts: { modelPath: string }): Promise<{
-      tokenize(text: string): number[];
-      detokenize(tokens: readonly number[]): string;
-      isEogToken(token: number): boolean;
-      createContext(opts: { contextSize: number; threads: number }): Promise<{
-        getSequence(): { evaluate(tokens: number[], opts: { temperature: number }): AsyncIterable<number> };
-        dispose(): Promise<void>;
-      }>;
-      dispose(): Promise<void>;
-    }>;
-  }>;
-}
-
-function nodeLlamaCpp(): string | null {
-  const bench = fileURLToPath(new URL('../../../bench/', import.meta.url));
-  if (!existsSync(join(bench, 'node_modules', 'node-llama-cpp'))) return null;
-  try {
-    return createRequire(join(bench, 'package.json')).resolve('node-llama-cpp');
-  } catch {
-    return null;
-  }
-}
 
 describe('llama.cpp reads the char GGUF (node-llama-cpp, optional)', () => {
-  const entry = nodeLlamaCpp();
-  it('tokenizes and detokenizes as we do, and gives the same greedy tokens', { skip: entry ? false : 'node-llama-cpp not installed (npm --prefix bench install)' }, async () => {
+  const entry = nodeLlamaCppEntry();
+  it('tokenizes and detokenizes as we do, and gives the same greedy tokens', { skip: entry ? false : NODE_LLAMA_CPP_SKIP }, async () => {
     const exp = exportCharModel(join(dir, 'llama-cpp'));
-    const { getLlama } = (await import(pathToFileURL(entry!).href)) as NodeLlamaCpp;
+    const { getLlama } = await importNodeLlamaCpp(entry!);
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
     const lm = await llama.loadModel({ modelPath: exp.gguf });
     try {
