@@ -1,5 +1,7 @@
 /* Fused cross-entropy from logits: loss_r = logsumexp(logits_r) - logits_r[target_r], and its
- * backward dlogits += scale (softmax(logits) - onehot(target)), recomputing the softmax.
+ * backward dlogits_r += c_r (softmax(logits_r) - onehot(target_r)), recomputing the softmax, with
+ * c_r = scale, or scale * rowScales[r] when per-row scales are given (per-token losses); rows
+ * with c_r == 0 are skipped.
  *
  * AVX-512 and AVX2+FMA paths (x86-64, chosen at run time by cpu_simd()) and a portable C path, with
  * a polynomial exp accurate to about 1 ulp; rows are split over the thread pool. Targets are
@@ -44,6 +46,7 @@ typedef struct {
   const float *logits;
   const int32_t *targets;
   float *losses, *dlogits;
+  const float *row_scales; /* NULL: every row scales by `scale` */
   int64_t vocab;
   int64_t ignore;
   float scale;
@@ -70,12 +73,14 @@ typedef struct {
     for (int64_t r = r0; r < r1; r++) {                                                             \
       const int32_t t = k->targets[r];                                                              \
       if ((int64_t)t == k->ignore) continue;                                                        \
+      const float c = k->row_scales ? (float)((double)k->scale * k->row_scales[r]) : k->scale;       \
+      if (c == 0.0f) continue;                                                                      \
       const float *x = k->logits + r * V;                                                           \
       float *dl = k->dlogits + r * V;                                                               \
       float mx = row_max_##SUFFIX(x, V);                                                            \
       float sum = row_sumexp_##SUFFIX(x, NULL, V, mx);                                              \
-      row_addexp_##SUFFIX(x, dl, V, mx, (float)((double)k->scale / (double)sum));                   \
-      dl[t] -= k->scale;                                                                            \
+      row_addexp_##SUFFIX(x, dl, V, mx, (float)((double)c / (double)sum));                          \
+      dl[t] -= c;                                                                                   \
     }                                                                                               \
   }
 
@@ -132,8 +137,9 @@ static napi_value js_crossEntropyForward(napi_env env, napi_callback_info info) 
   return make_number(env, (double)count);
 }
 
-/* crossEntropyBackward(logits, targets, dlogits, rows, vocab, ignoreIndex, scale):
- * dlogits += scale (softmax(logits) - onehot(target)) on rows that count */
+/* crossEntropyBackward(logits, targets, dlogits, rows, vocab, ignoreIndex, scale[, rowScales]):
+ * dlogits_r += scale * rowScales[r] (softmax(logits_r) - onehot(target_r)) on rows that count
+ * (rowScales null or absent: 1) */
 static napi_value js_crossEntropyBackward(napi_env env, napi_callback_info info) {
   const char *fn = "crossEntropyBackward";
   args_t a;
@@ -147,6 +153,7 @@ static napi_value js_crossEntropyBackward(napi_env env, napi_callback_info info)
   k.logits = arg_f32(&a, 0, (size_t)total, 0);
   k.targets = arg_i32(&a, 1, (size_t)rows);
   k.dlogits = arg_f32(&a, 2, (size_t)total, 0);
+  k.row_scales = arg_f32(&a, 7, (size_t)rows, 1); /* absent arguments read as undefined */
   if (a.failed) return NULL;
   if (check_targets(env, fn, k.targets, rows, vocab, ignore) < 0) return NULL;
   k.vocab = vocab;

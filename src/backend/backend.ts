@@ -199,10 +199,14 @@ export interface Backend {
   crossEntropyForward(
     logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, vocab: number, ignoreIndex: number,
   ): number;
-  /** dlogits += scale * (softmax(logits) - onehot(target)) on rows that count. */
+  /**
+   * dlogits_r += c_r * (softmax(logits_r) - onehot(target_r)) on rows that count, where
+   * c_r = scale * rowScales[r] (rowScales null/absent: c_r = scale; per-token losses pass their
+   * upstream gradient here). Rows with c_r == 0 are skipped (they add nothing, even NaN).
+   */
   crossEntropyBackward(
     logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
-    ignoreIndex: number, scale: number,
+    ignoreIndex: number, scale: number, rowScales?: Float32Array | null,
   ): void;
 
   // ---- sampling (one vocabulary of logits, n floats) ------------------------------------

@@ -264,6 +264,14 @@ function runChecks(native: Backend): CheckResult {
     ref.crossEntropyBackward(logits, targets, rd, rows, vocab, IGNORE, 1 / Math.max(1, rc));
     native.crossEntropyBackward(logits, targets, d, rows, vocab, IGNORE, 1 / Math.max(1, rc));
     cmp('crossEntropyBackward', [[rd, d]]);
+    // per-row scales (per-token losses, log-probabilities with scale -1); rows scaled by 0 are skipped
+    const rowScales = randn(rng, rows);
+    for (let r = 0; r < rows; r += 3) rowScales[r] = 0;
+    const d2 = randn(rng, rows * vocab, 0.01);
+    const rd2 = copy(d2);
+    ref.crossEntropyBackward(logits, targets, rd2, rows, vocab, IGNORE, -1, rowScales);
+    native.crossEntropyBackward(logits, targets, d2, rows, vocab, IGNORE, -1, rowScales);
+    cmp('crossEntropyBackward', [[rd2, d2]]);
   }
 
   // ---- rope ----
@@ -427,6 +435,8 @@ if (process.env.LLMTS_KERNEL_CHILD === '1') {
       assert.throws(() => native.layerNormForward(a, null, null, a, new Float32Array(1), new Float32Array(1), 2, 4, 1e-5),
         (e: Error) => e instanceof TypeError && /shorter/.test(e.message));
       assert.throws(() => native.softmaxForward(a, a, -1, -8), TypeError);
+      assert.throws(() => native.crossEntropyBackward(a, new Int32Array(2), a, 2, 4, IGNORE, 1, new Float32Array(1)),
+        (e: Error) => e instanceof TypeError && /argument 7 is shorter/.test(e.message));
       assert.throws(() => native.rope(a, a, new Float32Array(2), new Float32Array(2), 1, 2, 1, 4, 1, false), TypeError);
       assert.throws(() => native.swigluBackward(a, a, a, new Float32Array(4), null, 8), TypeError);
       assert.throws(() => native.sumSquares(new Int32Array(8) as unknown as Float32Array, 8), TypeError);

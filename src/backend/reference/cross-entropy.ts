@@ -1,6 +1,7 @@
 /**
  * Reference fused cross-entropy from logits: loss_r = logsumexp(logits_r) - logits_r[target_r].
- * The backward recomputes the softmax from the logits instead of storing probabilities.
+ * The backward recomputes the softmax from the logits instead of storing probabilities; it
+ * scales row r by scale * rowScales[r] (per-token losses) and skips rows whose scale is 0.
  */
 
 export function crossEntropyForward(
@@ -26,18 +27,20 @@ export function crossEntropyForward(
 
 export function crossEntropyBackward(
   logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
-  ignoreIndex: number, scale: number,
+  ignoreIndex: number, scale: number, rowScales?: Float32Array | null,
 ): void {
   for (let r = 0; r < rows; r++) {
     const t = targets[r];
     if (t === ignoreIndex) continue;
+    const c = rowScales ? scale * rowScales[r] : scale;
+    if (c === 0) continue;
     const o = r * vocab;
     let max = -Infinity;
     for (let j = 0; j < vocab; j++) if (logits[o + j] > max) max = logits[o + j];
     let sum = 0;
     for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j] - max);
     const inv = 1 / sum;
-    for (let j = 0; j < vocab; j++) dlogits[o + j] += scale * Math.exp(logits[o + j] - max) * inv;
-    dlogits[o + t] -= scale;
+    for (let j = 0; j < vocab; j++) dlogits[o + j] += c * Math.exp(logits[o + j] - max) * inv;
+    dlogits[o + t] -= c;
   }
 }
