@@ -5,7 +5,7 @@
  *   printf 'hello\nhow are you?\n' | llmts chat path/to/hf-model   # piped: one message per line
  */
 import { createInterface } from 'node:readline';
-import { CHAT_TEMPLATE_NAMES, chatTemplate, chooseChatTemplate, encodeChatPrompt } from '../generate/chat-template.js';
+import { CHAT_TEMPLATE_NAMES, chatTemplate, chooseModelChatTemplate, encodeChat } from '../chat/index.js';
 import { ChatSession } from '../generate/chat-session.js';
 import type { GenerationStats } from '../generate/generate.js';
 import { LlmError } from '../util/errors.js';
@@ -55,21 +55,23 @@ async function chatCommand(f: Flags): Promise<void> {
   const { model, tokenizer, chatTemplate: own } = await loadModelForInference(path, f.string('tokenizer'));
   const notice = (s: string): void => void process.stderr.write(`(${s})\n`);
   let templateName = f.string('template');
-  if (templateName === undefined) {
-    const chosen = chooseChatTemplate(tokenizer, own);
+  let template = templateName !== undefined ? chatTemplate(templateName) : undefined;
+  if (template === undefined) {
+    const chosen = chooseModelChatTemplate(tokenizer, own);
+    template = chosen.template;
     templateName = chosen.name;
     notice(`template ${chosen.name}: ${chosen.reason}; --template chooses another`);
   }
   const session = new ChatSession(model, tokenizer, {
     ...opts,
-    template: chatTemplate(templateName),
+    template,
     system: f.string('system'),
     cachePrompt: !f.bool('no-prompt-cache'),
     contextSize: contextSize(f, model.config.blockSize),
     onDrop: (d) => notice(`dropped ${d.turns} earlier turn${d.turns === 1 ? '' : 's'} to fit the ${d.contextSize}-token context`),
   });
   // fail now, not at the first message, when the tokenizer cannot encode the template
-  encodeChatPrompt(tokenizer, session.template, session.renderPrompt(''));
+  encodeChat(tokenizer, session.template, session.promptMessages(''));
 
   const tty = process.stdin.isTTY === true;
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, prompt: '> ' });

@@ -33,7 +33,7 @@
 import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
-import { chatStopTokens, chatTemplate, encodeChatPrompt, type ChatMessage, type ChatTemplate, type ChatTemplateName } from './chat-template.js';
+import { chatStopTokens, chatTemplate, encodeChat, type ChatMessage, type ChatTemplate, type ChatTemplateName } from '../chat/index.js';
 import { CachedSequence } from './cached-sequence.js';
 import { KvCache } from './kv-cache.js';
 import { Generation, type FinishReason, type GeneratedToken, type GenerationStats, type TextGenerateOptions } from './generate.js';
@@ -194,10 +194,15 @@ export class ChatSession {
     this.sequence.reset();
   }
 
+  /** The messages of the prompt for a user message given the current history (nothing is changed). */
+  promptMessages(userText: string, history: readonly ChatMessage[] = this.history): ChatMessage[] {
+    const sys: ChatMessage[] = this.system !== undefined ? [{ role: 'system', content: this.system }] : [];
+    return [...sys, ...history, { role: 'user', content: userText }];
+  }
+
   /** The prompt text for a user message given the current history (nothing is changed). */
   renderPrompt(userText: string, history: readonly ChatMessage[] = this.history): string {
-    const sys: ChatMessage[] = this.system !== undefined ? [{ role: 'system', content: this.system }] : [];
-    return this.template.render([...sys, ...history, { role: 'user', content: userText }]);
+    return this.template.render(this.promptMessages(userText, history));
   }
 
   /** Send a user message: builds the prompt (dropping the oldest turns if needed) and returns the streamed answer. */
@@ -208,7 +213,7 @@ export class ChatSession {
     let dropped = 0;
     let ids: number[];
     for (;;) {
-      ids = encodeChatPrompt(this.tokenizer, this.template, this.renderPrompt(userText, this.history.slice(2 * dropped)));
+      ids = encodeChat(this.tokenizer, this.template, this.promptMessages(userText, this.history.slice(2 * dropped)));
       if (ids.length + reserve <= ctx || 2 * dropped >= this.history.length) break;
       dropped++;
     }
