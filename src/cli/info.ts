@@ -14,7 +14,7 @@ import { validateConfig, type ModelConfig } from '../model/config.js';
 import { countParameters } from '../model/parameters.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON } from '../tokenizer/tokenizer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint } from '../formats/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { printable } from '../util/printable.js';
 import type { CommandModule } from './commands.js';

@@ -7,7 +7,7 @@ import { generateTokens, type GenerateOptions } from '../generate/generate.js';
 import { Transformer } from '../model/transformer.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { StreamDecoder } from '../tokenizer/stream-decoder.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint } from '../formats/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';

@@ -13,7 +13,7 @@ import { describeBackend } from '../backend/index.js';
 import { CharTokenizer } from '../tokenizer/char.js';
 import { BUILTIN_TOKENIZERS, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint } from '../formats/checkpoint.js';
 import { prepareTextDataset } from '../train/text-dataset.js';
 import { readTextFile } from '../data/text-file.js';
 import { isTokenShard, readTokenShard } from '../train/token-shards.js';

@@ -11,7 +11,7 @@ import type { QuantizedWeight } from '../model/quantized.js';
 import type { Tensor } from '../tensor/index.js';
 import { hfTokenizerFile, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint } from './checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { readJsonFile, requireRegularFile } from '../util/regular-file.js';
 import type { FileSourceMode } from './file-source.js';

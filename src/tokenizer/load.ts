@@ -25,7 +25,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { readGguf } from '../formats/gguf.js';
-import { loadCheckpointTokenizer } from '../train/checkpoint.js';
+import { loadCheckpointTokenizer } from '../formats/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { preview, readRegularFileText, requireRegularFile } from '../util/regular-file.js';
 import { BpeTokenizer } from './bpe.js';

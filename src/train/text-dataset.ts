@@ -7,6 +7,7 @@
  *
  *   const sampler = new BatchSampler(train, 64, 12, new Rng(1337));
  *   const { x, y } = sampler.next();  // x, y: Int32Array(12 * 64), y[i] = token after x[i]
+ *   sampler.next(otherRng);           // the same, drawing the starts from another generator
  */
 import { join } from 'node:path';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -58,7 +59,8 @@ export class BatchSampler {
     readonly tokens: ArrayLike<number>,
     readonly blockSize: number,
     readonly batchSize: number,
-    private readonly rng: Rng,
+    /** default generator of next(); without one, every next() call passes its own */
+    private readonly rng: Rng | null = null,
   ) {
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new LlmError(`blockSize must be a positive integer, got ${blockSize}`);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new LlmError(`batchSize must be a positive integer, got ${batchSize}`);
@@ -69,14 +71,15 @@ export class BatchSampler {
     }
   }
 
-  /** x, y: Int32Array of shape (batchSize, blockSize), row-major. */
-  next(): { x: Int32Array; y: Int32Array } {
+  /** x, y: Int32Array of shape (batchSize, blockSize), row-major; the starts come from `rng` (default: the sampler's). */
+  next(rng: Rng | null = this.rng): { x: Int32Array; y: Int32Array } {
+    if (!rng) throw new Error('BatchSampler.next: this sampler has no generator of its own; pass one');
     const T = this.blockSize;
     const x = new Int32Array(this.batchSize * T);
     const y = new Int32Array(this.batchSize * T);
     const data = this.tokens;
     for (let b = 0; b < this.batchSize; b++) {
-      const start = this.rng.int(data.length - T);
+      const start = rng.int(data.length - T);
       const row = b * T;
       for (let t = 0; t < T; t++) {
         x[row + t] = data[start + t];
