@@ -5,6 +5,7 @@
  *   gpt2:  transformer.wte.weight, transformer.h.0.attn.c_attn.weight (in, out: Conv1D layout), ...
  *   llama: model.embed_tokens.weight, model.layers.0.self_attn.q_proj.weight (out, in), ...
  */
+import type { Tensor } from '../tensor/index.js';
 import { headDim, type ModelConfig } from './config.js';
 
 export type InitKind = 'normal' | 'residual' | 'zeros' | 'ones';
@@ -76,4 +77,26 @@ function llamaSpecs(cfg: ModelConfig): ParamSpec[] {
 
 export function countParameters(cfg: ModelConfig): number {
   return parameterSpecs(cfg).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** How a tensor registered with a model (a head's, an adapter's) is optimised. */
+export interface ParameterOptions {
+  /** AdamW weight decay applies (matrix weights; not biases, norm gains or embeddings) */
+  decay: boolean;
+  /** optimised (requiresGrad); default true */
+  trainable?: boolean;
+}
+
+/**
+ * One tensor a model holds, as Transformer.namedParameters() reports it: what an optimizer keys
+ * its moments by (trainable ones only) and what a checkpoint writes (all of them).
+ */
+export interface NamedParameter {
+  /** Hugging Face name ('model.layers.0.self_attn.q_proj.weight', 'score.weight', ...) */
+  name: string;
+  tensor: Tensor;
+  /** receives gradients (tensor.requiresGrad; always false on a reference model) */
+  trainable: boolean;
+  /** AdamW weight decay applies */
+  decay: boolean;
 }

@@ -1,292 +1,42 @@
 /**
- * The decoder-only Transformer, one definition for GPT-2 and Llama (see config.ts):
+ * The decoder-only Transformer, one definition for GPT-2 and Llama (see config.ts): a trunk and
+ * heads.
  *
  *   x = embed(tokens) [+ positions]                      (B, T, C)
  *   for each Block:  x = x + attn(norm_1(x));  x = x + mlp(norm_2(x))
- *   logits = lm_head(norm_f(x))                          (B, T, V)
+ *   h = norm_f(x)                                        (B, T, C)   hidden()
+ *   logits = lm_head(h)                                  (B, T, V)   forward(); other heads: heads.ts
  *
  * Inference runs the same classes on a KV cache (forwardCached): the new tokens' keys and
  * values are appended to the cache and their queries attend over every cached position.
  *
- * Parameters live in one Map keyed by their Hugging Face names (parameters.ts); the classes
- * below only look them up, so loading or exporting a checkpoint is a map copy.
+ * Parameters live in one Map keyed by their Hugging Face names (parameters.ts); the layers
+ * (layers.ts) only look them up, so loading or exporting a checkpoint is a map copy. Tensors
+ * added later (heads, adapters) are registered by name; namedParameters() reports them all.
+ *
+ *   const model = new Transformer(config, new Rng(1));
+ *   model.freeze((name) => name !== 'lm_head.weight');   // train the head only
+ *   for (const p of model.namedParameters()) if (p.trainable) ...  // optimizer state by p.name
+ *   const ref = model.shareBase();                       // same weights, never records gradients
  */
 import {
-  Tensor, add, causalSelfAttention, crossEntropy, dropout, embedding, gelu, isGradEnabled, layerNorm, linear,
-  noGrad, rmsNorm, rope, ropeTables, splitLastDim, swiglu, withBufferScope, withStageScope, type RopeTables, type WeightLayout,
+  Tensor, add, crossEntropy, dropout, embedding, isGradEnabled, noGrad, ropeTables, withBufferScope, withStageScope,
 } from '../tensor/index.js';
 import { reserveRope } from '../tensor/ops/rope.js';
 import { backend, type Backend } from '../backend/index.js';
-import {
-  DecodeProgramBuilder, Epilogue, WeightType, weightTypeOf, type DecodeRunner, type DecodeWeight,
-} from '../backend/decode-program.js';
-import type { KvCache } from '../generate/kv-cache.js';
+import { DecodeProgramBuilder, WeightType, weightTypeOf, type DecodeRunner } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
+import { LmHead } from './heads.js';
 import { initParameters } from './init.js';
-import { parameterSpecs, type ParamSpec } from './parameters.js';
+import type { KvCache } from './kv-cache.js';
+import {
+  Block, Norm, NoDecodeProgram, QUANTIZED_NO_GRAD, defaultLayers, getParameter,
+  type DecodeScratch, type LayerContext, type LayerFactory, type LinearLayer, type Params, type QuantMap,
+} from './layers.js';
+import { parameterSpecs, type NamedParameter, type ParameterOptions, type ParamSpec } from './parameters.js';
 import { dequantizeRows, type QuantizedWeight } from './quantized.js';
-
-type Params = Map<string, Tensor>;
-type QuantMap = Map<string, QuantizedWeight>;
-
-/** Shared per-forward context: dropout state and position tables. */
-interface Context {
-  cfg: ModelConfig;
-  /** quantized Linear weights by parameter name (inference only) */
-  quantized: QuantMap;
-  training: boolean;
-  rng: Rng;
-  rope: RopeTables | null;
-}
-
-function get(params: Params, name: string): Tensor {
-  const t = params.get(name);
-  if (!t) throw new LlmError(`model is missing parameter '${name}'`);
-  return t;
-}
-
-function getOptional(params: Params, name: string): Tensor | null {
-  return params.get(name) ?? null;
-}
-
-/** LayerNorm (gpt2) or RMSNorm (llama) with its gain (and bias). */
-class Norm {
-  private readonly weight: Tensor;
-  private readonly bias: Tensor | null;
-  constructor(params: Params, name: string, private readonly ctx: Context) {
-    this.weight = get(params, `${name}.weight`);
-    this.bias = getOptional(params, `${name}.bias`);
-  }
-  forward(x: Tensor): Tensor {
-    const eps = this.ctx.cfg.normEps;
-    return this.ctx.cfg.family === 'gpt2' ? layerNorm(x, this.weight, this.bias, eps) : rmsNorm(x, this.weight, eps);
-  }
-  emitDecode(b: DecodeProgramBuilder, x: Float32Array, out: Float32Array): void {
-    b.norm(this.ctx.cfg.family !== 'gpt2', x, this.weight.data, this.bias?.data ?? null, out, this.weight.size, this.ctx.cfg.normEps);
-  }
-}
-
-/**
- * y = x W (+ bias). With a quantized weight (ctx.quantized) the product runs on the GGUF blocks
- * (Backend.matmulQuantized); that path has no gradient and refuses to run with autograd on.
- */
-class Linear {
-  readonly weight: Tensor | null;
-  readonly quantized: QuantizedWeight | null;
-  readonly bias: Tensor | null;
-  constructor(params: Params, name: string, private readonly layout: WeightLayout, quantized?: QuantMap) {
-    this.quantized = quantized?.get(`${name}.weight`) ?? null;
-    this.weight = this.quantized ? null : get(params, `${name}.weight`);
-    this.bias = getOptional(params, `${name}.bias`);
-  }
-  forward(x: Tensor): Tensor {
-    if (!this.quantized) return linear(x, this.weight!, this.bias, this.layout);
-    return quantizedLinear(x, this.quantized, this.bias);
-  }
-  /** The weight as a decode-program operand. */
-  decodeWeight(): DecodeWeight {
-    const bias = this.bias?.data ?? null;
-    const q = this.quantized;
-    if (q) return { data: q.blocks, type: weightTypeOf(q.type), N: q.rows, K: q.cols, bias };
-    const [r, c] = this.weight!.shape;
-    return this.layout === 'out_in'
-      ? { data: this.weight!.data, type: WeightType.F32, N: r, K: c, bias }
-      : { data: this.weight!.data, type: WeightType.F32_IN_OUT, N: c, K: r, bias };
-  }
-}
-
-const QUANTIZED_NO_GRAD = 'this model has quantized (Q8_0/Q4_0) weights, which are inference-only: no gradient flows through them (train from a float checkpoint, or import the GGUF without keepQuantized)';
-
-function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor {
-  if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
-  if (x.lastDim !== w.cols) throw new LlmError(`quantized linear: input width ${x.lastDim} does not fit the weight's ${w.cols} columns`);
-  const rows = x.size / w.cols;
-  const out = Tensor.empty([...x.shape.slice(0, -1), w.rows]);
-  const be = backend();
-  be.matmulQuantized(x.data, w.blocks, w.type, out.data, rows, w.rows, w.cols);
-  if (bias) be.addBias(out.data, bias.data, out.data, rows, w.rows);
-  return out;
-}
-
-export class CausalSelfAttention {
-  private readonly qkv: Linear | null = null; // gpt2: fused c_attn
-  private readonly q: Linear | null = null; // llama: separate projections
-  private readonly k: Linear | null = null;
-  private readonly v: Linear | null = null;
-  private readonly proj: Linear;
-
-  constructor(params: Params, prefix: string, private readonly ctx: Context) {
-    if (ctx.cfg.family === 'gpt2') {
-      this.qkv = new Linear(params, `${prefix}.attn.c_attn`, 'in_out', ctx.quantized);
-      this.proj = new Linear(params, `${prefix}.attn.c_proj`, 'in_out', ctx.quantized);
-    } else {
-      this.q = new Linear(params, `${prefix}.self_attn.q_proj`, 'out_in', ctx.quantized);
-      this.k = new Linear(params, `${prefix}.self_attn.k_proj`, 'out_in', ctx.quantized);
-      this.v = new Linear(params, `${prefix}.self_attn.v_proj`, 'out_in', ctx.quantized);
-      this.proj = new Linear(params, `${prefix}.self_attn.o_proj`, 'out_in', ctx.quantized);
-    }
-  }
-
-  /** q, k, v projections with RoPE applied at positions posOffset.. (Llama). */
-  private projections(x: Tensor, posOffset: number): [Tensor, Tensor, Tensor] {
-    const { cfg } = this.ctx;
-    const kvDim = cfg.nKvHead * headDim(cfg);
-    let q: Tensor, k: Tensor, v: Tensor;
-    if (this.qkv) {
-      [q, k, v] = splitLastDim(this.qkv.forward(x), [cfg.nEmbd, kvDim, kvDim]); // (B, T, C), (B, T, kv) x 2
-    } else {
-      q = this.q!.forward(x);
-      k = this.k!.forward(x);
-      v = this.v!.forward(x);
-    }
-    if (this.ctx.rope) {
-      q = rope(q, cfg.nHead, this.ctx.rope, posOffset);
-      k = rope(k, cfg.nKvHead, this.ctx.rope, posOffset);
-    }
-    return [q, k, v];
-  }
-
-  forward(x: Tensor): Tensor {
-    const { cfg } = this.ctx;
-    const [q, k, v] = this.projections(x, 0);
-    const y = causalSelfAttention(q, k, v, { nHead: cfg.nHead, nKvHead: cfg.nKvHead }); // (B, T, C)
-    return dropout(this.proj.forward(y), cfg.dropout, this.ctx.rng, this.ctx.training);
-  }
-
-  /**
-   * x: (1, T, C) for positions cache.pos..cache.pos+T-1 (no gradient). Appends this layer's
-   * keys and values to the cache and attends over positions 0..pos+t.
-   */
-  forwardCached(x: Tensor, cache: KvCache, layer: number): Tensor {
-    const { cfg } = this.ctx;
-    const hs = headDim(cfg);
-    const kvDim = cfg.nKvHead * hs;
-    const T = x.shape[1];
-    const pos = cache.pos;
-    const [q, k, v] = this.projections(x, pos);
-    const kc = cache.k[layer];
-    const vc = cache.v[layer];
-    kc.set(k.data.subarray(0, T * kvDim), pos * kvDim);
-    vc.set(v.data.subarray(0, T * kvDim), pos * kvDim);
-    const y = Tensor.empty([1, T, cfg.nEmbd]);
-    const scale = 1 / Math.sqrt(hs);
-    if (pos === 0 && T > 1) {
-      // a fresh prompt is plain causal self-attention over its own rows: the tiled training kernel
-      // (cache rows 0..T-1 are exactly k and v in its (1, T, kvDim) layout)
-      const lse = Tensor.empty([cfg.nHead * T]);
-      backend().attentionForward(q.data, kc, vc, y.data, lse.data, { B: 1, T, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale });
-    } else {
-      backend().attentionCached(q.data, kc, vc, y.data, { Tq: T, pos, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: hs, scale });
-    }
-    return this.proj.forward(y);
-  }
-
-  /** Decode-program ops of forwardCached for one token: xn (normed input) -> x += attention. */
-  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch, slots: { k: number; v: number }): void {
-    const { cfg } = this.ctx;
-    const hs = headDim(cfg);
-    const kvDim = cfg.nKvHead * hs;
-    let q = s.q, k = s.k, v = s.v;
-    if (this.qkv) {
-      b.matvec(s.xn, [{ w: this.qkv.decodeWeight(), out: s.qkv }]);
-      [q, k, v] = [s.qkv.subarray(0, cfg.nEmbd), s.qkv.subarray(cfg.nEmbd, cfg.nEmbd + kvDim), s.qkv.subarray(cfg.nEmbd + kvDim)];
-    } else {
-      b.matvec(s.xn, [{ w: this.q!.decodeWeight(), out: q }, { w: this.k!.decodeWeight(), out: k }, { w: this.v!.decodeWeight(), out: v }]);
-    }
-    if (this.ctx.rope) {
-      b.rope(q, cfg.nHead, hs, this.ctx.rope.cos, this.ctx.rope.sin);
-      b.rope(k, cfg.nKvHead, hs, this.ctx.rope.cos, this.ctx.rope.sin);
-    }
-    b.kvStore(k, slots.k, kvDim);
-    b.kvStore(v, slots.v, kvDim);
-    b.attention(q, slots.k, slots.v, s.att, cfg.nHead, cfg.nKvHead, hs, 1 / Math.sqrt(hs));
-    b.matvec(s.att, [{ w: this.proj.decodeWeight(), out: s.x, accumulate: true }]);
-  }
-}
-
-export class MLP {
-  private readonly fc: Linear | null = null; // gpt2
-  private readonly gate: Linear | null = null; // llama
-  private readonly up: Linear | null = null;
-  private readonly down: Linear;
-
-  constructor(params: Params, prefix: string, private readonly ctx: Context) {
-    if (ctx.cfg.family === 'gpt2') {
-      this.fc = new Linear(params, `${prefix}.mlp.c_fc`, 'in_out', ctx.quantized);
-      this.down = new Linear(params, `${prefix}.mlp.c_proj`, 'in_out', ctx.quantized);
-    } else {
-      this.gate = new Linear(params, `${prefix}.mlp.gate_proj`, 'out_in', ctx.quantized);
-      this.up = new Linear(params, `${prefix}.mlp.up_proj`, 'out_in', ctx.quantized);
-      this.down = new Linear(params, `${prefix}.mlp.down_proj`, 'out_in', ctx.quantized);
-    }
-  }
-
-  forward(x: Tensor): Tensor {
-    const h = this.fc ? gelu(this.fc.forward(x)) : swiglu(this.gate!.forward(x), this.up!.forward(x)); // (B, T, hidden)
-    return dropout(this.down.forward(h), this.ctx.cfg.dropout, this.ctx.rng, this.ctx.training);
-  }
-
-  /** Decode-program ops of forward for one token: xn (normed input) -> x += mlp. */
-  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch): void {
-    if (this.fc) b.matvec(s.xn, [{ w: this.fc.decodeWeight(), out: s.h1 }], Epilogue.GELU);
-    else b.matvec(s.xn, [{ w: this.gate!.decodeWeight(), out: s.h1 }, { w: this.up!.decodeWeight(), out: s.h2 }], Epilogue.SWIGLU);
-    b.matvec(s.h1, [{ w: this.down.decodeWeight(), out: s.x, accumulate: true }]);
-  }
-}
-
-export class Block {
-  private readonly norm1: Norm;
-  private readonly attn: CausalSelfAttention;
-  private readonly norm2: Norm;
-  private readonly mlp: MLP;
-
-  constructor(params: Params, layer: number, ctx: Context) {
-    const gpt2 = ctx.cfg.family === 'gpt2';
-    const prefix = gpt2 ? `transformer.h.${layer}` : `model.layers.${layer}`;
-    this.norm1 = new Norm(params, gpt2 ? `${prefix}.ln_1` : `${prefix}.input_layernorm`, ctx);
-    this.attn = new CausalSelfAttention(params, prefix, ctx);
-    this.norm2 = new Norm(params, gpt2 ? `${prefix}.ln_2` : `${prefix}.post_attention_layernorm`, ctx);
-    this.mlp = new MLP(params, prefix, ctx);
-  }
-
-  forward(x: Tensor): Tensor {
-    x = add(x, this.attn.forward(this.norm1.forward(x)));
-    return add(x, this.mlp.forward(this.norm2.forward(x)));
-  }
-
-  forwardCached(x: Tensor, cache: KvCache, layer: number): Tensor {
-    x = add(x, this.attn.forwardCached(this.norm1.forward(x), cache, layer));
-    return add(x, this.mlp.forward(this.norm2.forward(x)));
-  }
-
-  emitDecode(b: DecodeProgramBuilder, s: DecodeScratch, slots: { k: number; v: number }): void {
-    this.norm1.emitDecode(b, s.x, s.xn);
-    this.attn.emitDecode(b, s, slots);
-    this.norm2.emitDecode(b, s.x, s.xn);
-    this.mlp.emitDecode(b, s);
-  }
-}
-
-/** The activations of one decode step (a decode program's own buffers). */
-interface DecodeScratch {
-  /** the residual stream (C) */
-  x: Float32Array;
-  /** normed x (C) */
-  xn: Float32Array;
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  /** GPT-2's fused q|k|v (C + 2 kv) */
-  qkv: Float32Array;
-  /** attention output (C) */
-  att: Float32Array;
-  /** MLP hidden (hidden), SwiGLU's second product */
-  h1: Float32Array;
-  h2: Float32Array;
-  logits: Float32Array;
-}
 
 /** A compiled decode program and, per layer, its KV slots and the cache arrays bound to them. */
 interface Decoder {
@@ -313,40 +63,63 @@ export interface ForwardResult {
   loss: Tensor | null;
 }
 
+export interface TransformerOptions {
+  /**
+   * Linear weights (and an untied lm_head) given as GGUF blocks instead of float tensors (see
+   * QuantizedWeight); such a model runs inference only, and parameters() refuses.
+   */
+  quantized?: QuantMap;
+  /** builds every linear layer (default: Linear); an adapter factory wraps them (layers.ts) */
+  layers?: LayerFactory;
+  /**
+   * A reference model (what shareBase() builds): hidden/forward always run without autograd, the
+   * constructor leaves the tensors' requiresGrad as they are (they may be another model's),
+   * namedParameters() reports nothing trainable, freeze() does nothing and unfreeze() refuses.
+   */
+  reference?: boolean;
+}
+
 export class Transformer {
   readonly config: ModelConfig;
+  /** the base model's float parameters by Hugging Face name (not registered heads/adapters) */
   readonly params: Params;
+  /** the base model's parameter table (parameterSpecs(config)) */
   readonly specs: ParamSpec[];
-  private readonly ctx: Context;
-  private readonly blocks: Block[];
+  /** quantized weights (inference only), by parameter name; these are absent from params */
+  readonly quantized: QuantMap;
+  /** see TransformerOptions.reference */
+  readonly reference: boolean;
+  readonly blocks: readonly Block[];
+  readonly finalNorm: Norm;
+  readonly lmHead: LmHead;
+  /**
+   * Decode single tokens with a compiled decode program (Backend.compileDecode: one call a token)
+   * instead of op by op; both give the same logits. Off only to compare the two. A model with a
+   * layer that cannot run inside a program (LinearLayer.decodeWeight() null) decodes op by op.
+   */
+  useDecodeProgram = true;
+  private readonly ctx: LayerContext;
   private readonly tokenEmbedding: Tensor | null;
   /** the token table kept quantized (GGUF Q8_0/Q4_0): lookups dequantize only their rows */
   private readonly tokenEmbeddingQuantized: QuantizedWeight | null;
   private readonly positionEmbedding: Tensor | null;
-  private readonly finalNorm: Norm;
-  private readonly head: Tensor | null;
-  private readonly headQuantized: QuantizedWeight | null;
-  /** quantized weights (inference only), by parameter name; these are absent from params */
-  readonly quantized: QuantMap;
-  /**
-   * Decode single tokens with a compiled decode program (Backend.compileDecode: one call a token)
-   * instead of op by op; both give the same logits. Off only to compare the two.
-   */
-  useDecodeProgram = true;
+  /** tensors registered after the base (heads, adapters), in registration order */
+  private readonly extras = new Map<string, { tensor: Tensor; decay: boolean }>();
   private decoder: Decoder | null = null;
+  /** the backend for which compiling met a layer that cannot run in a program */
+  private noProgramFor: Backend | null = null;
 
   /**
-   * Build around existing parameters (checked against the config), or initialise fresh ones.
-   * opts.quantized: Linear weights (and an untied lm_head) given as GGUF blocks instead of float
-   * tensors (see QuantizedWeight); such a model runs inference only (forwardCached, or forward
-   * under noGrad), and parameters() refuses.
+   * Build around existing parameters (checked against the config; every base tensor is made
+   * trainable, requiresGrad = true, unless opts.reference), or initialise fresh ones.
    */
-  constructor(config: ModelConfig, params: Params | Rng, opts: { quantized?: QuantMap } = {}) {
+  constructor(config: ModelConfig, params: Params | Rng, opts: TransformerOptions = {}) {
     this.config = validateConfig(config);
     this.specs = parameterSpecs(config);
     this.params = params instanceof Rng ? initParameters(config, params) : params;
     this.quantized = opts.quantized ?? new Map();
-    checkParameters(this.specs, this.params, this.quantized, config);
+    this.reference = opts.reference ?? false;
+    checkParameters(this.specs, this.params, this.quantized, config, !this.reference);
     const gpt2 = config.family === 'gpt2';
     this.ctx = {
       cfg: config,
@@ -355,15 +128,29 @@ export class Transformer {
       rng: new Rng(0),
       // built lazily, up to the positions a run reaches (a context of 10^8 costs nothing until used)
       rope: gpt2 ? null : ropeTables(config.blockSize, headDim(config), config.ropeTheta, 0),
+      factory: opts.layers ?? defaultLayers,
+      register: (name, tensor, o) => this.registerParameter(name, tensor, o),
     };
     const embName = gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight';
     this.tokenEmbeddingQuantized = this.quantized.get(embName) ?? null;
-    this.tokenEmbedding = this.tokenEmbeddingQuantized ? null : get(this.params, embName);
-    this.positionEmbedding = gpt2 ? get(this.params, 'transformer.wpe.weight') : null;
+    this.tokenEmbedding = this.tokenEmbeddingQuantized ? null : getParameter(this.params, embName);
+    this.positionEmbedding = gpt2 ? getParameter(this.params, 'transformer.wpe.weight') : null;
     this.blocks = Array.from({ length: config.nLayer }, (_, l) => new Block(this.params, l, this.ctx));
     this.finalNorm = new Norm(this.params, gpt2 ? 'transformer.ln_f' : 'model.norm', this.ctx);
-    this.headQuantized = config.tiedEmbeddings ? this.tokenEmbeddingQuantized : this.quantized.get('lm_head.weight') ?? null;
-    this.head = this.headQuantized ? null : config.tiedEmbeddings ? this.tokenEmbedding : get(this.params, 'lm_head.weight');
+    this.lmHead = new LmHead(config, this.params, this.quantized);
+  }
+
+  /**
+   * A reference model over the same base weights (the same Tensors and Float32Arrays, nothing
+   * copied; the default layers, so without this model's adapters or registered heads), for DPO's
+   * and PPO's frozen reference policy. It never records gradients (its hidden/forward run under
+   * noGrad), so it needs no requiresGrad flags of its own: freezing or unfreezing this model
+   * changes what this model trains, never what the reference computes. Sharing is right while the
+   * base is frozen (LoRA); when this model's base weights are trained, the reference sees the
+   * updates: give it a copy instead (new Transformer(config, copiedParams, { reference: true })).
+   */
+  shareBase(): Transformer {
+    return new Transformer(this.config, this.params, { quantized: this.quantized, reference: true });
   }
 
   /** (…shape, C) token embeddings, from the float table or the quantized one. */
@@ -376,10 +163,6 @@ export class Transformer {
     return out;
   }
 
-  private headForward(x: Tensor): Tensor {
-    return this.headQuantized ? quantizedLinear(x, this.headQuantized, null) : linear(x, this.head!, null, 'out_in');
-  }
-
   /** Training mode enables dropout, drawing masks from rng. */
   train(rng: Rng): void {
     this.ctx.training = true;
@@ -390,19 +173,84 @@ export class Transformer {
     this.ctx.training = false;
   }
 
-  /** Parameters in a fixed order (the order of the spec table). */
+  // ---------------------------------------------------------------------------------------------
+  // Named parameters
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Add a tensor this model holds beyond the base (a head's, an adapter's) under a Hugging Face
+   * style name. The name must be new (not a base parameter, quantized weight or registered one).
+   * Sets tensor.name and tensor.requiresGrad = trainable (default true; false on a reference model).
+   */
+  registerParameter(name: string, tensor: Tensor, opts: ParameterOptions): void {
+    if (this.params.has(name) || this.quantized.has(name) || this.specs.some((s) => s.name === name) || this.extras.has(name)) {
+      throw new LlmError(`cannot register parameter '${name}': the model already has a parameter of that name`);
+    }
+    for (const t of [...this.params.values(), ...[...this.extras.values()].map((e) => e.tensor)]) {
+      if (t === tensor) throw new LlmError(`cannot register parameter '${name}': that tensor is already the model's '${t.name}'`);
+    }
+    tensor.name = name;
+    tensor.requiresGrad = (opts.trainable ?? true) && !this.reference;
+    if (!tensor.requiresGrad) tensor.grad = null;
+    this.extras.set(name, { tensor, decay: opts.decay });
+  }
+
+  /**
+   * Every tensor the model holds, in a fixed order: the base parameters in parameterSpecs order
+   * (quantized weights excepted: they are in model.quantized), then registered ones in
+   * registration order. A tied LM head is the token embedding (one entry). Optimizers keep state
+   * for the trainable ones, keyed by name; checkpoints write them all.
+   */
+  namedParameters(): NamedParameter[] {
+    const out: NamedParameter[] = [];
+    const entry = (name: string, tensor: Tensor, decay: boolean): NamedParameter =>
+      ({ name, tensor, trainable: !this.reference && tensor.requiresGrad, decay });
+    for (const s of this.specs) if (!this.quantized.has(s.name)) out.push(entry(s.name, this.params.get(s.name)!, s.decay));
+    for (const [name, e] of this.extras) out.push(entry(name, e.tensor, e.decay));
+    return out;
+  }
+
+  /** The trainable tensors, in namedParameters() order (all of the base's unless frozen). */
   parameters(): Tensor[] {
     if (this.quantized.size > 0) {
       throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights and runs inference only; training and exporting need float weights (import the GGUF without keepQuantized)`);
     }
-    return this.specs.map((s) => this.params.get(s.name)!);
+    return this.namedParameters().filter((p) => p.trainable).map((p) => p.tensor);
   }
 
   /**
-   * tokens: (B, T) ids; targets: (B, T) next-token ids (IGNORE_INDEX rows are masked).
-   * lastOnly computes the head for the final position only (sampling).
+   * Stop training the parameters whose name passes `filter` (default: all): requiresGrad = false
+   * and their gradient buffers are dropped; a backward pass then allocates none for them. Shared
+   * tensors are one tensor: freezing 'transformer.wte.weight' also freezes a tied LM head.
+   * Takes effect for graphs recorded afterwards. On a reference model it does nothing.
    */
-  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: { lastOnly?: boolean } = {}): ForwardResult {
+  freeze(filter: (name: string) => boolean = () => true): void {
+    if (this.reference) return;
+    for (const p of this.namedParameters()) {
+      if (!filter(p.name)) continue;
+      p.tensor.requiresGrad = false;
+      p.tensor.grad = null;
+    }
+  }
+
+  /** Train again the parameters whose name passes `filter` (default: all). Refused on a reference model. */
+  unfreeze(filter: (name: string) => boolean = () => true): void {
+    if (this.reference) throw new LlmError('a reference model never trains (it may share its weights with the model being trained): unfreeze that model instead');
+    for (const p of this.namedParameters()) if (filter(p.name)) p.tensor.requiresGrad = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Forward passes
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * The trunk: tokens (B, T) -> hidden states (B, T, C) after the final norm, what every head
+   * reads. Dropout in training mode; without autograd each layer runs in a stage scope (one
+   * layer's activations held at a time). lastOnly keeps the final position only: (B, 1, C), no
+   * gradient through that selection (sampling).
+   */
+  hidden(tokens: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Tensor {
+    if (this.reference && isGradEnabled()) return noGrad(() => this.hidden(tokens, B, T, opts));
     const cfg = this.config;
     if (tokens.length !== B * T) throw new LlmError(`forward: ${tokens.length} tokens do not form a (${B}, ${T}) batch`);
     if (T > cfg.blockSize) throw new LlmError(`sequence of ${T} tokens is longer than the model's context of ${cfg.blockSize}`);
@@ -421,9 +269,18 @@ export class Transformer {
         x = withStageScope(() => block.forward(input), (y) => y.data);
       }
     }
-    if (opts.lastOnly) x = lastPosition(x, B, T);
-    x = this.finalNorm.forward(x);
-    const logits = this.headForward(x); // (B, T, V)
+    if (opts.lastOnly) x = lastPosition(x, B, T); // (B, 1, C)
+    return this.finalNorm.forward(x);
+  }
+
+  /**
+   * The language model: lmHead(hidden(tokens)). tokens: (B, T) ids; targets: (B, T) next-token
+   * ids (IGNORE_INDEX rows are masked). lastOnly computes the head for the final position only.
+   */
+  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: { lastOnly?: boolean } = {}): ForwardResult {
+    if (this.reference && isGradEnabled()) return noGrad(() => this.forward(tokens, B, T, targets, opts));
+    const h = this.hidden(tokens, B, T, opts); // (B, T, C)
+    const logits = this.lmHead.forward(h); // (B, T, V)
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss };
   }
@@ -446,7 +303,10 @@ export class Transformer {
     }
     const n = (opts.allLogits ? T : 1) * cfg.vocabSize;
     if (opts.out && opts.out.length < n) throw new LlmError(`forwardCached: the logits buffer holds ${opts.out.length} floats, ${n} needed`);
-    if (T === 1 && this.useDecodeProgram) return this.decodeOne(tokens[0], cache, opts.out);
+    if (T === 1 && this.useDecodeProgram && this.noProgramFor !== backend()) {
+      const logits = this.decodeOne(tokens[0], cache, opts.out);
+      if (logits) return logits;
+    }
     const training = this.ctx.training;
     this.ctx.training = false;
     try {
@@ -466,7 +326,7 @@ export class Transformer {
         cache.advance(T);
         if (!opts.allLogits) x = lastPosition(x, 1, T);
         x = this.finalNorm.forward(x);
-        const logits = this.headForward(x); // (1, T or 1, V)
+        const logits = this.lmHead.forward(x); // (1, T or 1, V)
         const out = opts.out ?? new Float32Array(n);
         out.set(logits.data.subarray(0, n));
         return out;
@@ -476,8 +336,28 @@ export class Transformer {
     }
   }
 
-  /** forwardCached of one token through the decode program (compiled on first use). */
-  private decodeOne(token: number, cache: KvCache, out?: Float32Array): Float32Array {
+  // ---------------------------------------------------------------------------------------------
+  // Decode program
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Forget the compiled decode program: the next single-token decode compiles a new one. Needed
+   * only when a layer's decodeWeight() would now return different arrays (an adapter merged into a
+   * weight of its own, or one that can now run in a program); in-place updates of the weights a
+   * program already reads need nothing.
+   */
+  resetDecodeProgram(): void {
+    this.decoder = null;
+    this.noProgramFor = null;
+  }
+
+  /** Every linear layer of the trunk (the factory's products), block by block. */
+  linears(): LinearLayer[] {
+    return this.blocks.flatMap((b) => b.linears());
+  }
+
+  /** forwardCached of one token through the decode program (compiled on first use); null when the model has none. */
+  private decodeOne(token: number, cache: KvCache, out?: Float32Array): Float32Array | null {
     const V = this.config.vocabSize;
     if (!Number.isInteger(token) || token < 0 || token >= V) {
       throw new LlmError(`embedding: token id ${token} at position 0 is outside the vocabulary [0, ${V})`);
@@ -485,8 +365,8 @@ export class Transformer {
     const pos = cache.pos;
     const tables = this.ctx.rope;
     if (tables) reserveRope(tables, pos + 1);
-    if (this.decoder?.backend !== backend()) this.decoder = this.compileDecoder();
-    const d = this.decoder;
+    const d = this.compiledDecoder();
+    if (!d) return null;
     if (tables && d.rope) {
       if (d.rope.boundCos !== tables.cos) d.runner.bind(d.rope.cos, (d.rope.boundCos = tables.cos));
       if (d.rope.boundSin !== tables.sin) d.runner.bind(d.rope.sin, (d.rope.boundSin = tables.sin));
@@ -504,10 +384,26 @@ export class Transformer {
     return logits;
   }
 
+  /** The program for the current backend, compiled when missing; null if a layer cannot run in one. */
+  private compiledDecoder(): Decoder | null {
+    const be = backend();
+    if (this.decoder?.backend === be) return this.decoder;
+    try {
+      this.decoder = this.compileDecoder();
+      return this.decoder;
+    } catch (err) {
+      if (!(err instanceof NoDecodeProgram)) throw err;
+      this.decoder = null;
+      this.noProgramFor = be;
+      return null;
+    }
+  }
+
   /**
    * The decode program of this model: the ops forwardCached runs for one token, emitted by the
    * same classes, over buffers of its own (activations, logits) and one slot per layer for the
-   * KV cache's keys and values (bound to a cache's arrays before each run).
+   * KV cache's keys and values (bound to a cache's arrays before each run). Throws NoDecodeProgram
+   * when a linear layer cannot run inside a program.
    */
   private compileDecoder(): Decoder {
     const cfg = this.config;
@@ -528,10 +424,7 @@ export class Transformer {
       return { ...slots, boundK: null, boundV: null };
     });
     this.finalNorm.emitDecode(b, s.x, s.xn);
-    const head: DecodeWeight = this.headQuantized
-      ? { data: this.headQuantized.blocks, type: weightTypeOf(this.headQuantized.type), N: this.headQuantized.rows, K: this.headQuantized.cols, bias: null }
-      : { data: this.head!.data, type: WeightType.F32, N: cfg.vocabSize, K: cfg.nEmbd, bias: null };
-    b.matvec(s.xn, [{ w: head, out: s.logits }]);
+    b.matvec(s.xn, [{ w: this.lmHead.decodeWeight(), out: s.logits }]);
     const be = backend();
     const t = this.ctx.rope;
     // the tables' indices (buf() gives an array already in the table its index)
@@ -557,7 +450,8 @@ function quantizable(spec: ParamSpec, cfg: ModelConfig): boolean {
   return /\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/.test(spec.name);
 }
 
-function checkParameters(specs: ParamSpec[], params: Params, quantized: QuantMap, cfg: ModelConfig): void {
+/** Check params (and quantized weights) against the spec table; name them, and make them trainable when asked. */
+function checkParameters(specs: ParamSpec[], params: Params, quantized: QuantMap, cfg: ModelConfig, trainable: boolean): void {
   for (const name of quantized.keys()) {
     const spec = specs.find((s) => s.name === name);
     if (!spec || !quantizable(spec, cfg)) throw new LlmError(`'${name}' cannot be a quantized weight (only Linear weights, the token embedding and an untied lm_head can)`);
@@ -577,6 +471,6 @@ function checkParameters(specs: ParamSpec[], params: Params, quantized: QuantMap
       throw new LlmError(`parameter '${s.name}' has shape [${t.shape.join(', ')}] but the config needs [${s.shape.join(', ')}]`);
     }
     t.name = s.name;
-    t.requiresGrad = true;
+    if (trainable) t.requiresGrad = true;
   }
 }

@@ -107,11 +107,17 @@ export class Tensor {
     return this.data[0];
   }
 
-  /** The gradient buffer, allocated (zeros) on first use. */
+  /**
+   * The gradient buffer, allocated (zeros) on first use. A leaf that does not require grad (a
+   * frozen parameter) never gets one: ops skip such inputs, and should a recorded graph still
+   * reach it (frozen after the forward pass), it gets a throwaway buffer, not a .grad.
+   */
   ensureGrad(): Float32Array {
-    // a leaf's gradient (a parameter's) outlives the step; an intermediate's is scoped
-    if (this.grad === null) this.grad = this.backwardFn === null ? allocPersistentFloats(this.size) : allocFloats(this.size);
-    return this.grad;
+    if (this.grad !== null) return this.grad;
+    // an intermediate's gradient is scoped; a leaf's (a parameter's) outlives the step
+    if (this.backwardFn !== null) return (this.grad = allocFloats(this.size));
+    if (!this.requiresGrad) return allocFloats(this.size);
+    return (this.grad = allocPersistentFloats(this.size));
   }
 
   zeroGrad(): void {

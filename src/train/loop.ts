@@ -26,6 +26,7 @@
  * tokensPerSec, ...objective metrics, rss, time }`, and one per evaluation, `{ type: 'eval',
  * step, ...evaluate() }`; loss.svg draws `loss` and any `valLoss`.
  */
+import type { NamedParameter } from '../model/parameters.js';
 import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
 import { noGrad, scale, withBufferScope, type Tensor } from '../tensor/index.js';
@@ -88,28 +89,12 @@ export interface Objective<B, E extends Record<string, number> = Record<string, 
 
 // ---- parameters ---------------------------------------------------------------------------------
 
-/** A model parameter as the loop sees it: trainable ones are optimised, all are checkpointed. */
-export interface NamedParameter {
-  name: string;
-  tensor: Tensor;
-  trainable: boolean;
-  decay: boolean;
-}
+export type { NamedParameter } from '../model/parameters.js';
 
-/**
- * ADAPTER until every build has `model.namedParameters()` (src/model/transformer.ts; base
- * parameters in spec order, then registered heads/adapters): when it is committed, the body is
- * `model.parameters(); return model.namedParameters();`. Until then a model without it reports
- * the config's base table (parameterSpecs), trainable as their requiresGrad says.
- */
+/** The model's parameters (base in spec order, then registered heads/adapters); refuses a quantized model. */
 export function namedParameters(model: Transformer): NamedParameter[] {
   model.parameters(); // refuses a quantized (inference-only) model with its own message
-  const m = model as Transformer & { namedParameters?: () => NamedParameter[] };
-  if (typeof m.namedParameters === 'function') return m.namedParameters();
-  return model.specs.map((s) => {
-    const tensor = model.params.get(s.name)!;
-    return { name: s.name, tensor, trainable: tensor.requiresGrad, decay: s.decay };
-  });
+  return model.namedParameters();
 }
 
 // ---- the loop -----------------------------------------------------------------------------------
