@@ -38,7 +38,7 @@ import { scaledModel, tinyGpt2 } from '../helpers/tiny-model.js';
 import { tinySentencePiece } from '../helpers/tiny-sentencepiece.js';
 import { trainingText } from '../helpers/tiny-run.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { importNodeLlamaCpp, NODE_LLAMA_CPP_SKIP, nodeLlamaCppEntry } from '../helpers/node-llama-cpp.js';
+import { importNodeLlamaCpp, llamaCppGreedy, NODE_LLAMA_CPP_SKIP, nodeLlamaCppEntry } from '../helpers/node-llama-cpp.js';
 
 const dir = tmpDir('char-export');
 
@@ -240,13 +240,7 @@ describe('llama.cpp reads the char GGUF (node-llama-cpp, optional)', () => {
       const back = importGgufModel(exp.gguf);
       const ours: number[] = [];
       for (const t of generateCached(new Transformer(back.config, back.params), prompt, { maxTokens: n, temperature: 0, topK: 0, seed: 1 })) ours.push(t.id);
-      const context = await lm.createContext({ contextSize: 64, threads: 1 });
-      const theirs: number[] = [];
-      for await (const t of context.getSequence().evaluate(prompt, { temperature: 0 })) {
-        theirs.push(t);
-        if (theirs.length >= n) break;
-      }
-      await context.dispose();
+      const theirs = await llamaCppGreedy(lm, prompt, n);
       assert.deepEqual(theirs, ours);
     } finally {
       await lm.dispose();

@@ -13,7 +13,7 @@ import type { ModelConfig } from '../../src/model/config.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { trainBpe, bpeTokenizerFromTrained } from '../../src/tokenizer/bpe-train.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { importNodeLlamaCpp, NODE_LLAMA_CPP_SKIP, nodeLlamaCppEntry } from '../helpers/node-llama-cpp.js';
+import { importNodeLlamaCpp, llamaCppGreedy, NODE_LLAMA_CPP_SKIP, nodeLlamaCppEntry } from '../helpers/node-llama-cpp.js';
 import { scaledModel } from '../helpers/tiny-model.js';
 
 
@@ -40,13 +40,7 @@ describe('llama.cpp agreement (node-llama-cpp, optional)', () => {
       const { getLlama } = await importNodeLlamaCpp(entry!);
       const llama = await getLlama({ gpu: false, build: 'never' });
       const lm = await llama.loadModel({ modelPath: file });
-      const context = await lm.createContext({ contextSize: 64, threads: 1 });
-      const theirs: number[] = [];
-      for await (const t of context.getSequence().evaluate(prompt, { temperature: 0 })) {
-        theirs.push(t);
-        if (theirs.length >= n) break;
-      }
-      await context.dispose();
+      const theirs = await llamaCppGreedy(lm, prompt, n);
       await lm.dispose();
       assert.deepEqual(ours, theirs);
     });

@@ -43,3 +43,20 @@ export const NODE_LLAMA_CPP_SKIP = 'node-llama-cpp not installed (npm --prefix b
 export async function importNodeLlamaCpp(entry: string): Promise<NodeLlamaCpp> {
   return (await import(pathToFileURL(entry).href)) as NodeLlamaCpp;
 }
+
+type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
+
+/** llama.cpp's first `n` greedy tokens after `prompt` (a 64-token context, one thread). */
+export async function llamaCppGreedy(lm: LlamaModel, prompt: number[], n: number): Promise<number[]> {
+  const context = await lm.createContext({ contextSize: 64, threads: 1 });
+  const tokens: number[] = [];
+  try {
+    for await (const t of context.getSequence().evaluate(prompt, { temperature: 0 })) {
+      tokens.push(t);
+      if (tokens.length >= n) break;
+    }
+  } finally {
+    await context.dispose();
+  }
+  return tokens;
+}
