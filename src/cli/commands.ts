@@ -30,5 +30,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   tokenizer: async () => import('./tokenizer.js').then((m) => m.TOKENIZER),
   convert: async () => import('./convert.js').then((m) => m.CONVERT),
   info: async () => import('./info.js').then((m) => m.INFO),
+  sft: async () => import('./sft.js').then((m) => m.SFT),
 };
 

@@ -30,6 +30,7 @@ Commands:
   tokenizer train a byte-level BPE tokenizer; encode and decode text with any tokenizer
   convert   convert a model to GGUF (f32, f16, q8_0, q4_0), a Hugging Face directory or llama2.c
   info      describe a model file: architecture, sizes, tensor types, tokenizer
+  sft       supervised fine-tuning on prompt/response data (loss on the responses only)
 
 Run 'llmts <command> --help' for the flags of a command. Every command takes --debug (stack
 traces on errors); those that compute take -t N (threads). 'llmts --version' prints the version.

@@ -1,0 +1,290 @@
+/**
+ * Supervised fine-tuning (SFT) as an Objective of the shared TrainingLoop: every example is
+ * rendered once to token ids and a loss mask (1 on what the model should learn to write), cut
+ * to a maximum length, and drawn in shuffled epochs; the loss is the mean cross-entropy over the
+ * trained target tokens only (TRL's SFTTrainer with assistant-only / completion-only loss).
+ *
+ *   const { rendered, truncated, dropped } = renderSftExamples(examples, lines, tokenizer, template, { maxLength: 256 });
+ *   const split = splitTrainEval(rendered, { fraction: 0.05, key: (r) => r.key });
+ *   const objective = new SftObjective(split.train, split.eval, { batchSize: 8, seed: 1337, padId: 0 });
+ *   const loop = new TrainingLoop(model, objective, options, { tokenizer });
+ *   await loop.run();   // metrics.jsonl: { type: 'eval', step, trainLoss, valLoss }
+ *
+ * Rendering: chat examples through the chat template (renderConversation: mask 1 on the
+ * assistant answers and their end-of-turn), completion examples as plain text
+ * (renderPromptCompletion with no template: mask 1 on the completion and EOS), text examples
+ * with every token trained (and EOS when the tokenizer has one). lossOn 'all' trains on every
+ * token. An example longer than maxLength keeps its first maxLength tokens (counted as
+ * truncated); one left with no trained token after the cut is dropped (counted as dropped).
+ *
+ * Batches: `batchSize` examples in the order of a per-epoch shuffle, right-padded to the longest
+ * in the batch. Inputs are ids[0 .. L-2], targets ids[1 .. L-1] where the mask of the *target*
+ * position is 1, IGNORE_INDEX elsewhere (padding included): position t learns ids[t+1] only when
+ * ids[t+1] is a trained token. The permutation of an epoch comes from a seed drawn from the
+ * loop's rng at the epoch's start; state() is { epoch, position, epochSeed }, so a resumed run
+ * draws the very same batches. weight(batch) is its trained target tokens, so gradient
+ * accumulation averages over tokens, not micro-batches.
+ *
+ * Evaluation is deterministic: valLoss is the token-weighted mean loss over the held-out
+ * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
+ * batches of training examples picked by a generator seeded by (seed, step).
+ */
+import { crossEntropy, IGNORE_INDEX } from '../tensor/index.js';
+import type { Transformer } from '../model/transformer.js';
+import type { EvalContext, Objective, ObjectiveLoss } from '../train/loop.js';
+import type { ChatTemplate } from '../chat/template.js';
+import { renderConversation, renderPromptCompletion } from '../chat/render.js';
+import type { ChatTokenizer } from '../chat/encode.js';
+import type { SftExample } from '../data/sft-examples.js';
+import { LlmError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+
+/** One example ready for training. */
+export interface RenderedExample {
+  ids: Int32Array;
+  /** 1 where the token is trained (as a target), per position of ids */
+  lossMask: Uint8Array;
+  /** the line of the data file the example's row starts on (for messages) */
+  line: number;
+  /** what decides the example's side of the train/eval split (its content) */
+  key: string;
+}
+
+export type LossOn = 'response' | 'all';
+
+export interface RenderSftOptions {
+  /** tokens per example at most (the model's context or less) */
+  maxLength: number;
+  /** 'response' (default): the mask of the rendering; 'all': every token */
+  lossOn?: LossOn;
+}
+
+export interface RenderSftResult {
+  rendered: RenderedExample[];
+  /** examples cut to maxLength (kept) */
+  truncated: number;
+  /** examples left out because the cut removed every trained token; their lines */
+  dropped: number[];
+}
+
+/** The trained target tokens of ids/mask: mask 1 on positions 1.. (position 0 is never a target). */
+export function trainedTargets(lossMask: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 1; i < lossMask.length; i++) if (lossMask[i] === 1) n++;
+  return n;
+}
+
+/** One example as ids and loss mask (before truncation). */
+export function renderSftExample(tokenizer: ChatTokenizer, template: ChatTemplate, example: SftExample): { ids: number[]; lossMask: Uint8Array } {
+  switch (example.kind) {
+    case 'chat':
+      return renderConversation(tokenizer, template, example.messages);
+    case 'completion':
+      return renderPromptCompletion(tokenizer, null, example.prompt, example.completion);
+    case 'text': {
+      const ids = tokenizer.encode(example.text, { allowedSpecial: 'none' });
+      if (tokenizer.eosId !== undefined) ids.push(tokenizer.eosId);
+      return { ids, lossMask: new Uint8Array(ids.length).fill(1) };
+    }
+  }
+}
+
+/** Every example rendered, cut to maxLength; see the file comment. */
+export function renderSftExamples(
+  examples: readonly SftExample[], lines: readonly number[], tokenizer: ChatTokenizer, template: ChatTemplate, opts: RenderSftOptions,
+): RenderSftResult {
+  if (!(Number.isInteger(opts.maxLength) && opts.maxLength >= 2)) throw new LlmError(`the maximum length must be an integer >= 2 tokens, not ${opts.maxLength}`);
+  const rendered: RenderedExample[] = [];
+  const dropped: number[] = [];
+  let truncated = 0;
+  examples.forEach((example, i) => {
+    const line = lines[i] ?? i + 1;
+    let out;
+    try {
+      out = renderSftExample(tokenizer, template, example);
+    } catch (err) {
+      if (err instanceof LlmError) throw new LlmError(`line ${line}: ${err.message}`);
+      throw err;
+    }
+    let ids = out.ids;
+    let mask = opts.lossOn === 'all' ? new Uint8Array(ids.length).fill(1) : out.lossMask;
+    if (ids.length > opts.maxLength) {
+      truncated++;
+      ids = ids.slice(0, opts.maxLength);
+      mask = mask.slice(0, opts.maxLength);
+    }
+    if (trainedTargets(mask) === 0) {
+      dropped.push(line);
+      return;
+    }
+    rendered.push({ ids: Int32Array.from(ids), lossMask: mask, line, key: JSON.stringify(example) });
+  });
+  return { rendered, truncated, dropped };
+}
+
+/** One micro-batch: (B, T) inputs and targets, row-major; targets IGNORE_INDEX where not trained. */
+export interface SftBatch {
+  x: Int32Array;
+  y: Int32Array;
+  B: number;
+  T: number;
+  /** targets that are not IGNORE_INDEX */
+  targetTokens: number;
+  /** the data-file lines of the batch's examples */
+  lines: number[];
+}
+
+/** Inputs and shifted, masked targets of these examples, right-padded with padId to the longest. */
+export function makeSftBatch(examples: readonly RenderedExample[], padId: number): SftBatch {
+  if (examples.length === 0) throw new LlmError('an SFT batch needs at least one example');
+  const B = examples.length;
+  let T = 1;
+  for (const e of examples) T = Math.max(T, e.ids.length - 1);
+  const x = new Int32Array(B * T).fill(padId);
+  const y = new Int32Array(B * T).fill(IGNORE_INDEX);
+  let targetTokens = 0;
+  examples.forEach((e, b) => {
+    const n = e.ids.length - 1;
+    for (let t = 0; t < n; t++) {
+      x[b * T + t] = e.ids[t];
+      if (e.lossMask[t + 1] === 1) {
+        y[b * T + t] = e.ids[t + 1];
+        targetTokens++;
+      }
+    }
+    if (n === 0) x[b * T] = e.ids[0];
+  });
+  return { x, y, B, T, targetTokens, lines: examples.map((e) => e.line) };
+}
+
+export interface SftObjectiveOptions {
+  /** examples per micro-batch */
+  batchSize: number;
+  /** seeds the evaluation's choice of training batches (with the step) */
+  seed: number;
+  /** the input id of padding positions (never a target) */
+  padId: number;
+}
+
+/** Where the epoch order stands: state() / restore(). */
+export interface SftState {
+  epoch: number;
+  /** examples of this epoch's order already drawn */
+  position: number;
+  /** seeds this epoch's permutation (drawn from the loop's rng when the epoch started) */
+  epochSeed: number;
+}
+
+/** valLoss is absent when nothing is held out. */
+export type SftEval = { trainLoss: number; valLoss: number };
+
+export class SftObjective implements Objective<SftBatch, SftEval> {
+  readonly name = 'sft';
+  private epoch = 0;
+  private position = 0;
+  private epochSeed = 0;
+  private order: Uint32Array | null = null;
+
+  constructor(readonly train: readonly RenderedExample[], readonly held: readonly RenderedExample[], readonly opts: SftObjectiveOptions) {
+    if (train.length === 0) throw new LlmError('no training examples are left (after the eval split, and dropping examples with nothing to learn)');
+    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) throw new LlmError(`the batch size must be a positive integer, not ${opts.batchSize}`);
+  }
+
+  /** Completed passes over the training examples (fractional). */
+  get epochs(): number {
+    return this.epoch + this.position / this.train.length;
+  }
+
+  nextBatch(rng: Rng): SftBatch {
+    const picked: RenderedExample[] = [];
+    while (picked.length < this.opts.batchSize) {
+      if (this.order === null || this.position >= this.train.length) {
+        if (this.order !== null) {
+          this.epoch++;
+          this.position = 0;
+        }
+        this.epochSeed = rng.nextU32();
+        this.order = permutation(this.train.length, this.epochSeed);
+      }
+      picked.push(this.train[this.order[this.position++]]);
+    }
+    return makeSftBatch(picked, this.opts.padId);
+  }
+
+  weight(batch: SftBatch): number {
+    if (batch.targetTokens === 0) {
+      throw new LlmError(`an SFT batch has no trained tokens (the examples of lines ${batch.lines.join(', ')}); every example needs at least one response token after truncation`);
+    }
+    return batch.targetTokens;
+  }
+
+  loss(model: Transformer, batch: SftBatch): ObjectiveLoss {
+    if (batch.targetTokens === 0) this.weight(batch);
+    const { logits } = model.forward(batch.x, batch.B, batch.T);
+    return { loss: crossEntropy(logits, batch.y), tokens: batch.B * batch.T };
+  }
+
+  evaluate(model: Transformer, { step, iters }: EvalContext): SftEval {
+    const B = this.opts.batchSize;
+    const rng = new Rng(this.opts.seed * 1000003 + step);
+    const trainPick: RenderedExample[] = [];
+    const n = Math.min(iters * B, this.train.length);
+    for (let i = 0; i < n; i++) trainPick.push(this.train[rng.int(this.train.length)]);
+    const trainLoss = meanLoss(model, trainPick, B, this.opts.padId);
+    const out = { trainLoss } as SftEval;
+    if (this.held.length > 0) out.valLoss = meanLoss(model, this.held.slice(0, iters * B), B, this.opts.padId);
+    return out; // no held-out split: no valLoss
+  }
+
+  /** Token-weighted mean response loss over all held-out examples (deterministic). */
+  validationLoss(model: Transformer): number {
+    return meanLoss(model, this.held, this.opts.batchSize, this.opts.padId);
+  }
+
+  state(): SftState {
+    return { epoch: this.epoch, position: this.position, epochSeed: this.epochSeed };
+  }
+
+  restore(state: unknown): void {
+    if (state === undefined) return;
+    const s = state as Partial<SftState>;
+    if (typeof s.epoch !== 'number' || typeof s.position !== 'number' || typeof s.epochSeed !== 'number') {
+      throw new LlmError('the checkpoint\'s SFT state is not { epoch, position, epochSeed }');
+    }
+    if (s.position > this.train.length) {
+      throw new LlmError(`the checkpoint stopped at example ${s.position} of an epoch, but the data now has ${this.train.length} training examples; resume with the same data`);
+    }
+    this.epoch = s.epoch;
+    this.position = s.position;
+    this.epochSeed = s.epochSeed;
+    this.order = s.position === 0 && s.epoch === 0 && s.epochSeed === 0 ? null : permutation(this.train.length, s.epochSeed);
+  }
+}
+
+/** Token-weighted mean loss over the trained targets of `examples`, in batches of B (no autograd expected). */
+export function meanLoss(model: Transformer, examples: readonly RenderedExample[], B: number, padId: number): number {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < examples.length; i += B) {
+    const batch = makeSftBatch(examples.slice(i, i + B), padId);
+    if (batch.targetTokens === 0) continue;
+    const { logits } = model.forward(batch.x, batch.B, batch.T);
+    sum += crossEntropy(logits, batch.y, { reduction: 'sum' }).item();
+    count += batch.targetTokens;
+  }
+  return count > 0 ? sum / count : NaN;
+}
+
+/** A Fisher-Yates permutation of 0..n-1 from a seed. */
+export function permutation(n: number, seed: number): Uint32Array {
+  const rng = new Rng(seed);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
