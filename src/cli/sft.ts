@@ -3,22 +3,27 @@
  * chat, prompt-completion or text data, with the loss on the responses only. The model is any
  * file llmts run reads (GGUF weights are dequantized to float32); the result is a training run
  * directory (ckpt.safetensors, metrics.jsonl, loss.svg) that llmts run and llmts chat load, and
- * that --resume continues exactly.
+ * that --resume continues exactly. With --lora the base is frozen and LoRA adapters are trained; the
+ * run also writes the adapter in PEFT's layout (DIR/adapter) and the merged model (DIR/merged).
  *
  *   llmts sft -m out/base --data alpaca.jsonl -o out/sft
  *   llmts chat out/sft
  */
-import { existsSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { describeBackend } from '../backend/index.js';
 import { CHAT_TEMPLATE_NAMES, chatTemplate, chooseModelChatTemplate, jinjaChatTemplate, type ChatTemplate, type ChatTemplateName } from '../chat/index.js';
 import { loadSftExamples, parseSftFormat, SFT_FORMATS, type SftFormat } from '../data/sft-examples.js';
 import { badRowsReport, ON_BAD_ROW_CHOICES, parseOnBadRow, type OnBadRow } from '../data/rows.js';
 import { parseEvalSplit, splitTrainEval } from '../data/split.js';
-import { loadCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
+import { saveLoraAdapter } from '../formats/peft.js';
 import { loadAnyModel } from '../formats/load-model.js';
 import { SftObjective, renderSftExamples, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
+import { LORA_MODULES, loraLayers, mergeLora, trainableParameterCount } from '../model/lora.js';
 import { countParameters } from '../model/parameters.js';
+import type { Tensor } from '../tensor/index.js';
+import { Rng } from '../util/rng.js';
 import { Transformer } from '../model/transformer.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { TrainingLoop } from '../train/loop.js';
@@ -42,9 +47,22 @@ export interface SftOptions extends TrainOptions {
   maxLength: number;
   evalSplit: number;
   lossOn: LossOn;
+  /** --lora: train a LoRA adapter on the frozen base (absent: every weight trained) */
+  lora?: SftLoraOptions;
+}
+
+/** The LoRA settings of an sft run (saved with the run, so --resume rebuilds the same layers). */
+export interface SftLoraOptions {
+  r: number;
+  alpha: number;
+  dropout: number;
+  targets: string[];
+  rslora: boolean;
 }
 
 const D = 'Data and output';
+const L = 'LoRA';
+const LORA_FLAGS = ['lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'rslora'];
 
 const SFT_SPEC: CommandSpec = {
   name: 'sft',
@@ -53,7 +71,8 @@ const SFT_SPEC: CommandSpec = {
 or text data (JSONL or a JSON array), with the loss on the responses only. MODEL is anything
 llmts run reads, with float weights (GGUF Q8_0/Q4_0 are dequantized). Writes a checkpoint,
 metrics.jsonl and loss.svg to --out that llmts run and llmts chat load, and resumes exactly where
-it stopped (Ctrl-C writes a checkpoint first).`,
+it stopped (Ctrl-C writes a checkpoint first). With --lora only LoRA adapters on the frozen model
+train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmts chat should load).`,
   flags: [
     { name: 'model', short: 'm', kind: 'string', value: 'PATH', help: 'the model to fine-tune (or give it as the positional MODEL)', group: D },
     { name: 'data', kind: 'string', value: 'PATH', help: 'SFT data file: one JSON object per line, or a JSON array (required)', group: D },
@@ -66,6 +85,12 @@ it stopped (Ctrl-C writes a checkpoint first).`,
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'run directory: checkpoint, metrics.jsonl, loss.svg (required)', group: D },
     { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: D },
     { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out', group: D },
+    { name: 'lora', kind: 'boolean', help: 'train a LoRA adapter on the frozen model instead of every weight; also writes DIR/adapter (PEFT) and DIR/merged', group: L },
+    { name: 'lora-r', kind: 'integer', min: 1, default: 8, help: 'LoRA rank', group: L },
+    { name: 'lora-alpha', kind: 'number', above: 0, default: 16, help: 'LoRA scaling numerator (scaling alpha/r)', group: L },
+    { name: 'lora-dropout', kind: 'number', min: 0, default: 0.05, help: "dropout on the adapters' input, in [0, 1)", group: L },
+    { name: 'lora-targets', kind: 'string', value: 'LIST', defaultText: 'every attention and MLP projection', help: 'comma list of modules to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (Llama); c_attn,c_proj,c_fc (GPT-2)', group: L },
+    { name: 'rslora', kind: 'boolean', help: 'rank-stabilised LoRA scaling alpha/sqrt(r)', group: L },
     ...trainLoopFlags({ maxIters: 200, batchSize: 8, lr: 2e-5, weightDecay: 0, beta2: 0.999, evalInterval: 50, evalIters: 10 }),
     THREADS_FLAG,
   ],
@@ -76,10 +101,11 @@ is the mean over its response tokens.
 
   llmts sft -m out/base --data alpaca.jsonl -o out/sft --max-iters 500
   llmts sft -m model.gguf --data chats.jsonl --template chatml -o out/chat-sft
-  llmts sft -o out/sft --resume --max-iters 1000       # train a finished run further`,
+  llmts sft -o out/sft --resume --max-iters 1000       # train a finished run further
+  llmts sft -m out/base --data alpaca.jsonl -o out/lora --lora --lr 2e-4   # then: llmts chat out/lora/merged`,
 };
 
-const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg'];
+const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
 const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
@@ -109,14 +135,19 @@ async function sftCommand(f: Flags): Promise<void> {
   const objective = new SftObjective(split.train, split.eval, { batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0 });
   const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss` });
 
-  for (const name of setup.replace ?? []) rmSync(join(outDir, name), { force: true }); // --overwrite, now that the new run is ready
+  for (const name of setup.replace ?? []) rmSync(join(outDir, name), { force: true, recursive: true }); // --overwrite, now that the new run is ready
   const cfg = model.config;
   if (loop.step >= options.maxIters) {
     log(`nothing to do: the run in ${outDir} finished at step ${loop.step} of ${options.maxIters}; raise --max-iters to train it further, e.g. --max-iters ${loop.step * 2}`);
     return;
   }
+  const counts = trainableParameterCount(model);
+  const trained = options.lora
+    ? `LoRA r ${options.lora.r}, alpha ${options.lora.alpha}${options.lora.rslora ? ' (rsLoRA)' : ''}, dropout ${options.lora.dropout} on ${options.lora.targets.join(',')}: ` +
+      `${counts.trainable} of ${counts.total} parameters trained (${(100 * counts.fraction).toFixed(3)}%)`
+    : 'all trained';
   log(`model: ${options.model}: ${cfg.family} ${cfg.nLayer} layers, ${cfg.nHead} heads (${cfg.nKvHead} kv), dim ${cfg.nEmbd}, ` +
-    `context ${cfg.blockSize}, vocab ${cfg.vocabSize}: ${(countParameters(cfg) / 1e6).toFixed(2)}M parameters, all trained`);
+    `context ${cfg.blockSize}, vocab ${cfg.vocabSize}: ${(countParameters(cfg) / 1e6).toFixed(2)}M parameters, ${trained}`);
   log(`data: ${options.data}: ${loaded.format}, ${loaded.rows} rows, ${loaded.bad.length} bad; ${rendered.length} examples: ${split.train.length} train / ${split.eval.length} eval; ` +
     `${truncated} truncated to ${options.maxLength} tokens, ${dropped.length} dropped (no response token left)`);
   if (report) process.stderr.write(`llmts sft: ${report}\n`);
@@ -161,7 +192,51 @@ async function sftCommand(f: Flags): Promise<void> {
   const val = split.eval.length > 0 ? objective.validationLoss(model) : NaN;
   log(`final: step ${loop.step}, epoch ${objective.epochs.toFixed(2)}, response val loss ${Number.isNaN(val) ? 'n/a (no eval split)' : val.toFixed(4)}` +
     (split.eval.length > 0 ? ` (over all ${split.eval.length} held-out examples)` : ''));
+  if (options.lora) {
+    const adapterDir = join(outDir, 'adapter');
+    saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: options.model });
+    const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
+    writeMerged(model, tokenizer, mergedPath);
+    log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}`);
+    log(`try it: llmts chat ${join(outDir, 'merged')}   (${outDir} itself holds the base weights and the adapter; llmts run ${outDir} runs the base only)`);
+    return;
+  }
   log(`try it: llmts chat ${outDir}`);
+}
+
+/** Fold the adapters into the base weights and save those alone (no optimizer state) at path. */
+function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string): void {
+  mergeLora(model);
+  const params = new Map<string, Tensor>();
+  for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+  mkdirSync(dirname(path), { recursive: true });
+  saveCheckpoint(path, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: 'llmts sft --lora' } });
+}
+
+/** The --lora flags as saved options (undefined without --lora; LoRA flags without it are refused). */
+function loraOptions(f: Flags, family: keyof typeof LORA_MODULES): SftLoraOptions | undefined {
+  if (!f.bool('lora')) {
+    const stray = LORA_FLAGS.find((name) => f.has(name));
+    if (stray !== undefined) throw new LlmError(`${f.typed(stray)} sets up LoRA training: give --lora too`);
+    return undefined;
+  }
+  const dropout = f.number('lora-dropout')!;
+  if (!(dropout < 1)) throw new LlmError(`${f.typed('lora-dropout')} ${dropout}: give a dropout in [0, 1)`);
+  const list = f.string('lora-targets');
+  const targets = list === undefined ? [...LORA_MODULES[family]] : [...new Set(list.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
+  if (targets.length === 0) throw new LlmError(`${f.typed('lora-targets')}: give at least one module, e.g. ${LORA_MODULES[family].join(',')}`);
+  const known = LORA_MODULES[family];
+  const other = targets.find((t) => !known.includes(t));
+  if (other !== undefined) throw new LlmError(`${f.typed('lora-targets')}: '${other}' is not a linear module of a ${family} model (its modules: ${known.join(', ')})`);
+  return { r: f.number('lora-r')!, alpha: f.number('lora-alpha')!, dropout, targets, rslora: f.bool('rslora') };
+}
+
+/** The model over these base weights, with LoRA layers when the run has them (base frozen, adapters seeded by the run's seed). */
+function buildModel(config: CheckpointData['config'], params: Map<string, Tensor>, lora: SftLoraOptions | undefined, seed: number): Transformer {
+  if (!lora) return new Transformer(config, params);
+  const model = new Transformer(config, params, { layers: loraLayers({ ...lora, rng: new Rng(seed) }) });
+  model.freeze((n) => !n.includes('.lora_'));
+  return model;
 }
 
 export const SFT: CommandModule = { spec: SFT_SPEC, run: sftCommand };
@@ -183,7 +258,8 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const loaded = await loadAnyModel(path, { keepQuantized: false });
   if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; fine-tuning needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
   const tokenizer = loaded.tokenizer;
-  const model = new Transformer(loaded.config, loaded.params);
+  const lora = loraOptions(f, loaded.config.family);
+  const model = buildModel(loaded.config, loaded.params, lora, f.number('seed')!);
   const context = model.config.blockSize;
   const maxLength = f.number('max-length') ?? context;
   if (maxLength > context) throw new LlmError(`${f.typed('max-length')} ${maxLength}: the model's context holds ${context} tokens; give at most that`);
@@ -208,6 +284,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
     model: path, data, format, onBadRow, template: templateName, templateSource, maxLength, evalSplit,
     lossOn: f.string('loss-on') as LossOn,
   };
+  if (lora) options.lora = lora;
   return { model, tokenizer, template, templateNote: note, options, replace: existing };
 }
 
@@ -229,6 +306,15 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   const template = options.template === 'jinja'
     ? jinjaChatTemplate(options.templateSource ?? '', tokenizer)
     : chatTemplate(options.template as ChatTemplateName);
-  const model = new Transformer(checkpoint.config, checkpoint.params);
+  const model = buildModel(checkpoint.config, checkpoint.params, options.lora, options.seed);
+  if (options.lora) {
+    // the adapters come back from the checkpoint's extras, by name, bit for bit
+    for (const p of model.namedParameters()) {
+      if (checkpoint.params.has(p.name)) continue;
+      const saved = checkpoint.extras.get(p.name);
+      if (!saved || saved.size !== p.tensor.size) throw new LlmError(`--resume: ${path} lacks the LoRA tensor '${p.name}' of its run (or holds it in another shape)`);
+      p.tensor.data.set(saved.data);
+    }
+  }
   return { model, tokenizer, template, templateNote: `${options.template} (saved with the run)`, options, checkpoint };
 }

@@ -4,11 +4,12 @@
  * held-out response loss falls by far more than half and greedy answers to held-out words are
  * mostly exact. Bad rows are reported with their line; a stopped and resumed run ends
  * bit-identical to an uninterrupted one; the run directory loads in llmts run; --help lists
- * every flag.
+ * every flag. With --lora only the adapters train (base weights bit-equal to the input), the PEFT
+ * adapter and the merged checkpoint reproduce the run's model, and --resume is bit-exact too.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chatTemplate, encodeChat } from '../../src/chat/index.js';
 import { SFT } from '../../src/cli/sft.js';
@@ -18,6 +19,7 @@ import { splitTrainEval } from '../../src/data/split.js';
 import { meanLoss, renderSftExamples } from '../../src/finetune/sft.js';
 import { loadCheckpoint, saveCheckpoint } from '../../src/formats/checkpoint.js';
 import { loadAnyModel } from '../../src/formats/load-model.js';
+import { loadLoraAdapter } from '../../src/formats/peft.js';
 import { generateTokens } from '../../src/generate/generate.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { noGrad } from '../../src/tensor/index.js';
@@ -143,5 +145,53 @@ describe('llmts sft', () => {
     for (const [name, t] of a.params) assert.deepEqual(b.params.get(name)!.data, t.data, name);
     assert.deepEqual((b.trainer as { objectiveState: unknown }).objectiveState, (a.trainer as { objectiveState: unknown }).objectiveState);
     assert.ok(readFileSync(join(parts, 'loss.svg'), 'utf8').includes('<svg'));
+  });
+
+  it('--lora trains only the adapters; adapter/ and merged/ reproduce the model; --resume is bit-exact', async (t) => {
+    const lora = ['--lora', '--lora-r', '8', '--lr', '1e-2', '--eval-interval', '10', '--eval-iters', '2', '-b', '8', '--decay-iters', '20', '--warmup-iters', '2'];
+    const COMMON_LORA = COMMON.filter((_, i) => COMMON[i] !== '--lr' && COMMON[i - 1] !== '--lr');
+    const whole = join(dir, 'lora-whole');
+    const r = runCli(['sft', ...COMMON_LORA, ...lora, '-o', whole, '--max-iters', '20']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /LoRA r 8, alpha 16, dropout 0\.05 on q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj: \d+ of \d+ parameters trained \(\d+\.\d+%\)/);
+    assert.match(r.stdout, /adapter \(PEFT\): .*adapter; merged model: .*merged/);
+    const strayFlag = runCli(['sft', ...COMMON_LORA, '--lora-r', '4', '-o', join(dir, 'lora-stray')]);
+    assert.notEqual(strayFlag.code, 0);
+    assert.match(strayFlag.stderr, /--lora-r sets up LoRA training: give --lora too/);
+
+    // base weights untouched, adapters trained
+    const input = loadCheckpoint(base);
+    const ck = loadCheckpoint(join(whole, 'ckpt.safetensors'));
+    for (const [name, tensor] of input.params) assert.deepEqual(ck.params.get(name)!.data, tensor.data, name);
+    const loraNames = [...ck.extras.keys()];
+    assert.equal(loraNames.length, 2 * 2 * 7);
+    assert.ok(loraNames.every((n) => n.includes('.lora_')));
+    assert.ok(loraNames.some((n) => n.endsWith('lora_B.weight') && ck.extras.get(n)!.data.some((x) => x !== 0)), 'lora_B trained');
+    const evals = readMetrics(join(whole, 'metrics.jsonl')).filter((m) => m.type === 'eval');
+    t.diagnostic(`LoRA val loss by eval: ${evals.map((e) => (e.valLoss as number).toFixed(4)).join(' -> ')}`);
+    assert.ok((evals.at(-1)!.valLoss as number) < (readMetrics(join(whole, 'metrics.jsonl'))[0].loss as number), 'the loss falls');
+
+    // the PEFT adapter on the input base = the merged checkpoint
+    const ids = new Int32Array(2 * 7).map((_, i) => (i * 5 + 1) % input.config.vocabSize);
+    const adapted = loadLoraAdapter(join(whole, 'adapter'), input.config, input.params);
+    const want = noGrad(() => adapted.forward(ids, 2, 7).logits.data);
+    const merged = await loadModel(join(whole, 'merged'));
+    const got = noGrad(() => merged.model.forward(ids, 2, 7).logits.data);
+    let diff = 0;
+    for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(want[i] - got[i]));
+    assert.ok(diff < 1e-4, `merged vs base + adapter: max |diff| ${diff}`);
+    const plain = noGrad(() => new Transformer(input.config, input.params).forward(ids, 2, 7).logits.data);
+    assert.notDeepEqual(plain, want, 'the adapter changes the model');
+
+    // stop at 10, resume to 20: the same run
+    const parts = join(dir, 'lora-parts');
+    assert.equal(runCli(['sft', ...COMMON_LORA, ...lora, '-o', parts, '--max-iters', '10']).code, 0);
+    const resumed = runCli(['sft', '-o', parts, '--resume', '--max-iters', '20', '-t', '2']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /resuming from step 10/);
+    const b = loadCheckpoint(join(parts, 'ckpt.safetensors'));
+    for (const [name, tensor] of ck.extras) assert.deepEqual(b.extras.get(name)!.data, tensor.data, name);
+    for (const [name, tensor] of ck.params) assert.deepEqual(b.params.get(name)!.data, tensor.data, name);
+    assert.ok(existsSync(join(parts, 'adapter', 'adapter_model.safetensors')));
   });
 });
