@@ -26,12 +26,12 @@ import type { Tensor } from '../tensor/index.js';
 import { Rng } from '../util/rng.js';
 import { Transformer } from '../model/transformer.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { TrainingLoop } from '../train/loop.js';
+import { TrainingLoop, type EvalRecord, type StepRecord, type TrainResult } from '../train/loop.js';
 import type { TrainOptions } from '../train/trainer.js';
 import { LlmError } from '../util/errors.js';
-import { ProgressLine } from '../util/progress.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
+import { runLoopInTerminal } from './loop-progress.js';
 import { modelPath, THREADS_FLAG } from './shared-flags.js';
 import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
@@ -155,40 +155,22 @@ async function sftCommand(f: Flags): Promise<void> {
   log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; backend: ${describeBackend()}; run dir: ${outDir}`);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
-  let stopRequested = false;
-  const onSigint = (): void => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    process.stderr.write('\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n');
-  };
-  process.on('SIGINT', onSigint);
-  const progress = new ProgressLine(options.maxIters, { label: 'sft', initial: loop.step });
   const examplesPerStep = options.batchSize * options.gradAccum;
   const t0 = performance.now();
   const step0 = loop.step;
-  let result;
-  try {
-    result = await loop.run({
-      onStep: (r) => {
-        const seconds = (performance.now() - t0) / 1000;
-        progress.update(r.step, {
-          loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), epoch: objective.epochs.toFixed(2),
-          'ex/s': seconds > 0 ? ((r.step - step0) * examplesPerStep / seconds).toFixed(1) : 0, 'tok/s': Math.round(r.tokensPerSec),
-        });
-      },
-      onEval: (e) => progress.log(`step ${e.step}: train loss ${e.trainLoss.toFixed(4)}, val loss ${e.valLoss === undefined ? 'n/a (no eval split)' : e.valLoss.toFixed(4)}`, process.stdout),
-      shouldStop: () => stopRequested,
-    });
-  } finally {
-    process.off('SIGINT', onSigint);
-    progress.done();
-  }
-  log(`metrics: ${loop.metricsPath}; loss curve: ${join(outDir, 'loss.svg')}; checkpoint: ${result.checkpointPath}`);
-  log(`speed: ${Math.round(result.tokensPerSec)} tokens/s`);
-  if (result.interrupted) {
-    log(`stopped at step ${result.step}; continue with: llmts sft --out ${outDir} --resume`);
-    return;
-  }
+  const result = await runLoopInTerminal<StepRecord, EvalRecord<SftEval>, TrainResult<EvalRecord<SftEval>>>({
+    command: 'sft', outDir, maxIters: options.maxIters, initialStep: loop.step, metricsPath: loop.metricsPath,
+    run: (hooks) => loop.run(hooks),
+    stepFields: (r) => {
+      const seconds = (performance.now() - t0) / 1000;
+      return {
+        loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), epoch: objective.epochs.toFixed(2),
+        'ex/s': seconds > 0 ? ((r.step - step0) * examplesPerStep / seconds).toFixed(1) : 0, 'tok/s': Math.round(r.tokensPerSec),
+      };
+    },
+    evalLine: (e) => `step ${e.step}: train loss ${e.trainLoss.toFixed(4)}, val loss ${e.valLoss === undefined ? 'n/a (no eval split)' : e.valLoss.toFixed(4)}`,
+  });
+  if (result.interrupted) return;
   const val = split.eval.length > 0 ? objective.validationLoss(model) : NaN;
   log(`final: step ${loop.step}, epoch ${objective.epochs.toFixed(2)}, response val loss ${Number.isNaN(val) ? 'n/a (no eval split)' : val.toFixed(4)}` +
     (split.eval.length > 0 ? ` (over all ${split.eval.length} held-out examples)` : ''));

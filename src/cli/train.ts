@@ -17,12 +17,12 @@ import { loadCheckpoint } from '../formats/checkpoint.js';
 import { prepareTextDataset } from '../train/text-dataset.js';
 import { readTextFile } from '../data/text-file.js';
 import { isTokenShard, readTokenShard } from '../train/token-shards.js';
-import { Trainer, type TrainOptions } from '../train/trainer.js';
+import { Trainer, type EvalRecord, type StepRecord, type TrainOptions, type TrainResult } from '../train/trainer.js';
 import { LlmError } from '../util/errors.js';
-import { ProgressLine } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
+import { runLoopInTerminal } from './loop-progress.js';
 import { printSample } from './sample.js';
 import { THREADS_FLAG } from './shared-flags.js';
 import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
@@ -79,31 +79,13 @@ async function trainCommand(f: Flags): Promise<void> {
     `backend: ${describeBackend()}; run dir: ${outDir}`);
   if (trainer.step > 0) log(`resuming from step ${trainer.step}`);
 
-  let stopRequested = false;
-  const onSigint = (): void => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    process.stderr.write('\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n');
-  };
-  process.on('SIGINT', onSigint);
-  const progress = new ProgressLine(options.maxIters, { label: 'train', initial: trainer.step });
-  let result;
-  try {
-    result = await trainer.run({
-      onStep: (r) => progress.update(r.step, { loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), 'tok/s': Math.round(r.tokensPerSec) }),
-      onEval: (e) => progress.log(`step ${e.step}: train loss ${e.trainLoss.toFixed(4)}, val loss ${e.valLoss.toFixed(4)}`, process.stdout),
-      shouldStop: () => stopRequested,
-    });
-  } finally {
-    process.off('SIGINT', onSigint);
-    progress.done();
-  }
-  log(`metrics: ${trainer.metricsPath}; loss curve: ${join(outDir, 'loss.svg')}; checkpoint: ${result.checkpointPath}`);
-  log(`speed: ${Math.round(result.tokensPerSec)} tokens/s`);
-  if (result.interrupted) {
-    log(`stopped at step ${result.step}; continue with: llmts train --out ${outDir} --resume`);
-    return;
-  }
+  const result = await runLoopInTerminal<StepRecord, EvalRecord, TrainResult>({
+    command: 'train', outDir, maxIters: options.maxIters, initialStep: trainer.step, metricsPath: trainer.metricsPath,
+    run: (hooks) => trainer.run(hooks),
+    stepFields: (r) => ({ loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), 'tok/s': Math.round(r.tokensPerSec) }),
+    evalLine: (e) => `step ${e.step}: train loss ${e.trainLoss.toFixed(4)}, val loss ${e.valLoss.toFixed(4)}`,
+  });
+  if (result.interrupted) return;
   const finalIters = f.number('final-eval-iters')!;
   const finalVal = trainer.validationLoss(finalIters);
   const sampleTokens = f.number('sample-tokens')!;
