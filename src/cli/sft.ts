@@ -123,7 +123,11 @@ interface Setup {
 
 async function sftCommand(f: Flags): Promise<void> {
   const outDir = f.string('out');
-  if (outDir === undefined) throw new LlmError('give the run directory: -o/--out DIR');
+  if (outDir === undefined) {
+    // a new user's first try names nothing: ask for the whole command, model and data first
+    const missing = [f.bool('resume') ? null : !f.has('model') && f.positionals.length === 0 ? '-m MODEL' : null, f.bool('resume') || f.has('data') ? null : '--data FILE', '-o DIR'].filter(Boolean);
+    throw new LlmError(`give ${missing.join(', ')}: llmts sft -m MODEL --data FILE -o DIR (see 'llmts sft --help')`);
+  }
   const setup = f.bool('resume') ? await resumeRun(f, outDir) : await newRun(f, outDir);
   const { model, tokenizer, template, options } = setup;
   const log = (s: string): void => void process.stdout.write(s + '\n');

@@ -194,4 +194,9 @@ describe('llmts sft', () => {
     for (const [name, tensor] of ck.params) assert.deepEqual(b.params.get(name)!.data, tensor.data, name);
     assert.ok(existsSync(join(parts, 'adapter', 'adapter_model.safetensors')));
   });
+  it('with nothing given, says the whole command', () => {
+    const r = runCli(['sft']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "llmts sft: error: give -m MODEL, --data FILE, -o DIR: llmts sft -m MODEL --data FILE -o DIR (see 'llmts sft --help')\n");
+  });
 });
