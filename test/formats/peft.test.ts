@@ -18,24 +18,15 @@ import { readSafetensorsHeader, saveSafetensors } from '../../src/formats/safete
 import { Tensor, noGrad } from '../../src/tensor/index.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
-import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
+import { scaledModel } from '../helpers/tiny-model.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { LORA_GPT2, LORA_LLAMA, maxAbsDiff, randomTokens } from '../helpers/lora-cases.js';
 
-const LLAMA = tinyLlama({ vocabSize: 41, blockSize: 24, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48 });
-const GPT2 = tinyGpt2({ vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 16, hiddenDim: 64 });
+const LLAMA = LORA_LLAMA;
+const GPT2 = LORA_GPT2;
 const FIXTURES = new URL('../../../test/fixtures/peft/', import.meta.url).pathname;
 
-function tokens(cfg: ModelConfig, n: number, seed = 3): Int32Array {
-  const rng = new Rng(seed);
-  return Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
+const tokens = randomTokens;
 
 function copyParams(m: Transformer): Map<string, Tensor> {
   return new Map([...m.params].map(([k, t]) => [k, new Tensor(Float32Array.from(t.data), t.shape)]));

@@ -17,26 +17,17 @@ import { Tensor, mean, noGrad } from '../../src/tensor/index.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
 import { gradcheck } from '../helpers/gradcheck.js';
-import { scaledModel, tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
+import { scaledModel, tinyLlama } from '../helpers/tiny-model.js';
+import { LORA_GPT2, LORA_LLAMA, maxAbsDiff, randomTokens } from '../helpers/lora-cases.js';
 
-const LLAMA = tinyLlama({ vocabSize: 41, blockSize: 24, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 48 });
-const GPT2 = tinyGpt2({ vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nKvHead: 2, nEmbd: 16, hiddenDim: 64 });
+const LLAMA = LORA_LLAMA;
+const GPT2 = LORA_GPT2;
 const TARGETS: Record<string, string[]> = {
   llama: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   gpt2: ['c_attn', 'c_proj', 'c_fc'],
 };
 
-function tokens(cfg: ModelConfig, n: number, seed = 3): Int32Array {
-  const rng = new Rng(seed);
-  return Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
+const tokens = randomTokens;
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
