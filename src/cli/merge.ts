@@ -29,7 +29,7 @@ const MERGE_SPEC: CommandSpec = {
   usage: 'MODEL --adapter DIR --out PATH [--to llmts|hf|gguf] [flags]',
   summary: `Merge a LoRA adapter into its base model and write the merged model. MODEL is anything
 llmts run loads (GGUF Q8_0/Q4_0 weights are dequantized first); the adapter is a PEFT directory
-(adapter_config.json + adapter_model.safetensors, as llmts sft --lora or PEFT save it).`,
+(adapter_config.json + adapter_model.safetensors, as a LoRA run of llmts sft or PEFT saves it).`,
   flags: [
     { ...ADAPTER_FLAG, help: `${ADAPTER_FLAG.help} (required)` },
     { name: 'out', short: 'o', kind: 'string', value: 'PATH', help: 'where to write: a directory (llmts: DIR/ckpt.safetensors, or a .safetensors file; hf) or a file (gguf) (required)', group: 'Output' },

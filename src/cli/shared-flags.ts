@@ -23,7 +23,7 @@ export const MODEL_FLAGS: readonly FlagDef[] = [
 /** --adapter DIR: a PEFT LoRA adapter applied to the model at load (run, chat, merge). */
 export const ADAPTER_FLAG: FlagDef = {
   name: 'adapter', kind: 'string', value: 'DIR',
-  help: "a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors, from llmts sft --lora or PEFT) to apply to the model", group: 'Model',
+  help: "a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors: DIR/adapter of an llmts sft LoRA run, or saved by PEFT) to apply to the model", group: 'Model',
 };
 
 /** -c N: the context an inference command uses (at most the model's). */

@@ -13,6 +13,7 @@
  *   saveLoraAdapter('out/adapter', model);                            // a model built with loraLayers
  *   const model = loadLoraAdapter('out/adapter', config, baseParams);  // base + adapter, ready to run
  *   applyLoraAdapter(model, 'out/adapter');                           // into a model of the same LoRA shape
+ *   const { model, merged } = loadAdapterForInference('out/adapter', config, params, quantized);  // llmts run --adapter
  *
  * Supported: plain LoRA on linear modules named by a list (no DoRA, no bias, no rank/alpha
  * patterns, no modules_to_save, no layers_to_transform). Anything else is refused with one line.
