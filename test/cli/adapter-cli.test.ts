@@ -70,7 +70,9 @@ describe('llmts run|chat --adapter and llmts merge', () => {
       assert.match(m.stdout, new RegExp(`LoRA r 4, alpha 8${cfg.family === 'gpt2' ? ' \\(rsLoRA\\)' : ''} on ${loraLinears(lora).length} layers`));
       assert.ok(existsSync(join(merged, 'ckpt.safetensors')));
 
+      const baseBytes = readFileSync(baseFile);
       const withAdapter = ids(runCli(['run', baseFile, '--adapter', adapter, ...GREEDY]));
+      assert.ok(readFileSync(baseFile).equals(baseBytes), 'merging into the mapped weights leaves the file as it was');
       assert.deepEqual(ids(runCli(['run', merged, ...GREEDY])), withAdapter);
       assert.notDeepEqual(ids(runCli(['run', baseFile, ...GREEDY])), withAdapter, 'the adapter changes the greedy text');
       // chat too (piped, greedy): the same answers
