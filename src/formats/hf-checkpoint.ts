@@ -21,6 +21,8 @@ import { loadSafetensors, readSafetensorsHeader, saveSafetensors, type Safetenso
 export interface HfExportOptions {
   bosTokenId?: number;
   eosTokenId?: number;
+  /** the model's chat template (Jinja source), written as tokenizer_config.json's chat_template */
+  chatTemplate?: string;
 }
 
 /** The config.json transformers expects for this model. */
@@ -120,7 +122,7 @@ export function configFromHf(json: unknown, source: string): ModelConfig {
   throw new LlmError(`${source}: model_type ${quoted(type)} is not supported (gpt2 or llama)`);
 }
 
-/** Write config.json and model.safetensors (float32) into dir, each atomically. */
+/** Write config.json and model.safetensors (float32), and tokenizer_config.json with a chat template, into dir, each atomically. */
 export function exportHfCheckpoint(dir: string, cfg: ModelConfig, params: Map<string, Tensor>, opts: HfExportOptions = {}): void {
   const config = hfConfig(cfg, opts);
   mkdirSync(dir, { recursive: true });
@@ -133,6 +135,7 @@ export function exportHfCheckpoint(dir: string, cfg: ModelConfig, params: Map<st
   if (cfg.family === 'gpt2' && !cfg.bias) addZeroBiases(cfg, tensors); // GPT2LMHeadModel always has biases
   saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (opts.chatTemplate !== undefined) writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: opts.chatTemplate }, null, 2) + '\n');
 }
 
 function addZeroBiases(cfg: ModelConfig, tensors: Record<string, TensorToWrite>): void {
