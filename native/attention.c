@@ -37,6 +37,13 @@
  * vector extensions (SSE2 on x86-64, NEON on ARM). cpu_simd() picks one at run time (honouring
  * LLMTS_SIMD). exp() is a Cephes-style polynomial (relative error ~2e-7).
  *
+ * Packed rows (segment starts). With seg (B*T ints), query t of row b sees keys seg[b*T+t] .. t
+ * only (SFT packing: several examples share a row and never attend to each other). A tile whose
+ * key block ends before the smallest segment start of its query block is skipped whole, in the
+ * forward and in both backward modes alike (so the modes stay bit-identical); inside a tile the
+ * columns before a row's segment start are masked like the causal tail (-inf scores, P = 0), and
+ * a row that sees no key of the tile leaves its running max and sum alone.
+ *
  * Memory. Each pool thread has one scratch buffer, kept in static storage and grown on demand
  * by the calling thread before the kernels run, so steady-state calls do not allocate: a few
  * 64 x hs tiles and two 64 x 64 score tiles (64-160 KB for hs = 64), plus in the coarse/fused
@@ -74,7 +81,26 @@ typedef struct {
   long qRow, kvRow;      /* row strides of q-like and kv-like arrays */
   float scale;
   int coarse;            /* forward: one task per (b, h); backward: fused mode */
+  const int32_t *seg;    /* per token (B*T): first key position it sees; NULL: causal (0) */
 } attn_ctx;
+
+/* The first key block any query of block qb (row b) sees: 0 without segments. */
+static inline int first_kblock(const attn_ctx *c, int b, int qb) {
+  if (!c->seg) return 0;
+  const int q0 = qb * BLK, nq = c->T - q0 < BLK ? c->T - q0 : BLK;
+  const int32_t *sg = c->seg + (long)b * c->T + q0;
+  int lo = sg[0];
+  for (int i = 1; i < nq; i++)
+    if (sg[i] < lo) lo = sg[i];
+  return lo / BLK;
+}
+
+/* Columns of key block k0.. that query row t (row b) must not see: seg[b*T+t] - k0, at least 0. */
+static inline int masked_head(const attn_ctx *c, int b, int t, int k0) {
+  if (!c->seg) return 0;
+  const int lo = c->seg[(long)b * c->T + t] - k0;
+  return lo > 0 ? lo : 0;
+}
 
 /* ---- per-thread scratch ------------------------------------------------------------------ */
 
@@ -154,6 +180,9 @@ static void add_rows(float *dst, long stride, const float *acc, int ld, int n, i
 /* lanes 0..n-1 of a mask: load VL int32s starting at tail_tab + 16 - n */
 static const int32_t tail_tab[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
+/* lanes n..VL-1 of a mask: load VL int32s starting at head_tab + 16 - n */
+static const int32_t head_tab[32] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
 /* Scratch layout, in floats (every part a multiple of 16 so all parts stay 64-byte aligned). */
 /* forward: o, s, m, l, then per key block slot Kt and V rows */
@@ -209,6 +238,7 @@ typedef __mmask16 vm_avx512;
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VTAIL(n) ((__mmask16)((1u << (n)) - 1u))
+#define VHEAD(n) ((__mmask16)(0xFFFFu << (n)))
 #define VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b) /* lanes in m from b, others from a */
 #define VHSUM(x) _mm512_reduce_add_ps(x)
 #define VHMAX(x) _mm512_reduce_max_ps(x)
@@ -250,6 +280,7 @@ static ALWAYS_INLINE TGT __m512 exp_avx512(__m512 x) {
 #undef VSUB
 #undef VMAX
 #undef VTAIL
+#undef VHEAD
 #undef VBLEND
 #undef VHSUM
 #undef VHMAX
@@ -275,6 +306,7 @@ typedef __m256 vm_avx2;
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VTAIL(n) _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(tail_tab + 16 - (n))))
+#define VHEAD(n) _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(head_tab + 16 - (n))))
 #define VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define VHSUM(x) hsum_avx2(x)
 #define VHMAX(x) hmax_avx2(x)
@@ -328,6 +360,7 @@ static ALWAYS_INLINE TGT __m256 exp_avx2(__m256 x) {
 #undef VSUB
 #undef VMAX
 #undef VTAIL
+#undef VHEAD
 #undef VBLEND
 #undef VHSUM
 #undef VHMAX
@@ -362,6 +395,11 @@ static inline vi_portable tail_portable(int n) {
   memcpy(&m, tail_tab + 16 - n, sizeof m);
   return m;
 }
+static inline vi_portable head_portable(int n) {
+  vi_portable m;
+  memcpy(&m, head_tab + 16 - n, sizeof m);
+  return m;
+}
 static inline float hsum_portable(vf_portable x) { return (x[0] + x[2]) + (x[1] + x[3]); }
 static inline float hmax_portable(vf_portable x) {
   float a = x[0] > x[2] ? x[0] : x[2], b = x[1] > x[3] ? x[1] : x[3];
@@ -392,6 +430,7 @@ static inline vf_portable exp_portable(vf_portable x) {
 #define VSUB(a, b) ((a) - (b))
 #define VMAX(a, b) max_portable(a, b)
 #define VTAIL(n) tail_portable(n)
+#define VHEAD(n) head_portable(n)
 #define VBLEND(m, a, b) blend_portable(m, a, b)
 #define VHSUM(x) hsum_portable(x)
 #define VHMAX(x) hmax_portable(x)
@@ -462,7 +501,25 @@ static int read_shape(args_t *a, size_t first, const char *fname, attn_ctx *c, s
   return 1;
 }
 
-/* attentionForward(q, k, v, out, lse, B, T, nHead, nKvHead, headDim, scale) */
+/* Optional argument i: segment starts (B*T ints, each in [0, t]) or null; 0 (thrown) if invalid. */
+static int read_segments(args_t *a, size_t i, const char *fname, attn_ctx *c) {
+  c->seg = arg_i32_or_null(a, i, (size_t)c->B * (size_t)c->T);
+  if (a->failed) return 0;
+  if (!c->seg) return 1;
+  for (long r = 0; r < (long)c->B * c->T; r++) {
+    const int t = (int)(r % c->T);
+    if (c->seg[r] < 0 || c->seg[r] > t) {
+      char buf[200];
+      snprintf(buf, sizeof buf, "llmts native %s: segmentStart[%ld] = %d must lie in [0, %d] (the token's position in its row)",
+               fname, r, (int)c->seg[r], t);
+      napi_throw_range_error(a->env, NULL, buf);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* attentionForward(q, k, v, out, lse, B, T, nHead, nKvHead, headDim, scale[, segmentStart]) */
 static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   static const char *name = "attentionForward";
   args_t a;
@@ -476,7 +533,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   c.v = arg_f32(&a, 2, nkv, 0);
   c.o = arg_f32(&a, 3, nq, 0);
   c.lse = arg_f32(&a, 4, nlse, 0);
-  if (a.failed) return NULL;
+  if (a.failed || !read_segments(&a, 11, name, &c)) return NULL;
   if (c.B == 0 || c.T == 0) return make_undefined(env);
   /* one task per (b, h) when there are enough of them, else per (b, h, query block) */
   c.coarse = c.nblk <= MAX_SLOTS && (pool_size() == 1 || c.B * c.nHead >= 4 * pool_size());
@@ -488,7 +545,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, nHead, nKvHead, headDim, scale) */
+/* attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, nHead, nKvHead, headDim, scale[, segmentStart]) */
 static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   static const char *name = "attentionBackward";
   args_t a;
@@ -506,7 +563,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   c.dq = arg_f32(&a, 6, nq, 1);
   c.dk = arg_f32(&a, 7, nkv, 1);
   c.dv = arg_f32(&a, 8, nkv, 1);
-  if (a.failed) return NULL;
+  if (a.failed || !read_segments(&a, 15, name, &c)) return NULL;
   if (c.B == 0 || c.T == 0 || (!c.dq && !c.dk && !c.dv)) return make_undefined(env);
   /* fused mode when there are enough (b, kv head) pairs, else the two-pass split mode */
   const int pairs = c.B * c.nKv;
@@ -656,7 +713,7 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
   }
   const vf vscale = VSET1(c->scale), vninf = VSET1(-INFINITY), vzero = VZERO();
 
-  for (int kb = 0; kb <= qb; kb++) {
+  for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
     const int k0 = kb * BLK, nk = T - k0 < BLK ? T - k0 : BLK, diag = kb == qb;
     float *kt = kv + (size_t)(all_slots ? kb : 0) * 2 * BLK * ld;
     float *vp = kt + (size_t)BLK * ld;
@@ -674,14 +731,22 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
 
     for (int r0 = 0; r0 < nq; r0 += 4) FN(kern_a)(qa, c->qRow, r0, nq, kt, hs, s, FN(group_vecs)(diag, r0, nk));
 
-    /* online softmax, row by row */
+    /* online softmax, row by row (columns lo..ncols-1 are seen: lo > 0 only in packed rows) */
     for (int i = 0; i < nq; i++) {
       float *row = s + (size_t)i * BLK;
       const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL, nvi = nfull + (rem > 0);
+      const int lo = masked_head(c, b, q0 + i, k0);
+      if (lo >= ncols) { /* another example's keys only: P = 0, running max and sum unchanged */
+        for (int v = 0; v < wv; v++) VSTORE(row + v * VL, vzero);
+        continue;
+      }
+      const int vlo = lo / VL, hrem = lo % VL;
+      for (int v = 0; v < vlo; v++) VSTORE(row + v * VL, vzero);
       vf vmax = vninf;
-      for (int v = 0; v < nvi; v++) {
+      for (int v = vlo; v < nvi; v++) {
         vf x = VMUL(VLOAD(row + v * VL), vscale);
         if (v == nfull) x = VBLEND(VTAIL(rem), vninf, x);
+        if (hrem && v == vlo) x = VBLEND(VHEAD(hrem), vninf, x);
         VSTORE(row + v * VL, x);
         vmax = VMAX(vmax, x);
       }
@@ -690,9 +755,10 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
       if (mold > mnew) mnew = mold;
       const vf vm = VSET1(mnew);
       vf vsum = VZERO();
-      for (int v = 0; v < nvi; v++) {
+      for (int v = vlo; v < nvi; v++) {
         vf p = VEXP(VSUB(VLOAD(row + v * VL), vm));
         if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
+        if (hrem && v == vlo) p = VBLEND(VHEAD(hrem), vzero, p);
         VSTORE(row + v * VL, p);
         vsum = VADD(vsum, p);
       }
@@ -825,11 +891,19 @@ static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, in
   const vf vscale = VSET1(c->scale), vzero = VZERO();
   for (int i = 0; i < nq; i++) {
     float *row = s + (size_t)i * BLK, *drow = ds + (size_t)i * BLK;
-    const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL, nvi = nfull + (rem > 0);
+    const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL;
+    const int lo = masked_head(c, b, q0 + i, k0), vlo = lo / VL, hrem = lo % VL;
+    /* columns before lo belong to another example (packed rows): P = dS = 0 there */
+    const int nvi = lo >= ncols ? 0 : nfull + (rem > 0), v0 = lo >= ncols ? 0 : vlo;
+    for (int v = 0; v < v0; v++) {
+      VSTORE(row + v * VL, vzero);
+      if (need_dp) VSTORE(drow + v * VL, vzero);
+    }
     const vf vl = VSET1(w->lse[i]), vd = VSET1(w->dd[i]);
-    for (int v = 0; v < nvi; v++) {
+    for (int v = v0; v < nvi; v++) {
       vf p = VEXP(VSUB(VMUL(VLOAD(row + v * VL), vscale), vl));
       if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
+      if (hrem && v == vlo) p = VBLEND(VHEAD(hrem), vzero, p);
       VSTORE(row + v * VL, p);
       if (need_dp) VSTORE(drow + v * VL, VMUL(VMUL(p, VSUB(VLOAD(drow + v * VL), vd)), vscale));
     }
@@ -886,7 +960,7 @@ static TGT void FN(bwd_fused_task)(void *vctx, int task, int thread) {
     for (int hh = 0; hh < c->group; hh++) {
       const int h = g * c->group + hh;
       FN(pack_qside)(c, &w, b, h, qb, want_dk, want_dv, want_dq);
-      for (int kb = 0; kb <= qb; kb++) {
+      for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
         FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, kb);
         FN(bwd_tile)(c, &w, &k, b, h, qb, kb, want_dq, want_dk, want_dv);
       }
@@ -909,12 +983,14 @@ static TGT void FN(bwd_kv_task)(void *vctx, int task, int thread) {
   FN(qside) w = FN(qside_at)(scr_buf[thread], c->ld);
   FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, 0);
   FN(pack_kside)(c, &k, b, g, kb, want_dk, 0, 1);
-  for (int qb = kb; qb < c->nblk; qb++)
+  for (int qb = kb; qb < c->nblk; qb++) {
+    if (kb < first_kblock(c, b, qb)) continue; /* every query of block qb starts after key block kb */
     for (int hh = 0; hh < c->group; hh++) {
       const int h = g * c->group + hh;
       FN(pack_qside)(c, &w, b, h, qb, want_dk, want_dv, 0);
       FN(bwd_tile)(c, &w, &k, b, h, qb, kb, 0, want_dk, want_dv);
     }
+  }
   FN(add_dkdv)(c, &k, b, g, kb);
 }
 
@@ -926,7 +1002,7 @@ static TGT void FN(bwd_q_task)(void *vctx, int task, int thread) {
   FN(qside) w = FN(qside_at)(scr_buf[thread], c->ld);
   FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, 0);
   FN(pack_qside)(c, &w, b, h, qb, 0, 0, 1);
-  for (int kb = 0; kb <= qb; kb++) {
+  for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
     FN(pack_kside)(c, &k, b, g, kb, 1, 1, 0);
     FN(bwd_tile)(c, &w, &k, b, h, qb, kb, 1, 0, 0);
   }
