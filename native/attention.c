@@ -41,8 +41,9 @@
  * only (SFT packing: several examples share a row and never attend to each other). A tile whose
  * key block ends before the smallest segment start of its query block is skipped whole, in the
  * forward and in both backward modes alike (so the modes stay bit-identical); inside a tile the
- * columns before a row's segment start are masked like the causal tail (-inf scores, P = 0), and
- * a row that sees no key of the tile leaves its running max and sum alone.
+ * columns before a row's segment start get P = 0 (vectors before it skipped, the rest of its
+ * vector -inf scores zeroed after the exp), and a row that sees no key of the tile leaves its
+ * running max and sum alone.
  *
  * Memory. Each pool thread has one scratch buffer, kept in static storage and grown on demand
  * by the calling thread before the kernels run, so steady-state calls do not allocate: a few
@@ -95,9 +96,11 @@ static inline int first_kblock(const attn_ctx *c, int b, int qb) {
   return lo / BLK;
 }
 
-/* Columns of key block k0.. that query row t (row b) must not see: seg[b*T+t] - k0, at least 0. */
-static inline int masked_head(const attn_ctx *c, int b, int t, int k0) {
-  if (!c->seg) return 0;
+/* Columns of key block k0.. that query row t (row b) must not see: seg[b*T+t] - k0, at least 0.
+ * `segmented` is a constant in the tile kernels (instantiated for 0 and 1), so causal attention
+ * compiles to the code it had before segments existed. */
+static inline int masked_head(const attn_ctx *c, const int segmented, int b, int t, int k0) {
+  if (!segmented) return 0;
   const int lo = c->seg[(long)b * c->T + t] - k0;
   return lo > 0 ? lo : 0;
 }
@@ -180,9 +183,6 @@ static void add_rows(float *dst, long stride, const float *acc, int ld, int n, i
 /* lanes 0..n-1 of a mask: load VL int32s starting at tail_tab + 16 - n */
 static const int32_t tail_tab[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
-/* lanes n..VL-1 of a mask: load VL int32s starting at head_tab + 16 - n */
-static const int32_t head_tab[32] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
-                                     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
 /* Scratch layout, in floats (every part a multiple of 16 so all parts stay 64-byte aligned). */
 /* forward: o, s, m, l, then per key block slot Kt and V rows */
@@ -238,7 +238,6 @@ typedef __mmask16 vm_avx512;
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VTAIL(n) ((__mmask16)((1u << (n)) - 1u))
-#define VHEAD(n) ((__mmask16)(0xFFFFu << (n)))
 #define VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b) /* lanes in m from b, others from a */
 #define VHSUM(x) _mm512_reduce_add_ps(x)
 #define VHMAX(x) _mm512_reduce_max_ps(x)
@@ -280,7 +279,6 @@ static ALWAYS_INLINE TGT __m512 exp_avx512(__m512 x) {
 #undef VSUB
 #undef VMAX
 #undef VTAIL
-#undef VHEAD
 #undef VBLEND
 #undef VHSUM
 #undef VHMAX
@@ -306,7 +304,6 @@ typedef __m256 vm_avx2;
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VTAIL(n) _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(tail_tab + 16 - (n))))
-#define VHEAD(n) _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(head_tab + 16 - (n))))
 #define VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define VHSUM(x) hsum_avx2(x)
 #define VHMAX(x) hmax_avx2(x)
@@ -360,7 +357,6 @@ static ALWAYS_INLINE TGT __m256 exp_avx2(__m256 x) {
 #undef VSUB
 #undef VMAX
 #undef VTAIL
-#undef VHEAD
 #undef VBLEND
 #undef VHSUM
 #undef VHMAX
@@ -395,11 +391,6 @@ static inline vi_portable tail_portable(int n) {
   memcpy(&m, tail_tab + 16 - n, sizeof m);
   return m;
 }
-static inline vi_portable head_portable(int n) {
-  vi_portable m;
-  memcpy(&m, head_tab + 16 - n, sizeof m);
-  return m;
-}
 static inline float hsum_portable(vf_portable x) { return (x[0] + x[2]) + (x[1] + x[3]); }
 static inline float hmax_portable(vf_portable x) {
   float a = x[0] > x[2] ? x[0] : x[2], b = x[1] > x[3] ? x[1] : x[3];
@@ -430,7 +421,6 @@ static inline vf_portable exp_portable(vf_portable x) {
 #define VSUB(a, b) ((a) - (b))
 #define VMAX(a, b) max_portable(a, b)
 #define VTAIL(n) tail_portable(n)
-#define VHEAD(n) head_portable(n)
 #define VBLEND(m, a, b) blend_portable(m, a, b)
 #define VHSUM(x) hsum_portable(x)
 #define VHMAX(x) hmax_portable(x)
@@ -696,7 +686,8 @@ static inline int FN(group_vecs)(int diag, int r0, int nk) {
 /* Query block qb of (b, h) against key blocks 0..qb. Key block kb is packed (Kt, then V rows)
  * at kv + slot*2*BLK*ld; with all_slots, slot = kb and blocks below qb are packed already (the
  * caller walks qb upwards), otherwise everything goes through slot 0. */
-static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots) {
+static ALWAYS_INLINE TGT void FN(fwd_qblock_body)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots,
+                                                  const int segmented) {
   const int hs = c->hs, ld = c->ld, T = c->T, hv = (hs + VL - 1) / VL, g = h / c->group;
   const int q0 = qb * BLK, nq = T - q0 < BLK ? T - q0 : BLK;
   float *o = base;
@@ -735,18 +726,20 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
     for (int i = 0; i < nq; i++) {
       float *row = s + (size_t)i * BLK;
       const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL, nvi = nfull + (rem > 0);
-      const int lo = masked_head(c, b, q0 + i, k0);
+      const int lo = masked_head(c, segmented, b, q0 + i, k0);
       if (lo >= ncols) { /* another example's keys only: P = 0, running max and sum unchanged */
         for (int v = 0; v < wv; v++) VSTORE(row + v * VL, vzero);
         continue;
       }
-      const int vlo = lo / VL, hrem = lo % VL;
+      /* whole vectors before lo are skipped; the columns of lo's vector before lo get -inf now and
+       * exactly 0 after the exp (kept out of the vector loops, which the causal case runs alone) */
+      const int vlo = lo / VL;
       for (int v = 0; v < vlo; v++) VSTORE(row + v * VL, vzero);
+      for (int j = vlo * VL; j < lo; j++) row[j] = -INFINITY;
       vf vmax = vninf;
       for (int v = vlo; v < nvi; v++) {
         vf x = VMUL(VLOAD(row + v * VL), vscale);
         if (v == nfull) x = VBLEND(VTAIL(rem), vninf, x);
-        if (hrem && v == vlo) x = VBLEND(VHEAD(hrem), vninf, x);
         VSTORE(row + v * VL, x);
         vmax = VMAX(vmax, x);
       }
@@ -758,10 +751,11 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
       for (int v = vlo; v < nvi; v++) {
         vf p = VEXP(VSUB(VLOAD(row + v * VL), vm));
         if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
-        if (hrem && v == vlo) p = VBLEND(VHEAD(hrem), vzero, p);
         VSTORE(row + v * VL, p);
         vsum = VADD(vsum, p);
       }
+      /* (the sum took exp's floor, ~1e-38, for each of these: below any sum's rounding) */
+      for (int j = vlo * VL; j < lo; j++) row[j] = 0.0f;
       for (int v = nvi; v < wv; v++) VSTORE(row + v * VL, vzero);
       const float corr = expf(mold - mnew);
       lrow[i] = lrow[i] * corr + VHSUM(vsum);
@@ -789,6 +783,11 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
     for (int d = 0; d < hs; d++) dst[d] = orow[d] * inv;
     lse[i] = mrow[i] + logf(lrow[i]);
   }
+}
+
+static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots) {
+  if (c->seg) FN(fwd_qblock_body)(c, base, b, h, qb, all_slots, 1);
+  else FN(fwd_qblock_body)(c, base, b, h, qb, all_slots, 0);
 }
 
 /* coarse: task = (b, h), every key block packed once; fine: task = (query block, b, h), the
@@ -871,8 +870,8 @@ static void FN(pack_qside)(const attn_ctx *c, FN(qside) * w, int b, int h, int q
 
 /* One tile: query block qb of head h (packed in w) against key block kb (packed in k).
  * Accumulates into k->dva, k->dka and w->dqt as wanted. */
-static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb, int kb,
-                             int want_dq, int want_dk, int want_dv) {
+static ALWAYS_INLINE TGT void FN(bwd_tile_body)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb,
+                                                int kb, int want_dq, int want_dk, int want_dv, const int segmented) {
   const int T = c->T, hs = c->hs, ld = c->ld, hv = (hs + VL - 1) / VL;
   const int q0 = qb * BLK, nq = T - q0 < BLK ? T - q0 : BLK;
   const int k0 = kb * BLK, nk = T - k0 < BLK ? T - k0 : BLK, diag = kb == qb;
@@ -892,20 +891,25 @@ static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, in
   for (int i = 0; i < nq; i++) {
     float *row = s + (size_t)i * BLK, *drow = ds + (size_t)i * BLK;
     const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL;
-    const int lo = masked_head(c, b, q0 + i, k0), vlo = lo / VL, hrem = lo % VL;
-    /* columns before lo belong to another example (packed rows): P = dS = 0 there */
-    const int nvi = lo >= ncols ? 0 : nfull + (rem > 0), v0 = lo >= ncols ? 0 : vlo;
-    for (int v = 0; v < v0; v++) {
+    /* columns before lo belong to another example (packed rows): P = dS = 0 there (whole vectors
+     * skipped; in lo's vector -inf scores, then zeroed after the exp, as in the forward) */
+    const int lo = masked_head(c, segmented, b, q0 + i, k0), all = lo >= ncols;
+    const int nvi = all ? 0 : nfull + (rem > 0), vlo = all ? 0 : lo / VL, head = all ? 0 : lo;
+    for (int v = 0; v < vlo; v++) {
       VSTORE(row + v * VL, vzero);
       if (need_dp) VSTORE(drow + v * VL, vzero);
     }
+    for (int j = vlo * VL; j < head; j++) row[j] = -INFINITY;
     const vf vl = VSET1(w->lse[i]), vd = VSET1(w->dd[i]);
-    for (int v = v0; v < nvi; v++) {
+    for (int v = vlo; v < nvi; v++) {
       vf p = VEXP(VSUB(VMUL(VLOAD(row + v * VL), vscale), vl));
       if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
-      if (hrem && v == vlo) p = VBLEND(VHEAD(hrem), vzero, p);
       VSTORE(row + v * VL, p);
       if (need_dp) VSTORE(drow + v * VL, VMUL(VMUL(p, VSUB(VLOAD(drow + v * VL), vd)), vscale));
+    }
+    for (int j = vlo * VL; j < head; j++) {
+      row[j] = 0.0f;
+      if (need_dp) drow[j] = 0.0f;
     }
     for (int v = nvi; v < wv; v++) {
       VSTORE(row + v * VL, vzero);
@@ -926,6 +930,12 @@ static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, in
       FN(kern_b)(ds + (size_t)r0 * BLK, BLK, 1, 0, x1, k->kp, ld, w->dqt + (size_t)r0 * ld, hv);
     }
   }
+}
+
+static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb, int kb,
+                             int want_dq, int want_dk, int want_dv) {
+  if (c->seg) FN(bwd_tile_body)(c, w, k, b, h, qb, kb, want_dq, want_dk, want_dv, 1);
+  else FN(bwd_tile_body)(c, w, k, b, h, qb, kb, want_dq, want_dk, want_dv, 0);
 }
 
 static void FN(add_dq)(const attn_ctx *c, const FN(qside) * w, int b, int h, int qb) {
