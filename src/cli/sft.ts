@@ -99,8 +99,8 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
   ],
   notes: `Defaults are those of full fine-tuning of a small model (TRL's SFTTrainer: lr 2e-5, no weight
 decay); a model trained from scratch here is tiny and wants a larger --lr (1e-3). Examples are
-drawn in shuffled epochs, --batch-size a micro-batch, padded to the longest in it; the step's loss
-is the mean over its response tokens.
+drawn in shuffled epochs, --batch-size a micro-batch, padded to the longest in it (--packing: rows
+of several examples instead, far less padding); the step's loss is the mean over its response tokens.
 
   llmts sft -m out/base --data alpaca.jsonl -o out/sft --max-iters 500
   llmts sft -m model.gguf --data chats.jsonl --template chatml -o out/chat-sft
