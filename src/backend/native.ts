@@ -88,10 +88,10 @@ function makeBackend(addon: Addon): Backend {
     rmsNormForward: pick('rmsNormForward'), rmsNormBackward: pick('rmsNormBackward'),
     softmaxForward: pick('softmaxForward'), softmaxBackward: pick('softmaxBackward'),
     attentionForward: pick('attentionForward', (fn) => (q, k, v, out, lse, s: AttentionShape) => {
-      fn(q, k, v, out, lse, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale);
+      fn(q, k, v, out, lse, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale, s.segmentStart ?? null);
     }),
     attentionBackward: pick('attentionBackward', (fn) => (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) => {
-      fn(q, k, v, out, lse, dout, dq, dk, dv, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale);
+      fn(q, k, v, out, lse, dout, dq, dk, dv, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale, s.segmentStart ?? null);
     }),
     attentionCached: pick('attentionCached', (fn) => (q, kCache, vCache, out, s: CachedAttentionShape) => {
       fn(q, kCache, vCache, out, s.Tq, s.pos, s.nHead, s.nKvHead, s.headDim, s.scale);

@@ -35,6 +35,7 @@ import {
   Block, Norm, NoDecodeProgram, QUANTIZED_NO_GRAD, defaultLayers, getParameter,
   type DecodeScratch, type LayerContext, type LayerFactory, type LinearLayer, type Params, type QuantMap,
 } from './layers.js';
+import { checkPackedRows, type PackedRows } from './packing.js';
 import { parameterSpecs, type NamedParameter, type ParameterOptions, type ParamSpec } from './parameters.js';
 import { dequantizeRows, type QuantizedWeight } from './quantized.js';
 
@@ -54,6 +55,13 @@ export interface CachedForwardOptions {
   allLogits?: boolean;
   /** write the logits here instead of a new array (must hold at least as many floats) */
   out?: Float32Array;
+}
+
+export interface HiddenOptions {
+  /** keep the final position only (sampling) */
+  lastOnly?: boolean;
+  /** rows holding several examples (SFT packing): no attention across them, positions restart per example */
+  packing?: PackedRows | null;
 }
 
 export interface ForwardResult {
@@ -247,26 +255,31 @@ export class Transformer {
    * The trunk: tokens (B, T) -> hidden states (B, T, C) after the final norm, what every head
    * reads. Dropout in training mode; without autograd each layer runs in a stage scope (one
    * layer's activations held at a time). lastOnly keeps the final position only: (B, 1, C), no
-   * gradient through that selection (sampling).
+   * gradient through that selection (sampling). packing: rows holding several examples (packing.ts),
+   * each seeing only itself at positions from 0, as if run one by one.
    */
-  hidden(tokens: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Tensor {
+  hidden(tokens: Int32Array, B: number, T: number, opts: HiddenOptions = {}): Tensor {
     if (this.reference && isGradEnabled()) return noGrad(() => this.hidden(tokens, B, T, opts));
     const cfg = this.config;
     if (tokens.length !== B * T) throw new LlmError(`forward: ${tokens.length} tokens do not form a (${B}, ${T}) batch`);
     if (T > cfg.blockSize) throw new LlmError(`sequence of ${T} tokens is longer than the model's context of ${cfg.blockSize}`);
+    const packing = opts.packing ?? null;
+    if (packing) checkPackedRows(packing, B, T);
     let x = this.embedTokens(tokens, [B, T]); // (B, T, C)
-    if (this.positionEmbedding) {
+    if (this.positionEmbedding && packing) {
+      x = add(x, embedding(this.positionEmbedding, packing.positions, [B, T])); // (B, T, C) + (B, T, C)
+    } else if (this.positionEmbedding) {
       const positions = new Int32Array(T).map((_, t) => t);
       x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
     }
     x = dropout(x, cfg.dropout, this.ctx.rng, this.ctx.training);
     if (isGradEnabled()) {
-      for (const block of this.blocks) x = block.forward(x);
+      for (const block of this.blocks) x = block.forward(x, packing);
     } else {
       // nothing to backpropagate: one layer's activations at a time (evaluation, scoring)
       for (const block of this.blocks) {
         const input = x;
-        x = withStageScope(() => block.forward(input), (y) => y.data);
+        x = withStageScope(() => block.forward(input, packing), (y) => y.data);
       }
     }
     if (opts.lastOnly) x = lastPosition(x, B, T); // (B, 1, C)
@@ -277,7 +290,7 @@ export class Transformer {
    * The language model: lmHead(hidden(tokens)). tokens: (B, T) ids; targets: (B, T) next-token
    * ids (IGNORE_INDEX rows are masked). lastOnly computes the head for the final position only.
    */
-  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: { lastOnly?: boolean } = {}): ForwardResult {
+  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: HiddenOptions = {}): ForwardResult {
     if (this.reference && isGradEnabled()) return noGrad(() => this.forward(tokens, B, T, targets, opts));
     const h = this.hidden(tokens, B, T, opts); // (B, T, C)
     const logits = this.lmHead.forward(h); // (B, T, V)
