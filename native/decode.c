@@ -128,30 +128,23 @@ static void mv_rows_f32(const mv_ctx *c, int i, int64_t lo, int64_t hi) {
   const int64_t K = c->K, n = c->n;
   const float *w = (const float *)c->m[i].w;
 #if defined(__x86_64__)
-  /* AVX2: 2 x 2 tiles (weight rows x batch rows) with f32_dot1_avx2's arithmetic per pair */
+  /* AVX2: each weight row against 4 (then 2, then 1) batch rows at a time, f32_dot1_avx2's arithmetic per pair */
   if (n > 1 && K % 8 == 0 && cpu_simd() == SIMD_AVX2) {
     float o[4];
-    int64_t j = lo;
-    for (; j + 2 <= hi; j += 2) {
+    for (int64_t j = lo; j < hi; j++) {
+      const float *row = w + j * K;
       int64_t r = 0;
+      for (; r + 4 <= n; r += 4) {
+        f32_dot1x4_avx2(row, c->x + r * c->xs, c->xs, (int)K, o);
+        for (int b = 0; b < 4; b++) store_out(c, i, r + b, j, o[b]);
+      }
       for (; r + 2 <= n; r += 2) {
-        f32_dot2x2_avx2(w + j * K, K, c->x + r * c->xs, c->x + (r + 1) * c->xs, (int)K, o);
+        f32_dot1x2_avx2(row, c->x + r * c->xs, c->xs, (int)K, o);
         store_out(c, i, r, j, o[0]);
         store_out(c, i, r + 1, j, o[1]);
-        store_out(c, i, r, j + 1, o[2]);
-        store_out(c, i, r + 1, j + 1, o[3]);
       }
-      for (; r < n; r++) {
-        f32_dot_rows(w + j * K, (long)K, c->x + r * c->xs, (int)K, 2, o);
-        store_out(c, i, r, j, o[0]);
-        store_out(c, i, r, j + 1, o[1]);
-      }
+      if (r < n) store_out(c, i, r, j, f32_dot1_avx2(row, c->x + r * c->xs, (int)K));
     }
-    for (; j < hi; j++)
-      for (int64_t r = 0; r < n; r++) {
-        f32_dot_rows(w + j * K, (long)K, c->x + r * c->xs, (int)K, 1, o);
-        store_out(c, i, r, j, o[0]);
-      }
     return;
   }
 #endif
