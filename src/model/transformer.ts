@@ -453,6 +453,7 @@ export class Transformer {
       x: f(cfg.nEmbd), xn: f(cfg.nEmbd), q: f(cfg.nEmbd), k: f(kvDim), v: f(kvDim), qkv: f(cfg.nEmbd + 2 * kvDim),
       att: f(cfg.nEmbd), h1: f(cfg.hiddenDim), h2: f(cfg.hiddenDim), logits: f(cfg.vocabSize),
     };
+    if (this.ctx.rope) reserveRope(this.ctx.rope, 1); // the program checks the tables hold a position
     const b = new DecodeProgramBuilder();
     const emb = this.tokenEmbeddingQuantized;
     if (emb) b.embed(emb.blocks, weightTypeOf(emb.type), emb.cols, s.x);
