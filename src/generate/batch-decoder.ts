@@ -28,7 +28,9 @@
  *
  * Prompt-prefix reuse: a slot keeps the tokens it held after its sequence left; a new prompt
  * goes to the free slot sharing its longest prefix, and that prefix is not recomputed (off with
- * reusePrefix: false; then the prompt's logits are exactly a fresh prefill's).
+ * reusePrefix: false; then the prompt's logits are exactly a fresh prefill's). A prompt equal to
+ * one another slot prefilled (active or free, e.g. GRPO's K samples of one prompt) is always
+ * copied from it, keys, values and logits, instead of run again: the same floats as a prefill.
  */
 import { backend } from '../backend/index.js';
 import { checkMappedFiles } from '../formats/file-source.js';
@@ -88,6 +90,8 @@ export interface BatchDecoderStats {
   /** prompt tokens run through the model, and reused from a slot */
   prefillTokens: number;
   reusedTokens: number;
+  /** prompts copied from a slot that had prefilled the same prompt (not run through the model) */
+  sharedPrompts: number;
   prefillMs: number;
 }
 
@@ -151,12 +155,15 @@ export class BatchSequence {
 
 export class BatchDecoder {
   readonly cache: BatchKvCache;
-  readonly stats: BatchDecoderStats = { steps: 0, stepRows: 0, stepMs: 0, prefillTokens: 0, reusedTokens: 0, prefillMs: 0 };
+  readonly stats: BatchDecoderStats = { steps: 0, stepRows: 0, stepMs: 0, prefillTokens: 0, reusedTokens: 0, sharedPrompts: 0, prefillMs: 0 };
   private readonly step1: BatchStep;
   /** the sequence in each slot, or null */
   private readonly occupant: (BatchSequence | null)[];
   /** per slot, the tokens its cache positions hold (kept after a sequence leaves, for prefix reuse) */
   private readonly held: number[][];
+  /** per slot, the logits at the end of the last prompt it prefilled and that prompt's length (0: none) */
+  private readonly promptLogits: Float32Array[];
+  private readonly promptLength: Int32Array;
   private readonly running: BatchSequence[] = [];
   private readonly rowTokens: Int32Array;
   private readonly rowSlots: Int32Array;
@@ -169,6 +176,8 @@ export class BatchDecoder {
     this.step1 = new BatchStep(model, this.cache);
     this.occupant = new Array<BatchSequence | null>(opts.slots).fill(null);
     this.held = Array.from({ length: opts.slots }, () => []);
+    this.promptLogits = Array.from({ length: opts.slots }, () => new Float32Array(0));
+    this.promptLength = new Int32Array(opts.slots);
     this.rowTokens = new Int32Array(opts.slots);
     this.rowSlots = new Int32Array(opts.slots);
     this.scaled = new Float32Array(model.config.vocabSize);
@@ -213,23 +222,40 @@ export class BatchDecoder {
     const reuse = opts.reusePrefix ?? true;
     const slot = this.pickSlot(seq.prompt, reuse);
     const held = this.held[slot];
-    let keep = 0;
-    if (reuse) {
-      const n = Math.min(held.length, seq.prompt.length - 1);
-      while (keep < n && held[keep] === seq.prompt[keep]) keep++;
-    }
+    const P = seq.prompt.length;
     const t0 = performance.now();
-    this.cache.truncate(slot, Math.min(keep, this.cache.lengths[slot]));
-    held.length = keep;
-    const rest = Int32Array.from(seq.prompt.slice(keep));
-    this.model.forwardCached(rest, this.cache.slotCache(slot), { out: seq.logits });
-    checkMappedFiles(); // a mapped model file truncated meanwhile: these logits are wrong
-    for (const id of rest) held.push(id);
+    let keep = 0;
+    const twin = this.twinOf(seq.prompt, slot);
+    if (twin >= 0) {
+      // the same prompt was prefilled in slot twin: its keys, values and last logits, copied
+      if (twin !== slot) this.cache.copyPrefix(twin, slot, P);
+      else this.cache.truncate(slot, P);
+      held.length = 0;
+      for (const id of seq.prompt) held.push(id);
+      seq.logits.set(this.promptLogits[twin]);
+      if (twin !== slot) this.notePrompt(slot, seq.logits, P);
+      keep = P;
+      this.stats.sharedPrompts++;
+    } else {
+      if (reuse) {
+        const n = Math.min(held.length, P - 1);
+        while (keep < n && held[keep] === seq.prompt[keep]) keep++;
+      }
+      this.cache.truncate(slot, Math.min(keep, this.cache.lengths[slot]));
+      held.length = keep;
+      this.promptLength[slot] = 0;
+      const rest = Int32Array.from(seq.prompt.slice(keep));
+      this.model.forwardCached(rest, this.cache.slotCache(slot), { out: seq.logits });
+      for (const id of rest) held.push(id);
+      checkMappedFiles(); // a mapped model file truncated meanwhile: these logits are wrong
+      // only a fresh prefill's logits are shared (a reused prefix gives slightly different floats)
+      this.notePrompt(slot, seq.logits, keep === 0 ? P : 0);
+      this.stats.prefillTokens += rest.length;
+    }
     seq.reusedTokens = keep;
     seq.slot = slot;
     this.occupant[slot] = seq;
     this.running.push(seq);
-    this.stats.prefillTokens += rest.length;
     this.stats.reusedTokens += keep;
     this.stats.prefillMs += performance.now() - t0;
     return seq;
@@ -297,8 +323,35 @@ export class BatchDecoder {
     seq.slot = -1;
   }
 
-  /** A free slot: the one holding the longest prefix of the prompt (reuse), else the emptiest. */
+  /** Record (or, with length 0, forget) the prompt a slot has just prefilled and its logits. */
+  private notePrompt(slot: number, logits: Float32Array, length: number): void {
+    this.promptLength[slot] = length;
+    if (length === 0) return;
+    if (this.promptLogits[slot].length === 0) this.promptLogits[slot] = new Float32Array(logits.length);
+    this.promptLogits[slot].set(logits);
+  }
+
+  /** Whether slot s's last fresh prefill was exactly this prompt and it still holds it. */
+  private holdsPrompt(s: number, prompt: readonly number[]): boolean {
+    if (this.promptLength[s] !== prompt.length || this.cache.lengths[s] < prompt.length) return false;
+    const held = this.held[s];
+    for (let i = 0; i < prompt.length; i++) if (held[i] !== prompt[i]) return false;
+    return true;
+  }
+
+  /** A slot (`first` first) whose last fresh prefill was exactly this prompt and still holds it; -1 if none. */
+  private twinOf(prompt: readonly number[], first: number): number {
+    if (this.holdsPrompt(first, prompt)) return first;
+    for (let s = 0; s < this.slots; s++) if (s !== first && this.holdsPrompt(s, prompt)) return s;
+    return -1;
+  }
+
+  /**
+   * A free slot: one that prefilled exactly this prompt, else the one holding the longest prefix
+   * of the prompt (reuse), else the emptiest.
+   */
   private pickSlot(prompt: readonly number[], reuse: boolean): number {
+    for (let s = 0; s < this.slots; s++) if (!this.occupant[s] && this.holdsPrompt(s, prompt)) return s;
     let best = -1, bestScore = -1;
     for (let s = 0; s < this.slots; s++) {
       if (this.occupant[s]) continue;

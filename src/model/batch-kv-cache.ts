@@ -74,6 +74,21 @@ export class BatchKvCache {
     this.lengths[s] = n;
   }
 
+  /** Make slot `to` hold a copy of positions 0..n-1 of slot `from` (a shared prompt). */
+  copyPrefix(from: number, to: number, n: number): void {
+    this.checkSlot(from);
+    this.checkSlot(to);
+    if (!Number.isInteger(n) || n < 0 || n > this.lengths[from]) {
+      throw new LlmError(`cannot copy ${n} positions from slot ${from}, which holds ${this.lengths[from]}`);
+    }
+    if (from === to) return this.truncate(to, n);
+    const w = this.kvDim, cap = this.cap;
+    for (let l = 0; l < this.nLayer; l++) {
+      for (const rows of [this.k, this.v]) rows[l].copyWithin(to * cap * w, from * cap * w, (from * cap + n) * w);
+    }
+    this.lengths[to] = n;
+  }
+
   /**
    * A KvCache over slot s (at its current length) for Transformer.forwardCached: what it appends
    * lands in the slot, and lengths[s] follows it. Valid until the next reserve() of another view

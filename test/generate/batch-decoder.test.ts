@@ -96,6 +96,24 @@ describe(`batched generation (${backend().name} backend)`, () => {
     prompts.forEach((p, i) => assert.deepEqual(got[i].tokens, alone(m, p, { ...opts, seed: 7 + i }).tokens.map((t) => t.id)));
   });
 
+  it('one prompt sampled K times (GRPO): prefilled once, copied to the other slots, each sample as generateCached gives it', () => {
+    const m = makeModel(GPT2, 7);
+    const prompt = ids(21, 50, GPT2.vocabSize);
+    const other = ids(5, 51, GPT2.vocabSize);
+    const prompts = [prompt, prompt, prompt, prompt, prompt, prompt, other, other];
+    const opts: BatchSequenceOptions = { maxTokens: 9, temperature: 1.1, topK: 0, seed: 3 };
+    const stats = { steps: 0, stepRows: 0, stepMs: 0, prefillTokens: 0, reusedTokens: 0, sharedPrompts: 0, prefillMs: 0 };
+    const got = generateBatch(m, prompts, opts, { slots: 4, stats });
+    prompts.forEach((p, i) => {
+      const want = alone(m, p, { ...opts, seed: 3 + i });
+      assert.deepEqual(got[i].tokens, want.tokens.map((t) => t.id), `sample ${i}`);
+      assert.deepEqual(got[i].logprobs, want.tokens.map((t) => t.logprob), `sample ${i}`);
+    });
+    assert.equal(stats.sharedPrompts, 6); // 3 of the first 4, the 2 next (from a free slot), the second 'other' (from an active one)
+    assert.equal(stats.prefillTokens, 21 + 5);
+    assert.ok(new Set(got.filter((_, i) => prompts[i] === prompt).map((r) => r.tokens.join())).size > 1, 'different seeds sample differently');
+  });
+
   it('policy log-probabilities are log-softmax(logits / temperature) of a full forward pass over prompt + completion (TRL PPO)', () => {
     const m = makeModel(LLAMA, 4);
     const V = LLAMA.vocabSize;
