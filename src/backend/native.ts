@@ -101,10 +101,15 @@ function makeBackend(addon: Addon): Backend {
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
     argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
     compileDecode: pick('compileDecode', (fn) => (p) => {
-      const handle = fn(p.buffers, p.code, p.consts);
+      const handle = fn(p.buffers, p.code, p.consts, p.rowStrides ?? null);
       const run = addon.decodeRun as (h: unknown, token: number, pos: number) => void;
       const bind = addon.decodeBind as (h: unknown, index: number, b: unknown) => void;
-      return { run: (token, pos) => run(handle, token, pos), bind: (index, b) => bind(handle, index, b) };
+      const runBatch = addon.decodeRunBatch as (h: unknown, t: Int32Array, p: Int32Array, s: Int32Array, n: number, rows: number) => void;
+      return {
+        run: (token, pos) => run(handle, token, pos),
+        bind: (index, b) => bind(handle, index, b),
+        runBatch: (tokens, positions, slots, n, slotRows) => runBatch(handle, tokens, positions, slots, n, slotRows),
+      };
     }),
     adamw: pick('adamw'),
   };
