@@ -32,7 +32,7 @@ import { LmHead } from './heads.js';
 import { initParameters } from './init.js';
 import type { KvCache } from './kv-cache.js';
 import {
-  Block, Norm, NoDecodeProgram, QUANTIZED_NO_GRAD, defaultLayers, getParameter,
+  Block, Norm, NoDecodeProgram, defaultLayers, getParameter,
   type DecodeScratch, type LayerContext, type LayerFactory, type LinearLayer, type Params, type QuantMap,
 } from './layers.js';
 import { parameterSpecs, type NamedParameter, type ParameterOptions, type ParamSpec } from './parameters.js';
@@ -66,7 +66,8 @@ export interface ForwardResult {
 export interface TransformerOptions {
   /**
    * Linear weights (and an untied lm_head) given as GGUF blocks instead of float tensors (see
-   * QuantizedWeight); such a model runs inference only, and parameters() refuses.
+   * QuantizedWeight). They are frozen: such a model trains only adapters (QLoRA: freeze the
+   * base), and parameters() refuses while a float base parameter is still trainable.
    */
   quantized?: QuantMap;
   /** builds every linear layer (default: Linear); an adapter factory wraps them (layers.ts) */
@@ -85,7 +86,7 @@ export class Transformer {
   readonly params: Params;
   /** the base model's parameter table (parameterSpecs(config)) */
   readonly specs: ParamSpec[];
-  /** quantized weights (inference only), by parameter name; these are absent from params */
+  /** quantized weights (frozen), by parameter name; these are absent from params */
   readonly quantized: QuantMap;
   /** see TransformerOptions.reference */
   readonly reference: boolean;
@@ -153,10 +154,12 @@ export class Transformer {
     return new Transformer(this.config, this.params, { quantized: this.quantized, reference: true });
   }
 
-  /** (…shape, C) token embeddings, from the float table or the quantized one. */
+  /**
+   * (…shape, C) token embeddings, from the float table or the quantized one (frozen: its rows are
+   * widened, and nothing flows back into it).
+   */
   private embedTokens(tokens: Int32Array, shape: number[]): Tensor {
     if (!this.tokenEmbeddingQuantized) return embedding(this.tokenEmbedding!, tokens, shape);
-    if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
     const w = this.tokenEmbeddingQuantized;
     const out = Tensor.empty([...shape, w.cols]);
     dequantizeRows(w, tokens, out.data);
@@ -210,12 +213,20 @@ export class Transformer {
     return out;
   }
 
-  /** The trainable tensors, in namedParameters() order (all of the base's unless frozen). */
+  /**
+   * The trainable tensors, in namedParameters() order (all of the base's unless frozen). A model
+   * with quantized weights trains adapters only: refused while a base parameter is trainable.
+   */
   parameters(): Tensor[] {
+    const named = this.namedParameters();
     if (this.quantized.size > 0) {
-      throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights and runs inference only; training and exporting need float weights (import the GGUF without keepQuantized)`);
+      const base = new Set(this.specs.map((s) => s.name));
+      const open = named.find((p) => p.trainable && base.has(p.name));
+      if (open) {
+        throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights, which stay frozen, and its base parameter '${open.name}' is trainable: freeze the base and train adapters on it (LoRA), or train from float weights (import the GGUF without keepQuantized)`);
+      }
     }
-    return this.namedParameters().filter((p) => p.trainable).map((p) => p.tensor);
+    return named.filter((p) => p.trainable).map((p) => p.tensor);
   }
 
   /**
