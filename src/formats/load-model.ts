@@ -28,7 +28,7 @@ export interface LoadedModel {
   path: string;
   config: ModelConfig;
   params: Map<string, Tensor>;
-  /** GGUF Q8_0/Q4_0 Linear weights kept quantized (inference only); absent for other formats */
+  /** Q8_0/Q4_0 weights kept quantized (frozen): a GGUF's, or a QLoRA run checkpoint's base; absent otherwise */
   quantized?: Map<string, QuantizedWeight>;
   tokenizer: Tokenizer | null;
   /** how the weights were read: 'mmap' (views into a copy-on-write mapping of the file) or 'read' (file-source.ts) */
@@ -107,7 +107,7 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
           throw err;
         }
       }
-      return { format, path: file, config: ck.config, params: ck.params, tokenizer, source: ck.source ?? 'read' };
+      return { format, path: file, config: ck.config, params: ck.params, quantized: ck.quantized, tokenizer, source: ck.source ?? 'read' };
     }
     case 'gguf': {
       const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });
