@@ -1,7 +1,7 @@
 /**
  * llmts sft: supervised fine-tuning of a whole model (every weight trained) on instruction,
  * chat, prompt-completion or text data, with the loss on the responses only. The model is any
- * file llmts run reads (GGUF weights are dequantized to float32); the result is a training run
+ * file llmts run reads (GGUF weights are dequantized to float32, except for QLoRA below); the result is a training run
  * directory (ckpt.safetensors, metrics.jsonl, loss.svg) that llmts run and llmts chat load, and
  * that --resume continues exactly. With --lora the base is frozen and LoRA adapters are trained; the
  * run also writes the adapter in PEFT's layout (DIR/adapter) and the merged model (DIR/merged).
@@ -76,7 +76,7 @@ const SFT_SPEC: CommandSpec = {
   usage: '-m MODEL --data FILE -o DIR [flags]',
   summary: `Supervised fine-tuning: train every weight of MODEL on instruction, chat, prompt-completion
 or text data (JSONL or a JSON array), with the loss on the responses only. MODEL is anything
-llmts run reads, with float weights (GGUF Q8_0/Q4_0 are dequantized). Writes a checkpoint,
+llmts run reads, with float weights (GGUF Q8_0/Q4_0 are dequantized, except with --lora). Writes a checkpoint,
 metrics.jsonl and loss.svg to --out that llmts run and llmts chat load, and resumes exactly where
 it stopped (Ctrl-C writes a checkpoint first). With --lora only LoRA adapters on the frozen model
 train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmts chat should load).

@@ -28,7 +28,7 @@
  * (tensor/ops/quantized-linear.ts). Such a layer cannot merge in place; mergedParameters() folds
  * the adapters into a float copy of the base.
  */
-import { Tensor, add, dropout, isGradEnabled, linear, scale, type WeightLayout } from '../tensor/index.js';
+import { Tensor, isGradEnabled, loraBranch, type WeightLayout } from '../tensor/index.js';
 import type { DecodeWeight } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
@@ -106,9 +106,9 @@ export class LoraLinear implements LinearLayer {
       }
       return y;
     }
-    const xd = dropout(x, this.opts.dropout, this.ctx.rng, this.ctx.training);
-    const delta = linear(linear(xd, this.A, null, 'out_in'), this.B, null, 'out_in'); // (..., r) -> (..., out)
-    return add(y, scale(delta, this.scaling));
+    // y + scaling · (dropout(x) Aᵀ) Bᵀ, fused: keeps only (..., r) and the dropout bits (tensor/ops/lora-branch.ts)
+    const drop = this.ctx.training && this.opts.dropout > 0 ? { p: this.opts.dropout, rng: this.ctx.rng } : null;
+    return loraBranch(y, x, this.A, this.B, this.scaling, drop);
   }
 
   decodeWeight(): DecodeWeight | null {

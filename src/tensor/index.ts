@@ -4,6 +4,8 @@ export { matmul } from './ops/matmul.js';
 export type { MatmulOptions } from './ops/matmul.js';
 export { linear } from './ops/linear.js';
 export { quantizedLinear } from './ops/quantized-linear.js';
+export { loraBranch } from './ops/lora-branch.js';
+export type { LoraDropout } from './ops/lora-branch.js';
 export type { QuantizedMatrix } from './ops/quantized-linear.js';
 export type { WeightLayout } from './ops/linear.js';
 export { add, sub, mul, div, scale, addScalar } from './ops/elementwise.js';

@@ -7,8 +7,10 @@
  *             the weight widened tile by tile), and the bias's when it trains. The weight is no
  *             Tensor and never gets a gradient.
  *
- * int8 activations in the forward pass do not hurt training: LoRA on a Q4_0 base trained with them
- * tracks float activations to within the noise of the runs (bench/qlora-forward.ts).
+ * The forward keeps the inference kernel's int8 activations: measured for LoRA on a Q4_0 base
+ * (bench/qlora-forward.ts, 2 seeds), the held-out loss ends within 0.2% of a float-activation
+ * forward's (as close as the float base's run is), and the adapter gradients are at cosine 0.9996
+ * to the float-activation ones, while Q4_0 weights themselves put them at 0.985 to the float base's.
  */
 import type { QuantType } from '../../backend/backend.js';
 import { backend } from '../../backend/index.js';
