@@ -7,12 +7,15 @@
  * The peak RSS (VmHWM) is read after the last step, before the loop's final evaluation and
  * checkpoint; the peak of the whole child, checkpoint write included, is shown too.
  *
- *   full f32             the F32 checkpoint, every weight trained (AdamW moments for all)
- *   lora f32             LoRA r=8 on every projection over the same F32 base, frozen (informational)
- *   qlora q4_0 gguf      a Q4_0 GGUF of the model kept quantized (its token embedding and lm_head
- *                        too), LoRA r=8 on every projection: what `llmts sft -m X.q4_0.gguf --lora` runs
- *   qlora quantize-base  the F32 checkpoint, attention and MLP weights quantized to Q4_0 at load,
+ *   full-f32             the F32 checkpoint, every weight trained (AdamW moments for all): `llmts sft`
+ *   full-f32-ckpt        the same with activation checkpointing (--gradient-checkpointing on)
+ *   lora-f32             LoRA r=8 on every projection over the same F32 base, frozen: `llmts sft --lora`
+ *   qlora-q4_0-gguf      a Q4_0 GGUF of the model kept quantized (its token embedding and lm_head
+ *                        too), LoRA r=8 on every projection: `llmts sft -m X.q4_0.gguf --lora`
+ *   qlora-quantize-base  the F32 checkpoint, attention and MLP weights quantized to Q4_0 at load,
  *                        embedding and lm_head float: `llmts sft -m X --lora --quantize-base q4_0`
+ * Each as `llmts sft` runs it by default: activation checkpointing on for the quantized bases (auto)
+ * only. LoRA dropout 0.05 (the default).
  *
  *   node dist/bench/sft-memory.js [--steps 3] [--batch 4] [--seq 256] [--modes a,b] [--dir DIR]
  *
@@ -38,7 +41,7 @@ import { DEFAULT_TRAIN_OPTIONS, type TrainOptions } from '../src/train/trainer.j
 import { TrainingLoop } from '../src/train/loop.js';
 import { Rng } from '../src/util/rng.js';
 
-const MODES = ['full-f32', 'lora-f32', 'qlora-q4_0-gguf', 'qlora-quantize-base'] as const;
+const MODES = ['full-f32', 'full-f32-ckpt', 'lora-f32', 'qlora-q4_0-gguf', 'qlora-quantize-base'] as const;
 type Mode = (typeof MODES)[number];
 const SHAPE = 'llama-110m';
 const SELF = fileURLToPath(import.meta.url);
@@ -80,21 +83,23 @@ async function child(mode: Mode, dir: string, steps: number, batch: number, seq:
   const q4 = join(dir, 'base-q4_0.gguf');
   const lora = { r: 8, alpha: 16, dropout: 0.05, targets: [...LORA_MODULES.llama], rng: new Rng(1) };
   let model: Transformer;
-  if (mode === 'full-f32') {
+  if (mode === 'full-f32' || mode === 'full-f32-ckpt') {
     const l = await loadAnyModel(f32, { tokenizer: false });
     model = new Transformer(l.config, l.params);
+    model.gradientCheckpointing = mode === 'full-f32-ckpt';
   } else {
     const l = await loadAnyModel(mode === 'qlora-q4_0-gguf' ? q4 : f32, { tokenizer: false, keepQuantized: true });
     const base = mode === 'qlora-quantize-base' ? quantizeBlockLinears(l.config, l.params, 'q4_0') : { params: l.params, quantized: l.quantized };
     model = new Transformer(l.config, base.params, { quantized: base.quantized, layers: loraLayers(lora) });
     model.freeze((n) => !n.includes('.lora_'));
+    model.gradientCheckpointing = model.quantized.size > 0; // llmts sft's auto
   }
   const counts = trainableParameterCount(model);
   const out = join(dir, `run-${mode}`);
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const opts: TrainOptions = {
-    ...DEFAULT_TRAIN_OPTIONS, outDir: out, maxIters: steps, batchSize: batch, blockSize: seq, lr: mode === 'full-f32' ? 2e-5 : 2e-4,
+    ...DEFAULT_TRAIN_OPTIONS, outDir: out, maxIters: steps, batchSize: batch, blockSize: seq, lr: mode.startsWith('full') ? 2e-5 : 2e-4,
     warmupIters: 0, decayIters: 0, weightDecay: 0, evalInterval: 1_000_000, evalIters: 1,
   };
   const objective = new SftObjective(examples(model.config.vocabSize, seq, 64), [], { batchSize: batch, seed: 1, padId: 0 });

@@ -54,7 +54,12 @@ export interface SftOptions extends TrainOptions {
   lossOn: LossOn;
   /** --lora: train a LoRA adapter on the frozen base (absent: every weight trained) */
   lora?: SftLoraOptions;
+  /** --gradient-checkpointing (absent in runs saved before it: auto) */
+  gradientCheckpointing?: CheckpointingMode;
 }
+
+/** Activation checkpointing: auto = on for a quantized base (QLoRA). */
+export type CheckpointingMode = 'auto' | 'on' | 'off';
 
 /** The LoRA settings of an sft run (saved with the run, so --resume rebuilds the same layers). */
 export interface SftLoraOptions {
@@ -92,6 +97,7 @@ adapter, in float32.`,
     { name: 'max-length', kind: 'integer', min: 2, defaultText: "the model's context", help: 'tokens per example at most: longer ones are cut, and dropped when no response token is left', group: D },
     { name: 'eval-split', kind: 'string', value: 'FRACTION', default: '0.05', help: 'share of the examples held out for the validation loss (chosen by content; 0 = none)', group: D },
     { name: 'loss-on', kind: 'string', choices: ['response', 'all'], default: 'response', help: 'train on the responses only, or on every token', group: D },
+    { name: 'gradient-checkpointing', kind: 'string', choices: ['auto', 'on', 'off'], default: 'auto', help: "recompute each block's activations in the backward pass instead of keeping them (same results, ~1/3 more compute, a fraction of the activation memory); auto: on for a quantized base (QLoRA)", group: D },
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'run directory: checkpoint, metrics.jsonl, loss.svg (required)', group: D },
     { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: D },
     { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out', group: D },
@@ -121,7 +127,7 @@ is the mean over its response tokens.
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'gradient-checkpointing']);
 
 interface Setup {
   model: Transformer;
@@ -143,6 +149,8 @@ async function sftCommand(f: Flags): Promise<void> {
   }
   const setup = f.bool('resume') ? await resumeRun(f, outDir) : await newRun(f, outDir);
   const { model, tokenizer, template, options } = setup;
+  const checkpointing = options.gradientCheckpointing ?? 'auto';
+  model.gradientCheckpointing = checkpointing === 'on' || (checkpointing === 'auto' && model.quantized.size > 0);
   const log = (s: string): void => void process.stdout.write(s + '\n');
 
   const loaded = loadSftExamples(options.data, { format: options.format, onBadRow: options.onBadRow });
@@ -169,7 +177,7 @@ async function sftCommand(f: Flags): Promise<void> {
     `${truncated} truncated to ${options.maxLength} tokens, ${dropped.length} dropped (no response token left)`);
   if (report) process.stderr.write(`llmts sft: ${report}\n`);
   if (dropped.length > 0) process.stderr.write(`llmts sft: warning: ${dropped.length} example${dropped.length === 1 ? '' : 's'} left out because --max-length ${options.maxLength} cuts their whole response (lines ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', ...' : ''}); raise --max-length\n`);
-  log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; backend: ${describeBackend()}; run dir: ${outDir}`);
+  log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; ${model.gradientCheckpointing ? 'activations recomputed in the backward pass (--gradient-checkpointing); ' : ''}backend: ${describeBackend()}; run dir: ${outDir}`);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
   const examplesPerStep = options.batchSize * options.gradAccum;
@@ -329,7 +337,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const options: SftOptions = {
     ...trainLoopOptions(f, maxLength, outDir),
     model: path, data, format, onBadRow, template: templateName, templateSource, maxLength, evalSplit,
-    lossOn: f.string('loss-on') as LossOn,
+    lossOn: f.string('loss-on') as LossOn, gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode,
   };
   if (lora) options.lora = lora;
   return { model, tokenizer, template, templateNote: note, options, replace: existing };
@@ -341,14 +349,17 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (RESUME_FLAGS.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters and --gradient-checkpointing can; start a new run in another --out)`);
   }
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: SftOptions }).options;
   if (!saved || typeof saved.data !== 'string' || typeof saved.template !== 'string') {
     throw new LlmError(`--resume: ${path} holds no SFT run settings (it is not a checkpoint of llmts sft)`);
   }
-  const options: SftOptions = { ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
+  const options: SftOptions = {
+    ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}),
+    ...(f.has('gradient-checkpointing') ? { gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode } : {}),
+  };
   const tokenizer = tokenizerFromJSON(checkpoint.tokenizer);
   const template = options.template === 'jinja'
     ? jinjaChatTemplate(options.templateSource ?? '', tokenizer)
