@@ -7,8 +7,9 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
-import type { QuantizedWeight } from '../model/quantized.js';
-import type { Tensor } from '../tensor/index.js';
+import { parameterSpecs } from '../model/parameters.js';
+import { dequantizeToParameter, type QuantizedWeight } from '../model/quantized.js';
+import { Tensor } from '../tensor/index.js';
 import { hfTokenizerFile, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from './checkpoint.js';
@@ -106,6 +107,11 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
           if (err instanceof LlmError) throw new LlmError(`checkpoint ${file}: its tokenizer: ${err.message}`);
           throw err;
         }
+      }
+      // a QLoRA run's quantized base: widened to float32 unless kept (keepQuantized defaults to true)
+      if (ck.quantized && opts.keepQuantized === false) {
+        for (const [name, w] of ck.quantized) ck.params.set(name, new Tensor(dequantizeToParameter(ck.config, name, w), [...parameterSpecs(ck.config).find((s) => s.name === name)!.shape]));
+        ck.quantized = undefined;
       }
       return { format, path: file, config: ck.config, params: ck.params, quantized: ck.quantized, tokenizer, source: ck.source ?? 'read' };
     }

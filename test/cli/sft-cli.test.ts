@@ -239,6 +239,9 @@ describe('llmts sft', () => {
     const run = await loadAnyModel(whole);
     assert.equal(run.quantized?.size, 14);
     new Transformer(run.config, run.params, { quantized: run.quantized });
+    const widened = await loadAnyModel(whole, { keepQuantized: false }); // what llmts convert reads: the dequantized base
+    assert.equal(widened.quantized, undefined);
+    for (const [name, tensor] of dequantized) assert.deepEqual(widened.params.get(name)!.data, tensor.data, name);
 
     // stop at 10, resume to 20: the same run
     const parts = join(dir, 'qlora-parts');
