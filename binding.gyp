@@ -7,7 +7,7 @@
         "native/gemm.c", "native/elementwise.c", "native/activation.c", "native/norm.c",
         "native/softmax.c", "native/attention.c", "native/rope.c", "native/embedding.c",
         "native/cross_entropy.c", "native/adamw.c", "native/peak.c", "native/copy.c",
-        "native/attention_cached.c", "native/quant_matmul.c", "native/quant_panel.c",
+        "native/attention_cached.c", "native/quant_matmul.c", "native/quant_panel.c", "native/quant_matmul_t.c",
         "native/sampling.c", "native/mmap.c", "native/decode.c"
       ],
       "defines": ["NAPI_VERSION=8"],

@@ -92,6 +92,12 @@ export interface Backend {
    * products on the blocks; the reference dequantizes the blocks on the fly (float x).
    */
   matmulQuantized(x: Float32Array, w: Uint8Array, type: QuantType, out: Float32Array, M: number, N: number, K: number): void;
+  /**
+   * dx (M, K) += dy (M, N) · W (accumulated), W (N, K) given as in matmulQuantized: the input
+   * gradient of out = x · Wᵀ through a frozen quantized weight (QLoRA). Float dy; the weight is
+   * widened tile by tile into scratch (never as a whole matrix); K % 32 == 0.
+   */
+  matmulQuantizedTransposed(dy: Float32Array, w: Uint8Array, type: QuantType, dx: Float32Array, M: number, N: number, K: number): void;
 
   // ---- elementwise (n = element count) ----------------------------------------
   /** out = a + b */

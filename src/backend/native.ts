@@ -79,6 +79,9 @@ function makeBackend(addon: Addon): Backend {
     matmulQuantized: pick('matmulQuantized', (fn) => (x, w, type, out, M, N, K) => {
       fn(x, w, type === 'q8_0' ? 8 : type === 'q4_0' ? 2 : -1, out, M, N, K);
     }),
+    matmulQuantizedTransposed: pick('matmulQuantizedTransposed', (fn) => (dy, w, type, dx, M, N, K) => {
+      fn(dy, w, type === 'q8_0' ? 8 : type === 'q4_0' ? 2 : -1, dx, M, N, K);
+    }),
     add: pick('add'), mul: pick('mul'), axpy: pick('axpy'), scale: pick('scale'),
     addBias: pick('addBias'), sumRows: pick('sumRows'), copyRows: pick('copyRows'), sumSquares: pick('sumSquares'),
     geluForward: pick('geluForward'), geluBackward: pick('geluBackward'),

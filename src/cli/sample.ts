@@ -32,7 +32,7 @@ async function sampleCommand(f: Flags): Promise<void> {
   if (f.positionals.length > (f.has('ckpt') ? 0 : 1)) throw new LlmError(`unexpected argument '${f.positionals.at(-1)}' (quote the prompt and pass it with -p)`);
   if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'ckpt.safetensors');
   const ck = loadCheckpoint(path);
-  const model = new Transformer(ck.config, ck.params);
+  const model = new Transformer(ck.config, ck.params, { quantized: ck.quantized }); // a QLoRA run's base stays quantized
   const tokenizer = tokenizerFromJSON(ck.tokenizer);
   printSample(model, tokenizer, f.string('prompt') ?? '\n', samplingOptions(f));
   process.stdout.write('\n');

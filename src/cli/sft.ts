@@ -1,10 +1,13 @@
 /**
  * llmts sft: supervised fine-tuning of a whole model (every weight trained) on instruction,
  * chat, prompt-completion or text data, with the loss on the responses only. The model is any
- * file llmts run reads (GGUF weights are dequantized to float32); the result is a training run
+ * file llmts run reads (GGUF weights are dequantized to float32, except for QLoRA below); the result is a training run
  * directory (ckpt.safetensors, metrics.jsonl, loss.svg) that llmts run and llmts chat load, and
  * that --resume continues exactly. With --lora the base is frozen and LoRA adapters are trained; the
  * run also writes the adapter in PEFT's layout (DIR/adapter) and the merged model (DIR/merged).
+ * QLoRA: with --lora a Q8_0/Q4_0 GGUF base stays quantized, and --quantize-base q4_0|q8_0 quantizes
+ * a float base's linear weights at load; the frozen blocks are saved in the run's checkpoint as they
+ * are (exact resume), and DIR/merged is float32: the dequantized base plus the adapter.
  *
  *   llmts sft -m out/base --data alpaca.jsonl -o out/sft
  *   llmts chat out/sft
@@ -20,7 +23,9 @@ import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/
 import { saveLoraAdapter } from '../formats/peft.js';
 import { loadAnyModel } from '../formats/load-model.js';
 import { SftObjective, renderSftExamples, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
-import { LORA_MODULES, loraLayers, mergeLora, trainableParameterCount } from '../model/lora.js';
+import { LORA_MODULES, loraLayers, mergeLora, mergedParameters, trainableParameterCount } from '../model/lora.js';
+import { quantizeBlockLinears, unquantizableLinear, type QuantizedWeight } from '../model/quantized.js';
+import type { QuantType } from '../backend/index.js';
 import { countParameters } from '../model/parameters.js';
 import type { Tensor } from '../tensor/index.js';
 import { Rng } from '../util/rng.js';
@@ -51,7 +56,12 @@ export interface SftOptions extends TrainOptions {
   packing?: boolean;
   /** --lora: train a LoRA adapter on the frozen base (absent: every weight trained) */
   lora?: SftLoraOptions;
+  /** --gradient-checkpointing (absent in runs saved before it: auto) */
+  gradientCheckpointing?: CheckpointingMode;
 }
+
+/** Activation checkpointing: auto = on for a quantized base (QLoRA). */
+export type CheckpointingMode = 'auto' | 'on' | 'off';
 
 /** The LoRA settings of an sft run (saved with the run, so --resume rebuilds the same layers). */
 export interface SftLoraOptions {
@@ -60,21 +70,26 @@ export interface SftLoraOptions {
   dropout: number;
   targets: string[];
   rslora: boolean;
+  /** --quantize-base: the base's linear weights quantized at load and kept so, frozen (QLoRA) */
+  quantizeBase?: QuantType;
 }
 
 const D = 'Data and output';
 const L = 'LoRA';
-const LORA_FLAGS = ['lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'rslora'];
+const LORA_FLAGS = ['lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'rslora', 'quantize-base'];
 
 const SFT_SPEC: CommandSpec = {
   name: 'sft',
   usage: '-m MODEL --data FILE -o DIR [flags]',
   summary: `Supervised fine-tuning: train every weight of MODEL on instruction, chat, prompt-completion
 or text data (JSONL or a JSON array), with the loss on the responses only. MODEL is anything
-llmts run reads, with float weights (GGUF Q8_0/Q4_0 are dequantized). Writes a checkpoint,
+llmts run reads, with float weights (GGUF Q8_0/Q4_0 are dequantized, except with --lora). Writes a checkpoint,
 metrics.jsonl and loss.svg to --out that llmts run and llmts chat load, and resumes exactly where
 it stopped (Ctrl-C writes a checkpoint first). With --lora only LoRA adapters on the frozen model
-train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmts chat should load).`,
+train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmts chat should load).
+QLoRA: with --lora a Q8_0/Q4_0 GGUF keeps its quantized weights (frozen), and --quantize-base
+quantizes a float model's linear weights at load; DIR/merged is then the dequantized base plus the
+adapter, in float32.`,
   flags: [
     { name: 'model', short: 'm', kind: 'string', value: 'PATH', help: 'the model to fine-tune (or give it as the positional MODEL)', group: D },
     { name: 'data', kind: 'string', value: 'PATH', help: 'SFT data file: one JSON object per line, or a JSON array (required)', group: D },
@@ -85,6 +100,7 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
     { name: 'eval-split', kind: 'string', value: 'FRACTION', default: '0.05', help: 'share of the examples held out for the validation loss (chosen by content; 0 = none)', group: D },
     { name: 'loss-on', kind: 'string', choices: ['response', 'all'], default: 'response', help: 'train on the responses only, or on every token', group: D },
     { name: 'packing', kind: 'boolean', help: 'pack several examples into each row of --max-length tokens (best-fit decreasing; --batch-size then counts rows); examples never attend to each other', group: D },
+    { name: 'gradient-checkpointing', kind: 'string', choices: ['auto', 'on', 'off'], default: 'auto', help: "recompute each block's activations in the backward pass instead of keeping them (same results, ~1/3 more compute, a fraction of the activation memory); auto: on for a quantized base (QLoRA)", group: D },
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'run directory: checkpoint, metrics.jsonl, loss.svg (required)', group: D },
     { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: D },
     { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out', group: D },
@@ -94,6 +110,7 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
     { name: 'lora-dropout', kind: 'number', min: 0, default: 0.05, help: "dropout on the adapters' input, in [0, 1)", group: L },
     { name: 'lora-targets', kind: 'string', value: 'LIST', defaultText: 'every attention and MLP projection', help: 'comma list of modules to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (Llama); c_attn,c_proj,c_fc (GPT-2)', group: L },
     { name: 'rslora', kind: 'boolean', help: 'rank-stabilised LoRA scaling alpha/sqrt(r)', group: L },
+    { name: 'quantize-base', kind: 'string', choices: ['q4_0', 'q8_0'], help: "QLoRA: quantize the base's attention and MLP weights at load and keep them so, frozen (with --lora; their input features must be multiples of 32)", group: L },
     ...trainLoopFlags({ maxIters: 200, batchSize: 8, lr: 2e-5, weightDecay: 0, beta2: 0.999, evalInterval: 50, evalIters: 10 }),
     THREADS_FLAG,
   ],
@@ -105,13 +122,15 @@ of several examples instead, far less padding); the step's loss is the mean over
   llmts sft -m out/base --data alpaca.jsonl -o out/sft --max-iters 500
   llmts sft -m model.gguf --data chats.jsonl --template chatml -o out/chat-sft
   llmts sft -o out/sft --resume --max-iters 1000       # train a finished run further
-  llmts sft -m out/base --data alpaca.jsonl -o out/lora --lora --lr 2e-4   # then: llmts chat out/lora/merged`,
+  llmts sft -m out/base --data alpaca.jsonl -o out/lora --lora --lr 2e-4   # then: llmts chat out/lora/merged
+  llmts sft -m out/base --data alpaca.jsonl -o out/qlora --lora --quantize-base q4_0 --lr 2e-4
+  llmts sft -m model.q4_0.gguf --data alpaca.jsonl -o out/qlora --lora      # the Q4_0 base stays Q4_0`,
 };
 
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'gradient-checkpointing']);
 
 interface Setup {
   model: Transformer;
@@ -135,6 +154,8 @@ async function sftCommand(f: Flags): Promise<void> {
   }
   const setup = f.bool('resume') ? await resumeRun(f, outDir) : await newRun(f, outDir);
   const { model, tokenizer, template, options } = setup;
+  const checkpointing = options.gradientCheckpointing ?? 'auto';
+  model.gradientCheckpointing = checkpointing === 'on' || (checkpointing === 'auto' && model.quantized.size > 0);
   const log = (s: string): void => void process.stdout.write(s + '\n');
 
   const loaded = loadSftExamples(options.data, { format: options.format, onBadRow: options.onBadRow });
@@ -155,7 +176,7 @@ async function sftCommand(f: Flags): Promise<void> {
   const counts = trainableParameterCount(model);
   const trained = options.lora
     ? `LoRA r ${options.lora.r}, alpha ${options.lora.alpha}${options.lora.rslora ? ' (rsLoRA)' : ''}, dropout ${options.lora.dropout} on ${options.lora.targets.join(',')}: ` +
-      `${counts.trainable} of ${counts.total} parameters trained (${(100 * counts.fraction).toFixed(3)}%)`
+      `${counts.trainable} of ${counts.total} parameters trained (${(100 * counts.fraction).toFixed(3)}%)` + quantizedNote(model)
     : 'all trained';
   log(`model: ${options.model}: ${cfg.family} ${cfg.nLayer} layers, ${cfg.nHead} heads (${cfg.nKvHead} kv), dim ${cfg.nEmbd}, ` +
     `context ${cfg.blockSize}, vocab ${cfg.vocabSize}: ${(countParameters(cfg) / 1e6).toFixed(2)}M parameters, ${trained}`);
@@ -164,7 +185,7 @@ async function sftCommand(f: Flags): Promise<void> {
   if (report) process.stderr.write(`llmts sft: ${report}\n`);
   if (dropped.length > 0) process.stderr.write(`llmts sft: warning: ${dropped.length} example${dropped.length === 1 ? '' : 's'} left out because --max-length ${options.maxLength} cuts their whole response (lines ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', ...' : ''}); raise --max-length\n`);
   log(batchesLine(objective, options));
-  log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; backend: ${describeBackend()}; run dir: ${outDir}`);
+  log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; ${model.gradientCheckpointing ? 'activations recomputed in the backward pass (--gradient-checkpointing); ' : ''}backend: ${describeBackend()}; run dir: ${outDir}`);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
   const t0 = performance.now();
@@ -192,7 +213,7 @@ async function sftCommand(f: Flags): Promise<void> {
     saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: options.model });
     const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
     writeMerged(model, tokenizer, mergedPath, setup.chatTemplate);
-    log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}`);
+    log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}${model.quantized.size > 0 ? ' (float32: the dequantized base plus the adapter)' : ''}`);
     log(`try it: llmts chat ${join(outDir, 'merged')}   (${outDir} itself holds the base weights and the adapter; llmts run ${outDir} runs the base only)`);
     return;
   }
@@ -213,11 +234,19 @@ function percent(fraction: number): string {
   return `${(100 * fraction).toFixed(1)}%`;
 }
 
-/** Fold the adapters into the base weights and save those alone (no optimizer state) at path. */
+/**
+ * Fold the adapters into the base weights and save those alone (no optimizer state) at path. A
+ * quantized base (QLoRA) is widened to float32 first (mergedParameters): the adapter added to
+ * Q4_0/Q8_0 blocks would mostly round away.
+ */
 function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string, chatTemplate: string | undefined): void {
-  mergeLora(model);
   const params = new Map<string, Tensor>();
-  for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+  if (model.quantized.size > 0) {
+    for (const [name, t] of mergedParameters(model)) params.set(name, t);
+  } else {
+    mergeLora(model);
+    for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+  }
   mkdirSync(dirname(path), { recursive: true });
   saveCheckpoint(path, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: 'llmts sft --lora' }, chatTemplate });
 }
@@ -225,6 +254,9 @@ function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string, cha
 /** The --lora flags as saved options (undefined without --lora; LoRA flags without it are refused). */
 function loraOptions(f: Flags, family: keyof typeof LORA_MODULES): SftLoraOptions | undefined {
   if (!f.bool('lora')) {
+    if (f.has('quantize-base')) {
+      throw new LlmError(`${f.typed('quantize-base')} ${f.string('quantize-base')} keeps the base quantized and frozen, so only adapters can train: give --lora too (full fine-tuning needs float weights)`);
+    }
     const stray = LORA_FLAGS.find((name) => f.has(name));
     if (stray !== undefined) throw new LlmError(`${f.typed(stray)} sets up LoRA training: give --lora too`);
     return undefined;
@@ -237,13 +269,47 @@ function loraOptions(f: Flags, family: keyof typeof LORA_MODULES): SftLoraOption
   const known = LORA_MODULES[family];
   const other = targets.find((t) => !known.includes(t));
   if (other !== undefined) throw new LlmError(`${f.typed('lora-targets')}: '${other}' is not a linear module of a ${family} model (its modules: ${known.join(', ')})`);
-  return { r: f.number('lora-r')!, alpha: f.number('lora-alpha')!, dropout, targets, rslora: f.bool('rslora') };
+  const options: SftLoraOptions = { r: f.number('lora-r')!, alpha: f.number('lora-alpha')!, dropout, targets, rslora: f.bool('rslora') };
+  const quantizeBase = f.string('quantize-base') as QuantType | undefined;
+  if (quantizeBase !== undefined) options.quantizeBase = quantizeBase;
+  return options;
 }
 
-/** The model over these base weights, with LoRA layers when the run has them (base frozen, adapters seeded by the run's seed). */
-function buildModel(config: CheckpointData['config'], params: Map<string, Tensor>, lora: SftLoraOptions | undefined, seed: number): Transformer {
+/**
+ * The float base with its linear weights quantized for --quantize-base (one-line errors: a base
+ * that is already quantized, a layer whose input features are no multiple of 32).
+ */
+function quantizedBase(
+  path: string, config: CheckpointData['config'], params: Map<string, Tensor>, quantized: Map<string, QuantizedWeight>, type: QuantType,
+): { params: Map<string, Tensor>; quantized: Map<string, QuantizedWeight> } {
+  if (quantized.size > 0) {
+    const kind = [...new Set([...quantized.values()].map((w) => w.type))].join('/');
+    throw new LlmError(`--quantize-base ${type}: ${path} is already quantized (${kind}) and --lora trains on its blocks as they are; drop --quantize-base`);
+  }
+  const bad = unquantizableLinear(config);
+  if (bad) {
+    throw new LlmError(`--quantize-base ${type}: ${path}'s '${bad.name}' has ${bad.inDim} input features, not a multiple of 32, so it has no quantized kernel path; drop --quantize-base to train LoRA on the float base`);
+  }
+  return quantizeBlockLinears(config, params, type);
+}
+
+/** ', base: N weights in q4_0 (frozen)' for a quantized base, else ''. */
+function quantizedNote(model: Transformer): string {
+  if (model.quantized.size === 0) return '';
+  const types = [...new Set([...model.quantized.values()].map((w) => w.type))].join('/');
+  return `; base: ${model.quantized.size} weights kept in ${types} (frozen)`;
+}
+
+/**
+ * The model over these base weights (and quantized ones: a QLoRA base), with LoRA layers when the
+ * run has them (base frozen, adapters seeded by the run's seed).
+ */
+function buildModel(
+  config: CheckpointData['config'], params: Map<string, Tensor>, lora: SftLoraOptions | undefined, seed: number, quantized?: Map<string, QuantizedWeight>,
+): Transformer {
   if (!lora) return new Transformer(config, params);
-  const model = new Transformer(config, params, { layers: loraLayers({ ...lora, rng: new Rng(seed) }) });
+  const { quantizeBase: _, ...layers } = lora;
+  const model = new Transformer(config, params, { quantized, layers: loraLayers({ ...layers, rng: new Rng(seed) }) });
   model.freeze((n) => !n.includes('.lora_'));
   return model;
 }
@@ -264,11 +330,14 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   if (existing.length > 0 && !f.bool('overwrite')) {
     throw new LlmError(`${outDir} already holds a run (${existing.join(', ')}): continue it with --resume, replace it with --overwrite, or choose another --out`);
   }
-  const loaded = await loadAnyModel(path, { keepQuantized: false });
+  // LoRA trains on a quantized GGUF's blocks as they are (QLoRA); full fine-tuning needs float weights
+  const loaded = await loadAnyModel(path, { keepQuantized: f.bool('lora') });
   if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; fine-tuning needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
   const tokenizer = loaded.tokenizer;
   const lora = loraOptions(f, loaded.config.family);
-  const model = buildModel(loaded.config, loaded.params, lora, f.number('seed')!);
+  let base = { params: loaded.params, quantized: loaded.quantized ?? new Map<string, QuantizedWeight>() };
+  if (lora?.quantizeBase) base = quantizedBase(path, loaded.config, base.params, base.quantized, lora.quantizeBase);
+  const model = buildModel(loaded.config, base.params, lora, f.number('seed')!, base.quantized);
   const context = model.config.blockSize;
   const maxLength = f.number('max-length') ?? context;
   if (maxLength > context) throw new LlmError(`${f.typed('max-length')} ${maxLength}: the model's context holds ${context} tokens; give at most that`);
@@ -291,7 +360,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const options: SftOptions = {
     ...trainLoopOptions(f, maxLength, outDir),
     model: path, data, format, onBadRow, template: templateName, templateSource, maxLength, evalSplit,
-    lossOn: f.string('loss-on') as LossOn,
+    lossOn: f.string('loss-on') as LossOn, gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode,
   };
   if (f.bool('packing')) options.packing = true;
   if (lora) options.lora = lora;
@@ -304,19 +373,22 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (RESUME_FLAGS.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters and --gradient-checkpointing can; start a new run in another --out)`);
   }
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: SftOptions }).options;
   if (!saved || typeof saved.data !== 'string' || typeof saved.template !== 'string') {
     throw new LlmError(`--resume: ${path} holds no SFT run settings (it is not a checkpoint of llmts sft)`);
   }
-  const options: SftOptions = { ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
+  const options: SftOptions = {
+    ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}),
+    ...(f.has('gradient-checkpointing') ? { gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode } : {}),
+  };
   const tokenizer = tokenizerFromJSON(checkpoint.tokenizer);
   const template = options.template === 'jinja'
     ? jinjaChatTemplate(options.templateSource ?? '', tokenizer)
     : chatTemplate(options.template as ChatTemplateName);
-  const model = buildModel(checkpoint.config, checkpoint.params, options.lora, options.seed);
+  const model = buildModel(checkpoint.config, checkpoint.params, options.lora, options.seed, checkpoint.quantized); // a QLoRA base: its very blocks
   if (options.lora) {
     // the adapters come back from the checkpoint's extras, by name, bit for bit
     for (const p of model.namedParameters()) {

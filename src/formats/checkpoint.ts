@@ -9,6 +9,10 @@
  *   metadata:  format, config (JSON), tokenizer (JSON), trainer state (JSON: step, RNG states,
  *              options, objective...), optimizer hyperparameters and step count, and the
  *              model's own chat template (chat_template: Jinja source) when it has one
+ *   quantized: a frozen quantized base (QLoRA) keeps its Q8_0/Q4_0 weights as they are: each under
+ *              its parameter name as U8 [rows, bytes per row] (GGUF blocks, rows = outputs), listed
+ *              in the 'quantized' metadata ({ name: { type, rows, cols } }), so a resumed run
+ *              gets the very same blocks back (ck.quantized)
  *
  *   saveCheckpoint('out/ckpt.safetensors', { config, params, tokenizer: tok.toJSON(), trainer: { step: 10 },
  *     optimizer: { step: 10, m, v, hyper: { beta1: 0.9 } } });      // m, v: Map<name, Float32Array>
@@ -28,7 +32,8 @@ import { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
 import { isJsonObject, parseJsonText, preview } from '../util/regular-file.js';
 import { validateConfig, type ModelConfig } from '../model/config.js';
-import { parameterSpecs } from '../model/parameters.js';
+import { parameterSpecs, type ParamSpec } from '../model/parameters.js';
+import { quantBlockBytes, quantizedIsTransposed, type QuantizedWeight } from '../model/quantized.js';
 
 export const CHECKPOINT_FORMAT = 'llmts-checkpoint-v1';
 const M_PREFIX = 'optimizer.m.';
@@ -51,6 +56,8 @@ export interface CheckpointData {
    * hands back every such tensor of the file here; saveCheckpoint writes them after the base ones.
    */
   extras?: Map<string, Tensor>;
+  /** base weights kept quantized (frozen, QLoRA), by parameter name; these are absent from params */
+  quantized?: Map<string, QuantizedWeight>;
   tokenizer: unknown;
   /** free-form trainer state (step, RNG states, options...) */
   trainer: Record<string, unknown>;
@@ -73,7 +80,12 @@ export interface CheckpointData {
 export function saveCheckpoint(path: string, ck: CheckpointData): void {
   const all = new Map<string, Tensor>();
   const specs = parameterSpecs(ck.config);
+  const quantized = ck.quantized ?? new Map<string, QuantizedWeight>();
+  for (const name of quantized.keys()) {
+    if (!specs.some((s) => s.name === name)) throw new LlmError(`saveCheckpoint ${path}: quantized weight '${name}' is no parameter of the config`);
+  }
   for (const s of specs) {
+    if (quantized.has(s.name)) continue; // written as blocks below
     const t = ck.params.get(s.name);
     if (!t) throw new LlmError(`saveCheckpoint ${path}: the model has no parameter '${s.name}', which its config needs`);
     if (!sameShape(t.shape, s.shape)) {
@@ -107,12 +119,14 @@ export function saveCheckpoint(path: string, ck: CheckpointData): void {
       tensors[V_PREFIX + name] = { dtype: 'F32', shape: [...t.shape], data: opt!.v.get(name)! };
     }
   }
+  for (const [name, q] of quantized) tensors[name] = { dtype: 'U8', shape: [q.rows, q.blocks.length / q.rows], data: q.blocks };
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     config: JSON.stringify(ck.config),
     tokenizer: JSON.stringify(ck.tokenizer),
     trainer: JSON.stringify(ck.trainer),
   };
+  if (quantized.size > 0) metadata.quantized = JSON.stringify(Object.fromEntries([...quantized].map(([n, q]) => [n, { type: q.type, rows: q.rows, cols: q.cols }])));
   if (opt) metadata.optimizer = JSON.stringify({ step: opt.step, ...opt.hyper });
   if (ck.chatTemplate !== undefined) metadata.chat_template = ck.chatTemplate;
   saveSafetensors(path, tensors, metadata);
@@ -135,7 +149,8 @@ export function loadCheckpoint(path: string): CheckpointData & { extras: Map<str
   const config = validateConfig(parseJson(path, 'config', meta.config) as ModelConfig, { source: `checkpoint ${path}: config metadata` });
   checkLayers(path, config, [...header.tensors.keys()]);
   const specs = parameterSpecs(config);
-  for (const s of specs) checkEntry(path, header.tensors, s.name, s.shape);
+  const quantizedInfo = meta.quantized === undefined ? new Map<string, QuantizedInfo>() : quantizedEntries(path, config, specs, header.tensors, parseJson(path, 'quantized', meta.quantized));
+  for (const s of specs) if (!quantizedInfo.has(s.name)) checkEntry(path, header.tensors, s.name, s.shape);
   const { extraNames, momentNames } = classifyTensors(path, header.tensors, specs.map((s) => s.name));
   const tokenizer = parseJson(path, 'tokenizer', meta.tokenizer);
   const trainer = parseJson(path, 'trainer', meta.trainer ?? '{}') ?? {};
@@ -145,7 +160,13 @@ export function loadCheckpoint(path: string): CheckpointData & { extras: Map<str
   const file = loadSafetensors(path);
   const params = new Map<string, Tensor>();
   const extras = new Map<string, Tensor>();
-  for (const s of specs) params.set(s.name, toTensor(path, file.tensors, s.name, s.shape));
+  for (const s of specs) if (!quantizedInfo.has(s.name)) params.set(s.name, toTensor(path, file.tensors, s.name, s.shape));
+  const quantized = new Map<string, QuantizedWeight>();
+  for (const [name, info] of quantizedInfo) {
+    const t = file.tensors.get(name)!;
+    if (!(t.data instanceof Uint8Array)) throw new LlmError(`checkpoint ${path}: quantized weight '${name}' is not stored as U8`);
+    quantized.set(name, { ...info, blocks: t.data });
+  }
   for (const name of extraNames) extras.set(name, toTensor(path, file.tensors, name, header.tensors.get(name)!.shape));
   const m = new Map<string, Float32Array>();
   const v = new Map<string, Float32Array>();
@@ -157,7 +178,36 @@ export function loadCheckpoint(path: string): CheckpointData & { extras: Map<str
   const ck: CheckpointData & { extras: Map<string, Tensor> } = { source: file.source, config, params, extras, tokenizer, trainer };
   if (meta.chat_template !== undefined) ck.chatTemplate = meta.chat_template;
   if (optimizer && m.size > 0) ck.optimizer = { step: optimizer.step, m, v, hyper: optimizer.hyper };
+  if (quantized.size > 0) ck.quantized = quantized;
   return ck;
+}
+
+type QuantizedInfo = Omit<QuantizedWeight, 'blocks'>;
+
+/**
+ * The 'quantized' metadata checked against the config and the header: each entry a 2-D base
+ * parameter, type q8_0 or q4_0, rows x cols its shape (rows = outputs), cols a multiple of 32, and
+ * a U8 tensor of rows x (cols / 32) blocks.
+ */
+function quantizedEntries(path: string, config: ModelConfig, specs: ParamSpec[], tensors: Map<string, SafetensorsEntry>, json: unknown): Map<string, QuantizedInfo> {
+  if (!isJsonObject(json)) throw new LlmError(`checkpoint ${path}: 'quantized' metadata must be a JSON object, got ${preview(json)}`);
+  const out = new Map<string, QuantizedInfo>();
+  for (const [name, raw] of Object.entries(json)) {
+    const what = `checkpoint ${path}: 'quantized' metadata entry ${preview(name)}`;
+    const spec = specs.find((s) => s.name === name);
+    if (!spec || spec.shape.length !== 2) throw new LlmError(`${what} is no matrix parameter of the config`);
+    const e = raw as { type?: unknown; rows?: unknown; cols?: unknown };
+    if (!isJsonObject(raw) || (e.type !== 'q8_0' && e.type !== 'q4_0')) throw new LlmError(`${what} must be { type: 'q8_0' | 'q4_0', rows, cols }, got ${preview(raw)}`);
+    const [rows, cols] = quantizedIsTransposed(config, name) ? [spec.shape[1], spec.shape[0]] : spec.shape;
+    if (e.rows !== rows || e.cols !== cols || cols % 32 !== 0) throw new LlmError(`${what} is ${preview(e.rows)} x ${preview(e.cols)}, the config needs ${rows} x ${cols} (out x in, in a multiple of 32)`);
+    const t = tensors.get(name);
+    const rowBytes = (cols / 32) * quantBlockBytes(e.type);
+    if (!t || t.dtype !== 'U8' || !sameShape(t.shape, [rows, rowBytes])) {
+      throw new LlmError(`checkpoint ${path}: quantized weight '${name}' must be a U8 tensor of shape [${rows}, ${rowBytes}]${t ? `, it is ${t.dtype} ${preview(t.shape)}` : ', it is missing'}`);
+    }
+    out.set(name, { type: e.type, rows, cols });
+  }
+  return out;
 }
 
 /**

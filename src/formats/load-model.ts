@@ -7,8 +7,9 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
-import type { QuantizedWeight } from '../model/quantized.js';
-import type { Tensor } from '../tensor/index.js';
+import { parameterSpecs } from '../model/parameters.js';
+import { dequantizeToParameter, type QuantizedWeight } from '../model/quantized.js';
+import { Tensor } from '../tensor/index.js';
 import { hfTokenizerFile, loadTokenizer } from '../tokenizer/load.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { loadCheckpoint } from './checkpoint.js';
@@ -28,7 +29,7 @@ export interface LoadedModel {
   path: string;
   config: ModelConfig;
   params: Map<string, Tensor>;
-  /** GGUF Q8_0/Q4_0 Linear weights kept quantized (inference only); absent for other formats */
+  /** Q8_0/Q4_0 weights kept quantized (frozen): a GGUF's, or a QLoRA run checkpoint's base; absent otherwise */
   quantized?: Map<string, QuantizedWeight>;
   tokenizer: Tokenizer | null;
   /** how the weights were read: 'mmap' (views into a copy-on-write mapping of the file) or 'read' (file-source.ts) */
@@ -107,7 +108,12 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
           throw err;
         }
       }
-      return { format, path: file, config: ck.config, params: ck.params, tokenizer, source: ck.source ?? 'read', chatTemplate: wantTokenizer ? ck.chatTemplate : undefined };
+      // a QLoRA run's quantized base: widened to float32 unless kept (keepQuantized defaults to true)
+      if (ck.quantized && opts.keepQuantized === false) {
+        for (const [name, w] of ck.quantized) ck.params.set(name, new Tensor(dequantizeToParameter(ck.config, name, w), [...parameterSpecs(ck.config).find((s) => s.name === name)!.shape]));
+        ck.quantized = undefined;
+      }
+      return { format, path: file, config: ck.config, params: ck.params, quantized: ck.quantized, tokenizer, source: ck.source ?? 'read', chatTemplate: wantTokenizer ? ck.chatTemplate : undefined };
     }
     case 'gguf': {
       const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });

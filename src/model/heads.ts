@@ -10,19 +10,20 @@
  *   const value = addScalarHead(model, { init: 'zeros' }); // registers 'score.weight'
  *   const v = value.forward(h);                          // (B, T)
  */
-import { Tensor, linear, reshape } from '../tensor/index.js';
+import { Tensor, linear, quantizedLinear, reshape } from '../tensor/index.js';
 import { allocPersistentFloats } from '../tensor/storage.js';
 import { WeightType, weightTypeOf, type DecodeWeight } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
 import type { ModelConfig } from './config.js';
-import { getParameter, quantizedLinear, type Params, type QuantMap } from './layers.js';
+import { getParameter, type Params, type QuantMap } from './layers.js';
 import type { QuantizedWeight } from './quantized.js';
 import type { Transformer } from './transformer.js';
 
 /**
  * logits = hidden · Wᵀ with W (V, C): 'lm_head.weight', or the token embedding when the config ties
- * them (GPT-2: 'transformer.wte.weight', the same tensor). Float, or GGUF blocks (inference only).
+ * them (GPT-2: 'transformer.wte.weight', the same tensor). Float, or GGUF blocks (frozen; the
+ * input gradient still flows, for QLoRA).
  */
 export class LmHead {
   /** the parameter it reads: 'lm_head.weight' or the token embedding's name when tied */

@@ -24,7 +24,7 @@
  * Each class also emits its part of the decode program (one token; src/backend/decode-program.ts).
  */
 import {
-  Tensor, add, causalSelfAttention, dropout, gelu, isGradEnabled, layerNorm, linear, rmsNorm, rope, splitLastDim,
+  Tensor, add, causalSelfAttention, dropout, gelu, layerNorm, linear, quantizedLinear, rmsNorm, rope, splitLastDim,
   swiglu, type RopeTables, type WeightLayout,
 } from '../tensor/index.js';
 import { backend } from '../backend/index.js';
@@ -39,13 +39,13 @@ import type { QuantizedWeight } from './quantized.js';
 
 /** A model's float parameters by Hugging Face name. */
 export type Params = Map<string, Tensor>;
-/** Quantized Linear weights by parameter name (inference only). */
+/** Quantized Linear weights by parameter name (frozen: inference, or the base of QLoRA). */
 export type QuantMap = Map<string, QuantizedWeight>;
 
 /** Shared per-model context of the layers: config, dropout state, position tables, the factory. */
 export interface LayerContext {
   cfg: ModelConfig;
-  /** quantized Linear weights by parameter name (inference only) */
+  /** quantized Linear weights by parameter name (frozen) */
   quantized: QuantMap;
   /** dropout on (Transformer.train) */
   training: boolean;
@@ -113,7 +113,7 @@ export class Norm {
 
 /**
  * y = x W (+ bias). With a quantized weight the product runs on the GGUF blocks
- * (Backend.matmulQuantized); that path has no gradient and refuses to run with autograd on.
+ * (tensor/ops/quantized-linear.ts): the weight is frozen, the input (and bias) gradients flow.
  */
 export class Linear implements LinearLayer {
   readonly weight: Tensor | null;
@@ -137,20 +137,6 @@ export class Linear implements LinearLayer {
       ? { data: this.weight!.data, type: WeightType.F32, N: r, K: c, bias }
       : { data: this.weight!.data, type: WeightType.F32_IN_OUT, N: c, K: r, bias };
   }
-}
-
-export const QUANTIZED_NO_GRAD = 'this model has quantized (Q8_0/Q4_0) weights, which are inference-only: no gradient flows through them (train from a float checkpoint, or import the GGUF without keepQuantized)';
-
-/** y = x Wᵀ (+ bias) on GGUF blocks (rows = outputs); inference only. */
-export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor {
-  if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
-  if (x.lastDim !== w.cols) throw new LlmError(`quantized linear: input width ${x.lastDim} does not fit the weight's ${w.cols} columns`);
-  const rows = x.size / w.cols;
-  const out = Tensor.empty([...x.shape.slice(0, -1), w.rows]);
-  const be = backend();
-  be.matmulQuantized(x.data, w.blocks, w.type, out.data, rows, w.rows, w.cols);
-  if (bias) be.addBias(out.data, bias.data, out.data, rows, w.rows);
-  return out;
 }
 
 /** Thrown while a decode program is emitted when a layer cannot run inside one (caught by the model). */

@@ -22,13 +22,19 @@
  * Decoding: an unmerged adapter runs beside the base weight, so decodeWeight() is null and the
  * model decodes single tokens op by op (forwardCached); once merged the layer is its base weight
  * again and runs inside the decode program.
+ *
+ * QLoRA: the base layer may hold a quantized weight (GGUF Q8_0/Q4_0 blocks, frozen): the adapter
+ * is the same F32 pair beside it and the input gradient flows through the blocks
+ * (tensor/ops/quantized-linear.ts). Such a layer cannot merge in place; mergedParameters() folds
+ * the adapters into a float copy of the base.
  */
-import { Tensor, add, dropout, isGradEnabled, linear, scale, type WeightLayout } from '../tensor/index.js';
+import { Tensor, isGradEnabled, loraBranch, type WeightLayout } from '../tensor/index.js';
 import type { DecodeWeight } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
 import type { Family } from './config.js';
 import { defaultLayers, type LayerContext, type LayerFactory, type LinearLayer, type Linear } from './layers.js';
+import { dequantizeToParameter } from './quantized.js';
 import type { Transformer } from './transformer.js';
 
 export interface LoraOptions {
@@ -100,9 +106,9 @@ export class LoraLinear implements LinearLayer {
       }
       return y;
     }
-    const xd = dropout(x, this.opts.dropout, this.ctx.rng, this.ctx.training);
-    const delta = linear(linear(xd, this.A, null, 'out_in'), this.B, null, 'out_in'); // (..., r) -> (..., out)
-    return add(y, scale(delta, this.scaling));
+    // y + scaling · (dropout(x) Aᵀ) Bᵀ, fused: keeps only (..., r) and the dropout bits (tensor/ops/lora-branch.ts)
+    const drop = this.ctx.training && this.opts.dropout > 0 ? { p: this.opts.dropout, rng: this.ctx.rng } : null;
+    return loraBranch(y, x, this.A, this.B, this.scaling, drop);
   }
 
   decodeWeight(): DecodeWeight | null {
@@ -112,10 +118,15 @@ export class LoraLinear implements LinearLayer {
   /** W ± scaling · B A in the weight's own layout, accumulated in float64. */
   applyDelta(sign: 1 | -1): void {
     const w = this.base.weight;
-    if (!w) throw new LlmError(`LoRA layer '${this.name}' has a quantized base weight: merging needs a float one`);
+    if (!w) throw new LlmError(`LoRA layer '${this.name}' has a quantized base weight: merging in place needs a float one (mergedParameters widens it into a copy)`);
+    this.addDeltaTo(w.data, sign);
+  }
+
+  /** W ± scaling · B A for a float weight W of the base's shape and layout (the model's own or a copy). */
+  addDeltaTo(W: Float32Array, sign: 1 | -1): void {
     const { inDim, outDim } = this;
     const r = this.opts.r;
-    const A = this.A.data, B = this.B.data, W = w.data;
+    const A = this.A.data, B = this.B.data;
     const s = sign * this.scaling;
     const row = new Float64Array(inDim);
     for (let o = 0; o < outDim; o++) {
@@ -224,12 +235,39 @@ export function unmergeLora(model: Transformer): void {
   model.resetDecodeProgram();
 }
 
-/** Trainable parameters (elements) against all the model holds. */
+/**
+ * The base parameters with every adapter folded in, as a new map of float tensors; the model is
+ * left as it is. Quantized weights are widened back to float (dequantizeToParameter) and the
+ * adapter added to that copy: what a LoRA run over a quantized base (QLoRA) exports as its merged
+ * model, since adding the adapter to Q4_0/Q8_0 blocks would round most of it away. Layers
+ * without an adapter share their tensors with the model; adapted float weights are copied
+ * (an adapter already merged in place is not added twice).
+ */
+export function mergedParameters(model: Transformer): Map<string, Tensor> {
+  const adapted = new Map(loraLinears(model).map((l) => [`${l.name}.weight`, l]));
+  const out = new Map<string, Tensor>();
+  for (const spec of model.specs) {
+    const q = model.quantized.get(spec.name);
+    const layer = adapted.get(spec.name);
+    const float = model.params.get(spec.name);
+    if (!q && (!layer || layer.merged)) {
+      out.set(spec.name, float!);
+      continue;
+    }
+    const data = q ? dequantizeToParameter(model.config, spec.name, q) : Float32Array.from(float!.data);
+    if (layer && !layer.merged) layer.addDeltaTo(data, 1);
+    out.set(spec.name, new Tensor(data, [...spec.shape]));
+  }
+  return out;
+}
+
+/** Trainable parameters (elements) against all the model holds (quantized weights included). */
 export function trainableParameterCount(model: Transformer): { trainable: number; total: number; fraction: number } {
   let trainable = 0, total = 0;
   for (const p of model.namedParameters()) {
     total += p.tensor.size;
     if (p.trainable) trainable += p.tensor.size;
   }
+  for (const w of model.quantized.values()) total += w.rows * w.cols;
   return { trainable, total, fraction: total === 0 ? 0 : trainable / total };
 }

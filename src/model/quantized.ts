@@ -1,6 +1,7 @@
 /**
- * Quantized weight matrices for inference: the raw GGUF blocks of a Linear weight, kept as they
- * are in the file and multiplied by Backend.matmulQuantized (no dequantized copy is made).
+ * Quantized weight matrices: the raw GGUF blocks of a Linear weight, kept as they are in the file
+ * and multiplied by Backend.matmulQuantized (no dequantized copy is made); frozen, the input
+ * gradient flows through them (Backend.matmulQuantizedTransposed), so they serve as QLoRA's base.
  *
  *   rows = output features (N), cols = input features (K, a multiple of 32); blocks holds `rows`
  *   rows of cols/32 blocks, i.e. the weight in (out, in) orientation ready for y = x · Wᵀ,
@@ -8,7 +9,10 @@
  */
 import type { QuantType } from '../backend/backend.js';
 import { dequantizeQ4_0, dequantizeQ8_0, GgmlType, QK, quantizeQ4_0, quantizeQ8_0 } from '../formats/quant.js';
+import type { Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
+import type { ModelConfig } from './config.js';
+import { parameterSpecs } from './parameters.js';
 
 export interface QuantizedWeight {
   type: QuantType;
@@ -51,5 +55,71 @@ export function dequantizeRows(w: QuantizedWeight, ids: Int32Array, out: Float32
     if (w.type === 'q8_0') dequantizeQ8_0(bytes, w.cols, dst);
     else dequantizeQ4_0(bytes, w.cols, dst);
   }
+  return out;
+}
+
+/** The attention and MLP projections' weights: what quantizeBlockLinears quantizes. */
+const BLOCK_LINEAR = /\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+
+/**
+ * Whether the float parameter `name` is stored (in, out) (GPT-2's Conv1D) while its quantized
+ * form has rows = outputs; the token embedding and lm_head are (rows, C) either way.
+ */
+export function quantizedIsTransposed(cfg: ModelConfig, name: string): boolean {
+  return cfg.family === 'gpt2' && name !== 'lm_head.weight' && name !== 'transformer.wte.weight';
+}
+
+/** The block linear weights of a config: name, output and input features. */
+export function blockLinearWeights(cfg: ModelConfig): { name: string; outDim: number; inDim: number }[] {
+  return parameterSpecs(cfg)
+    .filter((s) => BLOCK_LINEAR.test(s.name))
+    .map((s) => (quantizedIsTransposed(cfg, s.name)
+      ? { name: s.name, outDim: s.shape[1], inDim: s.shape[0] }
+      : { name: s.name, outDim: s.shape[0], inDim: s.shape[1] }));
+}
+
+/**
+ * The first block linear weight whose input features are no multiple of 32 (no quantized kernel
+ * path: a GGUF block holds 32 inputs), or null when every one can be quantized.
+ */
+export function unquantizableLinear(cfg: ModelConfig): { name: string; inDim: number } | null {
+  const bad = blockLinearWeights(cfg).find((w) => w.inDim % QK !== 0);
+  return bad ? { name: bad.name, inDim: bad.inDim } : null;
+}
+
+/**
+ * QLoRA's frozen base: every block linear weight of a float model quantized to `type` (one at a
+ * time, GPT-2's (in, out) weights transposed to rows = outputs first). Returns the float
+ * parameters without them (the same Tensors otherwise) and the quantized weights, for
+ * `new Transformer(cfg, params, { quantized })`. The token embedding, lm_head, norms and biases
+ * stay float. Throws (one line) when a layer's input features are no multiple of 32.
+ */
+export function quantizeBlockLinears(cfg: ModelConfig, params: Map<string, Tensor>, type: QuantType): { params: Map<string, Tensor>; quantized: Map<string, QuantizedWeight> } {
+  const bad = unquantizableLinear(cfg);
+  if (bad) throw new LlmError(`'${bad.name}' has ${bad.inDim} input features, not a multiple of ${QK}, so it has no ${type} kernel path`);
+  const rest = new Map(params);
+  const quantized = new Map<string, QuantizedWeight>();
+  for (const { name, outDim, inDim } of blockLinearWeights(cfg)) {
+    const t = params.get(name);
+    if (!t) throw new LlmError(`model is missing parameter '${name}'`);
+    const rowsOut = quantizedIsTransposed(cfg, name) ? transpose(t.data, inDim, outDim) : t.data;
+    quantized.set(name, quantizeWeight(type, rowsOut, outDim, inDim));
+    rest.delete(name);
+  }
+  return { params: rest, quantized };
+}
+
+/** A quantized weight widened back to a float parameter of `name`'s own layout (merging an adapter into it). */
+export function dequantizeToParameter(cfg: ModelConfig, name: string, w: QuantizedWeight): Float32Array {
+  const rows = new Float32Array(w.rows * w.cols);
+  if (w.type === 'q8_0') dequantizeQ8_0(w.blocks, rows.length, rows);
+  else dequantizeQ4_0(w.blocks, rows.length, rows);
+  return quantizedIsTransposed(cfg, name) ? transpose(rows, w.rows, w.cols) : rows;
+}
+
+/** (r, c) row-major -> (c, r) row-major */
+function transpose(a: Float32Array, r: number, c: number): Float32Array {
+  const out = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j];
   return out;
 }

@@ -20,20 +20,20 @@
  *   const ref = model.shareBase();                       // same weights, never records gradients
  */
 import {
-  Tensor, add, crossEntropy, dropout, embedding, isGradEnabled, noGrad, ropeTables, withBufferScope, withStageScope,
+  Tensor, add, checkpoint, crossEntropy, dropout, embedding, isGradEnabled, noGrad, ropeTables, withBufferScope, withStageScope,
   type RopeTables,
 } from '../tensor/index.js';
 import { reserveRope } from '../tensor/ops/rope.js';
 import { backend, type Backend } from '../backend/index.js';
 import { DecodeProgramBuilder, WeightType, weightTypeOf, type DecodeProgram, type DecodeRunner } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
+import { Rng, type RngState } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
 import { LmHead } from './heads.js';
 import { initParameters } from './init.js';
 import type { KvCache } from './kv-cache.js';
 import {
-  Block, Norm, NoDecodeProgram, QUANTIZED_NO_GRAD, defaultLayers, getParameter,
+  Block, Norm, NoDecodeProgram, defaultLayers, getParameter,
   type DecodeScratch, type LayerContext, type LayerFactory, type LinearLayer, type Params, type QuantMap,
 } from './layers.js';
 import { checkPackedRows, type PackedRows } from './packing.js';
@@ -86,7 +86,8 @@ export interface ForwardResult {
 export interface TransformerOptions {
   /**
    * Linear weights (and an untied lm_head) given as GGUF blocks instead of float tensors (see
-   * QuantizedWeight); such a model runs inference only, and parameters() refuses.
+   * QuantizedWeight). They are frozen: such a model trains only adapters (QLoRA: freeze the
+   * base), and parameters() refuses while a float base parameter is still trainable.
    */
   quantized?: QuantMap;
   /** builds every linear layer (default: Linear); an adapter factory wraps them (layers.ts) */
@@ -105,7 +106,7 @@ export class Transformer {
   readonly params: Params;
   /** the base model's parameter table (parameterSpecs(config)) */
   readonly specs: ParamSpec[];
-  /** quantized weights (inference only), by parameter name; these are absent from params */
+  /** quantized weights (frozen), by parameter name; these are absent from params */
   readonly quantized: QuantMap;
   /** see TransformerOptions.reference */
   readonly reference: boolean;
@@ -118,6 +119,12 @@ export class Transformer {
    * layer that cannot run inside a program (LinearLayer.decodeWeight() null) decodes op by op.
    */
   useDecodeProgram = true;
+  /**
+   * Activation checkpointing in training (tensor/ops/checkpoint.ts): each block keeps only its
+   * input, and the backward pass recomputes its activations, one block at a time; the same losses
+   * and gradients for about a third more compute and a fraction of the activation memory.
+   */
+  gradientCheckpointing = false;
   private readonly ctx: LayerContext;
   private readonly tokenEmbedding: Tensor | null;
   /** the token table kept quantized (GGUF Q8_0/Q4_0): lookups dequantize only their rows */
@@ -174,10 +181,12 @@ export class Transformer {
     return new Transformer(this.config, this.params, { quantized: this.quantized, reference: true });
   }
 
-  /** (…shape, C) token embeddings, from the float table or the quantized one. */
+  /**
+   * (…shape, C) token embeddings, from the float table or the quantized one (frozen: its rows are
+   * widened, and nothing flows back into it).
+   */
   private embedTokens(tokens: Int32Array, shape: number[]): Tensor {
     if (!this.tokenEmbeddingQuantized) return embedding(this.tokenEmbedding!, tokens, shape);
-    if (isGradEnabled()) throw new LlmError(QUANTIZED_NO_GRAD);
     const w = this.tokenEmbeddingQuantized;
     const out = Tensor.empty([...shape, w.cols]);
     dequantizeRows(w, tokens, out.data);
@@ -231,12 +240,20 @@ export class Transformer {
     return out;
   }
 
-  /** The trainable tensors, in namedParameters() order (all of the base's unless frozen). */
+  /**
+   * The trainable tensors, in namedParameters() order (all of the base's unless frozen). A model
+   * with quantized weights trains adapters only: refused while a base parameter is trainable.
+   */
   parameters(): Tensor[] {
+    const named = this.namedParameters();
     if (this.quantized.size > 0) {
-      throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights and runs inference only; training and exporting need float weights (import the GGUF without keepQuantized)`);
+      const base = new Set(this.specs.map((s) => s.name));
+      const open = named.find((p) => p.trainable && base.has(p.name));
+      if (open) {
+        throw new LlmError(`this model has ${this.quantized.size} quantized (Q8_0/Q4_0) weights, which stay frozen, and its base parameter '${open.name}' is trainable: freeze the base and train adapters on it (LoRA), or train from float weights (import the GGUF without keepQuantized)`);
+      }
     }
-    return this.namedParameters().filter((p) => p.trainable).map((p) => p.tensor);
+    return named.filter((p) => p.trainable).map((p) => p.tensor);
   }
 
   /**
@@ -286,7 +303,13 @@ export class Transformer {
       x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
     }
     x = dropout(x, cfg.dropout, this.ctx.rng, this.ctx.training);
-    if (isGradEnabled()) {
+    if (isGradEnabled() && this.gradientCheckpointing) {
+      // the dropout rng replays its draws when a block is recomputed
+      const rng = { save: () => this.ctx.rng.getState(), restore: (s: unknown) => this.ctx.rng.setState(s as RngState) };
+      this.blocks.forEach((block, l) => {
+        x = checkpoint((h) => block.forward(h, packing), x, this.blockParameters(l), rng);
+      });
+    } else if (isGradEnabled()) {
       for (const block of this.blocks) x = block.forward(x, packing);
     } else {
       // nothing to backpropagate: one layer's activations at a time (evaluation, scoring)
@@ -381,6 +404,12 @@ export class Transformer {
   /** How many times resetDecodeProgram() was called: a batch program compiled before a reset is stale. */
   get decodeProgramResets(): number {
     return this.programResets;
+  }
+
+  /** The tensors of block l (base and registered, e.g. its adapters), for checkpointing. */
+  private blockParameters(l: number): Tensor[] {
+    const prefix = this.config.family === 'gpt2' ? `transformer.h.${l}.` : `model.layers.${l}.`;
+    return this.namedParameters().filter((p) => p.name.startsWith(prefix)).map((p) => p.tensor);
   }
 
   /** Every linear layer of the trunk (the factory's products), block by block. */

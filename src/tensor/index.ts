@@ -3,6 +3,12 @@ export { Tensor, noGrad, isGradEnabled, shapeSize, shapeToString } from './tenso
 export { matmul } from './ops/matmul.js';
 export type { MatmulOptions } from './ops/matmul.js';
 export { linear } from './ops/linear.js';
+export { quantizedLinear } from './ops/quantized-linear.js';
+export { loraBranch } from './ops/lora-branch.js';
+export { checkpoint } from './ops/checkpoint.js';
+export type { Replay } from './ops/checkpoint.js';
+export type { LoraDropout } from './ops/lora-branch.js';
+export type { QuantizedMatrix } from './ops/quantized-linear.js';
 export type { WeightLayout } from './ops/linear.js';
 export { add, sub, mul, div, scale, addScalar } from './ops/elementwise.js';
 export { sum, mean } from './ops/reduce.js';

@@ -91,9 +91,9 @@ export interface Objective<B, E extends Record<string, number> = Record<string, 
 
 export type { NamedParameter } from '../model/parameters.js';
 
-/** The model's parameters (base in spec order, then registered heads/adapters); refuses a quantized model. */
+/** The model's parameters (base in spec order, then registered heads/adapters); refuses a quantized base that is not frozen. */
 export function namedParameters(model: Transformer): NamedParameter[] {
-  model.parameters(); // refuses a quantized (inference-only) model with its own message
+  model.parameters(); // refuses a model with quantized weights whose base is not frozen, with its own message
   return model.namedParameters();
 }
 
@@ -357,6 +357,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
     saveCheckpoint(this.checkpointPath, {
       config: this.model.config,
       params: new Map(this.parameters.map((p) => [p.name, p.tensor])),
+      quantized: this.model.quantized.size > 0 ? this.model.quantized : undefined, // a frozen quantized base (QLoRA)
       tokenizer: this.tokenizer.toJSON(),
       trainer: state as unknown as Record<string, unknown>,
       optimizer: { ...o.getState(), hyper: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay } },

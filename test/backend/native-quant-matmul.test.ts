@@ -4,6 +4,10 @@
  * quantizes x the same way), within the activation-quantization error against the float-x
  * reference; awkward M and N, K = 32, 64, 288, 768; for the path this machine picks and, in
  * child processes, LLMTS_SIMD=portable, LLMTS_SIMD=avx2 and LLMTS_NO_VNNI=1 (AVX-512BW).
+ *
+ * matmulQuantizedTransposed (dx += dy · W, the input gradient through a quantized weight): the
+ * reference against a float GEMM on the dequantized weight, the native kernel against the
+ * reference, over shapes that cross its tiles (128 rows of W, 96 rows of dx, 64-column strips).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +17,8 @@ import { nativeBackendInfo, referenceBackend } from '../../src/backend/index.js'
 import type { Backend, QuantType } from '../../src/backend/index.js';
 import { addonFunction } from '../../src/backend/native.js';
 import { matmulQuantizedQ8x } from '../../src/backend/reference/quant-matmul.js';
-import { quantizeWeight } from '../../src/model/quantized.js';
+import { dequantizeQ4_0, dequantizeQ8_0 } from '../../src/formats/quant.js';
+import { quantizeWeight, type QuantizedWeight } from '../../src/model/quantized.js';
 import { lcgRandom, nativeOrFail, nativeSkipReason } from '../helpers/native-under-test.js';
 
 const CHILD = process.env.LLMTS_QMM_TEST_CHILD;
@@ -144,6 +149,77 @@ test('native matmulQuantized rejects bad arguments', { skip: skipReason }, () =>
   assert.throws(() => be.matmulQuantized(x, w.blocks, 'q4_0', out, 2, 4, 48), RangeError);
 });
 
+/** W (N, K) of a quantized weight as floats (what the kernels must behave as). */
+function dequantized(w: QuantizedWeight): Float32Array {
+  const n = w.rows * w.cols;
+  return w.type === 'q8_0' ? dequantizeQ8_0(w.blocks, n) : dequantizeQ4_0(w.blocks, n);
+}
+
+/** Shapes of dx += dy · W: (M, N, K), crossing the native kernel's tiles and strips. */
+const TRANSPOSED_SHAPES: [number, number, number][] = [
+  [1, 1, 32], [2, 3, 32], [5, 17, 64], [6, 130, 96], [7, 64, 288], [33, 129, 160], [97, 40, 64], [200, 300, 768],
+];
+
+test('reference matmulQuantizedTransposed equals a float GEMM on the dequantized weight', () => {
+  let seed = 500;
+  for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
+    for (const [M, N, K] of TRANSPOSED_SHAPES.slice(0, 7)) {
+      const w = quantizeWeight(type, random(N * K, seed++, 0.5), N, K);
+      const dy = random(M * N, seed++, 1);
+      const dx0 = random(M * K, seed++, 1);
+      const want = dx0.slice();
+      referenceBackend.gemm({ M, N: K, K: N, a: dy, b: dequantized(w), c: want, beta: 1 }); // dx += dy (M, N) · W (N, K)
+      const got = dx0.slice();
+      referenceBackend.matmulQuantizedTransposed(dy, w.blocks, type, got, M, N, K);
+      const scale = maxAbs(want);
+      for (let i = 0; i < got.length; i++) {
+        if (!(Math.abs(got[i] - want[i]) / scale < 1e-6)) assert.fail(`${type} M=${M} N=${N} K=${K}: element ${i}: ${got[i]} vs float GEMM ${want[i]}`);
+      }
+    }
+  }
+});
+
+test('native matmulQuantizedTransposed matches the reference', { skip: skipReason }, (t) => {
+  const be = nb();
+  assert.ok(nativeBackendInfo()?.nativeKernels.includes('matmulQuantizedTransposed'));
+  let worst = 0;
+  let seed = 900;
+  for (const type of ['q8_0', 'q4_0'] as QuantType[]) {
+    for (const [M, N, K] of TRANSPOSED_SHAPES) {
+      const w = quantizeWeight(type, random(N * K, seed++, 0.5), N, K);
+      const dy = random(M * N, seed++, 1);
+      if (M > 2) dy.fill(0, N, 2 * N); // a row of dy that is all zero
+      const dx0 = random(M * K, seed++, 1);
+      const want = dx0.slice();
+      referenceBackend.matmulQuantizedTransposed(dy, w.blocks, type, want, M, N, K);
+      const got = dx0.slice();
+      be.matmulQuantizedTransposed(dy, w.blocks, type, got, M, N, K);
+      const scale = maxAbs(want);
+      for (let i = 0; i < got.length; i++) {
+        const e = Math.abs(got[i] - want[i]) / scale;
+        if (!(e < 1e-5)) assert.fail(`${type} M=${M} N=${N} K=${K}: element ${i}: native ${got[i]} vs reference ${want[i]}`);
+        worst = Math.max(worst, e);
+      }
+    }
+  }
+  const line = `QMMT_MAXERR simd=${nativeBackendInfo()?.simd} vs-ref ${worst.toExponential(2)}`;
+  if (CHILD) process.stdout.write(`${line}\n`);
+  else t.diagnostic(line);
+});
+
+test('native matmulQuantizedTransposed rejects bad arguments', { skip: skipReason }, () => {
+  const be = nb();
+  const w = quantizeWeight('q4_0', random(4 * 64, 3), 4, 64);
+  const dy = random(2 * 4, 4);
+  const dx = new Float32Array(2 * 64);
+  be.matmulQuantizedTransposed(dy, w.blocks, 'q4_0', dx, 2, 4, 64);
+  assert.throws(() => be.matmulQuantizedTransposed(dy, w.blocks.subarray(1), 'q4_0', dx, 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantizedTransposed(dy.subarray(1), w.blocks, 'q4_0', dx, 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantizedTransposed(dy, w.blocks, 'q4_0', dx.subarray(1), 2, 4, 64), TypeError);
+  assert.throws(() => be.matmulQuantizedTransposed(dy, w.blocks, 'q8_0', dx, 2, 4, 64), TypeError); // Q8_0 rows are longer
+  assert.throws(() => be.matmulQuantizedTransposed(dy, w.blocks, 'q4_0', dx, 2, 4, 48), RangeError);
+});
+
 if (!CHILD) {
   for (const [label, env] of [['LLMTS_SIMD=portable', { LLMTS_SIMD: 'portable' }], ['LLMTS_SIMD=avx2', { LLMTS_SIMD: 'avx2' }], ['LLMTS_NO_VNNI=1', { LLMTS_NO_VNNI: '1' }]] as const) {
     test(`native matmulQuantized matches the reference with ${label}`, { skip: skipReason }, (t) => {
@@ -158,6 +234,9 @@ if (!CHILD) {
       const line = /QMM_MAXERR .*/.exec(r.out);
       assert.ok(line, r.out.slice(-2000));
       t.diagnostic(line[0]);
+      const transposed = /QMMT_MAXERR .*/.exec(r.out);
+      assert.ok(transposed, r.out.slice(-2000));
+      t.diagnostic(transposed[0]);
     });
   }
 }

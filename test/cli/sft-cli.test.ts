@@ -6,6 +6,9 @@
  * bit-identical to an uninterrupted one; the run directory loads in llmts run; --help lists
  * every flag. With --lora only the adapters train (base weights bit-equal to the input), the PEFT
  * adapter and the merged checkpoint reproduce the run's model, and --resume is bit-exact too.
+ * QLoRA: --lora --quantize-base q4_0 keeps the base's linear weights as Q4_0 blocks (saved in the
+ * checkpoint, bit-exact on --resume), the loss falls, the merged model is the dequantized base plus
+ * the adapter; a Q4_0 GGUF base trains as it is; bad combinations are one-line errors.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +21,9 @@ import { loadSftExamples, type SftExample } from '../../src/data/sft-examples.js
 import { splitTrainEval } from '../../src/data/split.js';
 import { meanLoss, renderSftExamples } from '../../src/finetune/sft.js';
 import { loadCheckpoint, saveCheckpoint } from '../../src/formats/checkpoint.js';
+import { exportGgufModel } from '../../src/formats/gguf-model.js';
+import { dequantizeToParameter, quantizeBlockLinears } from '../../src/model/quantized.js';
+import { Tensor } from '../../src/tensor/index.js';
 import { loadAnyModel } from '../../src/formats/load-model.js';
 import { loadLoraAdapter } from '../../src/formats/peft.js';
 import { generateTokens } from '../../src/generate/generate.js';
@@ -194,6 +200,93 @@ describe('llmts sft', () => {
     for (const [name, tensor] of ck.params) assert.deepEqual(b.params.get(name)!.data, tensor.data, name);
     assert.ok(existsSync(join(parts, 'adapter', 'adapter_model.safetensors')));
   });
+  it('QLoRA: --quantize-base q4_0 trains adapters on Q4_0 blocks; the loss falls; merged = dequantized base + adapter; --resume is bit-exact', async (t) => {
+    const qlora = ['--lora', '--quantize-base', 'q4_0', '--lr', '1e-2', '--eval-interval', '10', '--eval-iters', '2', '-b', '8', '--decay-iters', '20', '--warmup-iters', '2'];
+    const COMMON_LORA = COMMON.filter((_, i) => COMMON[i] !== '--lr' && COMMON[i - 1] !== '--lr');
+    const whole = join(dir, 'qlora-whole');
+    const r = runCli(['sft', ...COMMON_LORA, ...qlora, '-o', whole, '--max-iters', '20']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /parameters trained \(\d+\.\d+%\); base: 14 weights kept in q4_0 \(frozen\)/);
+    assert.match(r.stdout, /activations recomputed in the backward pass \(--gradient-checkpointing\)/); // auto: on for a quantized base
+    assert.match(r.stdout, /merged model: .*merged\/ckpt\.safetensors \(float32: the dequantized base plus the adapter\)/);
+
+    // the checkpoint holds the very blocks of the quantized input, the float rest unchanged, and the adapters
+    const input = loadCheckpoint(base);
+    const want = quantizeBlockLinears(input.config, input.params, 'q4_0');
+    const ck = loadCheckpoint(join(whole, 'ckpt.safetensors'));
+    assert.equal(ck.quantized?.size, 14);
+    for (const [name, w] of want.quantized) assert.deepEqual(ck.quantized!.get(name)!.blocks, w.blocks, name);
+    for (const [name, tensor] of want.params) assert.deepEqual(ck.params.get(name)!.data, tensor.data, name);
+    assert.equal(ck.extras.size, 2 * 2 * 7);
+    const metrics = readMetrics(join(whole, 'metrics.jsonl'));
+    const evals = metrics.filter((m) => m.type === 'eval');
+    t.diagnostic(`QLoRA train loss ${(metrics[0].loss as number).toFixed(4)}; val loss by eval: ${evals.map((e) => (e.valLoss as number).toFixed(4)).join(' -> ')}`);
+    assert.ok((evals.at(-1)!.valLoss as number) < (metrics[0].loss as number) - 0.3, 'the loss falls');
+
+    // merged = the dequantized base with the PEFT adapter applied (float32 throughout)
+    const dequantized = new Map(want.params);
+    for (const [name, w] of want.quantized) dequantized.set(name, new Tensor(dequantizeToParameter(input.config, name, w), input.params.get(name)!.shape));
+    const ids = new Int32Array(2 * 7).map((_, i) => (i * 5 + 1) % input.config.vocabSize);
+    const adapted = loadLoraAdapter(join(whole, 'adapter'), input.config, dequantized);
+    const wantLogits = noGrad(() => adapted.forward(ids, 2, 7).logits.data);
+    const merged = await loadModel(join(whole, 'merged'));
+    assert.equal((await loadAnyModel(join(whole, 'merged'))).quantized, undefined);
+    const got = noGrad(() => merged.model.forward(ids, 2, 7).logits.data);
+    let diff = 0;
+    for (let i = 0; i < wantLogits.length; i++) diff = Math.max(diff, Math.abs(wantLogits[i] - got[i]));
+    assert.ok(diff < 1e-4, `merged vs dequantized base + adapter: max |diff| ${diff}`);
+    // the run directory itself loads with its base quantized (llmts run DIR runs the base)
+    const run = await loadAnyModel(whole);
+    assert.equal(run.quantized?.size, 14);
+    new Transformer(run.config, run.params, { quantized: run.quantized });
+    const widened = await loadAnyModel(whole, { keepQuantized: false }); // what llmts convert reads: the dequantized base
+    assert.equal(widened.quantized, undefined);
+    for (const [name, tensor] of dequantized) assert.deepEqual(widened.params.get(name)!.data, tensor.data, name);
+
+    // stop at 10, resume to 20: the same run
+    const parts = join(dir, 'qlora-parts');
+    assert.equal(runCli(['sft', ...COMMON_LORA, ...qlora, '-o', parts, '--max-iters', '10']).code, 0);
+    // (resumed without activation checkpointing: it changes nothing in the results)
+    const resumed = runCli(['sft', '-o', parts, '--resume', '--max-iters', '20', '-t', '2', '--gradient-checkpointing', 'off']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /resuming from step 10/);
+    assert.match(resumed.stdout, /base: 14 weights kept in q4_0/);
+    assert.doesNotMatch(resumed.stdout, /activations recomputed/);
+    const b = loadCheckpoint(join(parts, 'ckpt.safetensors'));
+    for (const [name, tensor] of ck.extras) assert.deepEqual(b.extras.get(name)!.data, tensor.data, name);
+    for (const [name, w] of ck.quantized!) assert.deepEqual(b.quantized!.get(name)!.blocks, w.blocks, name);
+  });
+
+  it('QLoRA on a Q4_0 GGUF base trains on its blocks as they are; bad --quantize-base uses are one-line errors', () => {
+    const input = loadCheckpoint(base);
+    const tok = CharTokenizer.fromText(`QA: \n${LETTERS}reverse`);
+    const gguf = join(dir, 'base.q4_0.gguf');
+    exportGgufModel(gguf, input.config, input.params, { quant: 'q4_0', tokenizer: tok });
+    const COMMON_GGUF = COMMON.map((a) => (a === base ? gguf : a)).filter((_, i) => COMMON[i] !== '--lr' && COMMON[i - 1] !== '--lr');
+    const out = join(dir, 'qlora-gguf');
+    const r = runCli(['sft', ...COMMON_GGUF, '--lora', '--lr', '1e-2', '-b', '8', '--eval-interval', '8', '--eval-iters', '2', '-o', out, '--max-iters', '8']);
+    assert.equal(r.code, 0, r.stderr);
+    // 14 linear weights, the token embedding and lm_head: all Q4_0 in this GGUF
+    assert.match(r.stdout, /base: 16 weights kept in q4_0 \(frozen\)/);
+    const metrics = readMetrics(join(out, 'metrics.jsonl')).filter((m) => m.type === 'train');
+    assert.ok((metrics.at(-1)!.loss as number) < (metrics[0].loss as number), 'the loss falls');
+
+    const oneLine = (res: { code: number | null; stderr: string }, pattern: RegExp): void => {
+      assert.notEqual(res.code, 0);
+      assert.match(res.stderr, pattern);
+      assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
+    };
+    oneLine(runCli(['sft', ...COMMON, '--quantize-base', 'q4_0', '-o', join(dir, 'q-no-lora')]), /--quantize-base q4_0 keeps the base quantized and frozen.*give --lora too/);
+    oneLine(runCli(['sft', ...COMMON_GGUF, '--lora', '--quantize-base', 'q8_0', '-o', join(dir, 'q-twice')]), /already quantized \(q4_0\).*drop --quantize-base/);
+    // a base whose MLP has 48 hidden features: down_proj's input is no multiple of 32
+    const odd = join(dir, 'odd.safetensors');
+    const oddCfg = { ...input.config, hiddenDim: 48 };
+    const m = new Transformer(oddCfg, new Rng(2));
+    saveCheckpoint(odd, { config: oddCfg, params: new Map(m.namedParameters().map((p) => [p.name, p.tensor])), tokenizer: tok.toJSON(), trainer: {} });
+    oneLine(runCli(['sft', ...COMMON.map((a) => (a === base ? odd : a)), '--lora', '--quantize-base', 'q4_0', '-o', join(dir, 'q-odd')]),
+      /'model\.layers\.0\.mlp\.down_proj\.weight' has 48 input features, not a multiple of 32, so it has no quantized kernel path; drop --quantize-base/);
+  });
+
   it('with nothing given, says the whole command', () => {
     const r = runCli(['sft']);
     assert.equal(r.code, 1);

@@ -116,7 +116,7 @@ describe('quantized inference (GGUF Q8_0 / Q4_0 kept as blocks)', () => {
     assert.ok(c.agree >= 0.95);
   });
 
-  it('loadAnyModel keeps GGUF weights quantized; training paths refuse them', async () => {
+  it('loadAnyModel keeps GGUF weights quantized; they stay frozen (training the base is refused)', async () => {
     const m = makeModel(LLAMA, 3, 1);
     const file = join(dir, 'any.q4_0.gguf');
     exportGgufModel(file, m.config, m.params, { quant: 'q4_0' });
@@ -126,7 +126,11 @@ describe('quantized inference (GGUF Q8_0 / Q4_0 kept as blocks)', () => {
     const floatLoaded = await loadAnyModel(file, { keepQuantized: false });
     assert.equal(floatLoaded.quantized?.size ?? 0, 0);
     const q = new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
+    assert.throws(() => q.parameters(), /stay frozen/);
     assert.throws(() => q.parameters(), LlmError);
-    assert.throws(() => q.forward(Int32Array.from([1, 2, 3]), 1, 3), /inference-only/);
+    q.freeze();
+    assert.deepEqual(q.parameters(), []); // a frozen quantized base: adapters would be all that trains
+    const { loss } = q.forward(Int32Array.from([1, 2, 3]), 1, 3, Int32Array.from([2, 3, 4])); // autograd on: fine
+    assert.ok(Number.isFinite(loss!.item()));
   });
 });

@@ -16,7 +16,7 @@ import { rope } from './rope.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
 import { adamw } from './adamw.js';
-import { matmulQuantized } from './quant-matmul.js';
+import { matmulQuantized, matmulQuantizedTransposed } from './quant-matmul.js';
 import { argmax, logSumExp, topK, sampleSoftmax } from './sampling.js';
 import { compileDecode } from './decode-program.js';
 
@@ -24,6 +24,7 @@ export const referenceBackend: Backend = {
   name: 'reference',
   gemm,
   matmulQuantized,
+  matmulQuantizedTransposed,
   add, mul, axpy, scale, addBias, sumRows, copyRows, sumSquares,
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
   layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,

@@ -6,6 +6,9 @@
  * double. matmulQuantizedQ8x is the oracle of the native kernel: it first quantizes each row of x
  * to int8 blocks exactly as the native kernel does (d = amax/127 in float32, q = roundf(x/d)),
  * then sums d_x * d_w * (integer block dot), so the two differ only in float summation order.
+ *
+ * matmulQuantizedTransposed is the backward product of the same weight (the input gradient of
+ * y = x · Wᵀ): dx (M, K) += dy (M, N) · W, again one dequantized block at a time, float dy.
  */
 import type { QuantType } from '../backend.js';
 import { f16BitsToF32 } from '../../formats/half.js';
@@ -20,11 +23,11 @@ function blockBytes(type: QuantType): number {
   throw new LlmError(`matmulQuantized: unknown quantization type '${String(type)}' (q8_0 or q4_0)`);
 }
 
-function check(x: Float32Array, w: Uint8Array, type: QuantType, out: Float32Array, M: number, N: number, K: number): number {
+function check(x: Float32Array, w: Uint8Array, type: QuantType, out: Float32Array, M: number, N: number, K: number, fn = 'matmulQuantized'): number {
   const bb = blockBytes(type);
-  if (K % QK !== 0) throw new LlmError(`matmulQuantized: K = ${K} is not a multiple of ${QK}`);
+  if (K % QK !== 0) throw new LlmError(`${fn}: K = ${K} is not a multiple of ${QK}`);
   if (x.length < M * K || out.length < M * N || w.byteLength < N * (K / QK) * bb) {
-    throw new LlmError(`matmulQuantized: arrays too short for M=${M}, N=${N}, K=${K} (${type})`);
+    throw new LlmError(`${fn}: arrays too short for M=${M}, N=${N}, K=${K} (${type})`);
   }
   return bb;
 }
@@ -61,6 +64,29 @@ export function matmulQuantized(x: Float32Array, w: Uint8Array, type: QuantType,
     }
     for (let m = 0; m < M; m++) out[m * N + n] = acc[m];
   }
+}
+
+/**
+ * dx (M, K) += dy (M, N) · W with W (N, K) in GGUF blocks (accumulates, as backward kernels do).
+ * Row n of W, dequantized block by block, is added to every row of dx with the weight dy[m, n];
+ * the sums are kept in double and rounded into dx once.
+ */
+export function matmulQuantizedTransposed(dy: Float32Array, w: Uint8Array, type: QuantType, dx: Float32Array, M: number, N: number, K: number): void {
+  const bb = check(dx, w, type, dy, M, N, K, 'matmulQuantizedTransposed');
+  const nb = K / QK;
+  const block = new Float64Array(QK);
+  const acc = Float64Array.from(dx.subarray(0, M * K));
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < nb; b++) {
+      loadBlock(w, type, (n * nb + b) * bb, block);
+      for (let m = 0; m < M; m++) {
+        const g = dy[m * N + n];
+        const o = m * K + b * QK;
+        for (let j = 0; j < QK; j++) acc[o + j] += g * block[j];
+      }
+    }
+  }
+  dx.set(acc);
 }
 
 /** C roundf: to nearest, halves away from zero. */
