@@ -240,6 +240,8 @@ export interface Backend {
   /**
    * Compile a decode program (one token through a whole model, see decode-program.ts): checks
    * every op against its buffers once; run(token, pos) then executes all of it in one call.
+   * A program with row strides also runs n sequences at once (runBatch: one row each, every row
+   * exactly as run() would compute it; see decode-program.ts).
    */
   compileDecode(program: DecodeProgram): DecodeRunner;
 
