@@ -20,7 +20,7 @@ import type { EvalContext, Objective, ObjectiveLoss } from '../train/loop.js';
 import { EpochOrder } from '../train/epoch-order.js';
 import { Rng } from '../util/rng.js';
 import { rewardPairLoss } from './losses.js';
-import { chosenAndRejected, makePairBatch, type PairBatch, type RenderedPair } from './pairs.js';
+import { chosenAndRejected, makePairBatch, type PairBatch, type RenderedAnswer, type RenderedPair } from './pairs.js';
 
 export interface RewardObjectiveOptions {
   /** pairs per micro-batch */
@@ -43,6 +43,20 @@ export function sequenceRewards(model: Transformer, head: ScalarHead, batch: Pai
   return gather(scores, batch.last); // (2P,)
 }
 
+
+/** The reward of each rendered sequence (prompt + answer), read at its last token: (n,) floats. */
+export function sequenceScores(model: Transformer, head: ScalarHead, rows: readonly RenderedAnswer[], padId: number): Float32Array {
+  let T = 1;
+  for (const r of rows) T = Math.max(T, r.ids.length);
+  const x = new Int32Array(rows.length * T).fill(padId);
+  const last = new Int32Array(rows.length);
+  rows.forEach((r, b) => {
+    x.set(r.ids, b * T);
+    last[b] = b * T + r.ids.length - 1;
+  });
+  const scores = head.forward(model.hidden(x, rows.length, T)); // (n, T)
+  return Float32Array.from(gather(scores, last).data);
+}
 
 export function pairLoss(model: Transformer, head: ScalarHead, batch: PairBatch, centerCoefficient = 0): ObjectiveLoss {
   const [chosen, rejected] = chosenAndRejected(sequenceRewards(model, head, batch), batch.P);

@@ -31,5 +31,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   convert: async () => import('./convert.js').then((m) => m.CONVERT),
   info: async () => import('./info.js').then((m) => m.INFO),
   sft: async () => import('./sft.js').then((m) => m.SFT),
+  reward: async () => import('./reward.js').then((m) => m.REWARD),
 };
 

@@ -31,6 +31,7 @@ Commands:
   convert   convert a model to GGUF (f32, f16, q8_0, q4_0), a Hugging Face directory or llama2.c
   info      describe a model file: architecture, sizes, tensor types, tokenizer
   sft       supervised fine-tuning on prompt/response data (loss on the responses only)
+  reward    train a reward model on preference pairs; its pairwise accuracy; score answers
 
 Run 'llmts <command> --help' for the flags of a command. Every command takes --debug (stack
 traces on errors); those that compute take -t N (threads). 'llmts --version' prints the version.
