@@ -32,5 +32,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   info: async () => import('./info.js').then((m) => m.INFO),
   sft: async () => import('./sft.js').then((m) => m.SFT),
   reward: async () => import('./reward.js').then((m) => m.REWARD),
+  dpo: async () => import('./dpo.js').then((m) => m.DPO),
 };
 

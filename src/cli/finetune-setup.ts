@@ -8,11 +8,13 @@
  *   const t = chooseTemplate(f, tokenizer, loaded.chatTemplate);      // { template, name, source, note }
  *   const run = openRun('out/rm', 'reward', isRewardOptions);         // a saved run's checkpoint, options, tokenizer
  */
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { chatTemplate, chooseModelChatTemplate, jinjaChatTemplate, type ChatTemplate, type ChatTemplateName } from '../chat/index.js';
-import { loadCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
-import { LORA_MODULES } from '../model/lora.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
+import { saveLoraAdapter } from '../formats/peft.js';
+import { LORA_MODULES, mergeLora } from '../model/lora.js';
+import type { Transformer } from '../model/transformer.js';
 import type { RunLoraOptions } from '../finetune/lora-model.js';
 import type { Tensor } from '../tensor/index.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
@@ -126,4 +128,21 @@ export function openRun<O>(dirOrFile: string, command: string, valid: (o: Partia
   const options = (checkpoint.trainer as { options?: O }).options;
   if (!valid(options)) throw new LlmError(`${path} holds no llmts ${command} run settings (it is not a checkpoint of llmts ${command})`);
   return { path, checkpoint, options: options as O, tokenizer: tokenizerFromJSON(checkpoint.tokenizer) };
+}
+
+/**
+ * What a finished LoRA run leaves besides its checkpoint: DIR/adapter (PEFT's layout) and
+ * DIR/merged/ckpt.safetensors (the adapters folded into the base; no optimizer state), so llmts
+ * run/chat can load the result directly. Merging changes the model's base weights: call it last.
+ */
+export function writeLoraOutputs(model: Transformer, tokenizer: Tokenizer, outDir: string, basePath: string, command: string): { adapterDir: string; mergedPath: string } {
+  const adapterDir = join(outDir, 'adapter');
+  saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: basePath });
+  const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
+  mergeLora(model);
+  const params = new Map<string, Tensor>();
+  for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+  mkdirSync(dirname(mergedPath), { recursive: true });
+  saveCheckpoint(mergedPath, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: `llmts ${command} --lora` } });
+  return { adapterDir, mergedPath };
 }
