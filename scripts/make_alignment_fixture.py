@@ -16,6 +16,10 @@ losses.json, on fixed float64 tensors:
   masked_mean / masked_var / masked_whiten where present; TRL 1.13 no longer ships its PPOTrainer, so the
   PPO formulas are those of its last release, as quoted in shared/research/post-training-anchors.md §1e).
 
+--check-reward-model DIR ROWS: transformers' AutoModelForSequenceClassification scores of token-id rows for a
+reward model directory written by `llmts reward export` (checked by hand against `llmts reward score`; the
+committed side of that check is the exported file layout, test/align/model-parity.test.ts).
+
 llama/: a tiny Llama (base/ saved by transformers, score.safetensors holding a reward head) and, for a batch
 of three preference pairs given as token ids with their completion masks:
 - the reward model's scores as LlamaForSequenceClassification computes them (last non-pad token), the
@@ -205,7 +209,7 @@ def model_cases():
     rm.zero_grad()
     rm_loss.backward()
     rm_params = dict(rm.named_parameters())
-    reward = {'scores': flat(scores), 'loss': rm_loss.item(),
+    reward = {'scores': flat(scores), 'loss': rm_loss.item(), 'state_dict_keys': sorted(rm.state_dict().keys()),
               'grads': {n: flat(rm_params[n].grad) for n in ['score.weight'] + WATCH}}
 
     # DPO: policy = the causal LM; reference log-probs fixed numbers
@@ -233,7 +237,23 @@ def model_cases():
     print('dpo loss', dpo['loss'], 'logps', dpo['logps'])
 
 
+def check_reward_model(d, rows):
+    """Scores of token-id rows by a reward model directory (e.g. one `llmts reward export` wrote)."""
+    from transformers import AutoModelForSequenceClassification
+    m = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32).eval()
+    T = max(len(r) for r in rows)
+    pad = m.config.pad_token_id
+    ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows])
+    with torch.no_grad():
+        print(type(m).__name__, json.dumps([round(x, 5) for x in m(input_ids=ids).logits[:, 0].tolist()]))
+
+
 if __name__ == '__main__':
-    os.makedirs(OUT, exist_ok=True)
-    losses()
-    model_cases()
+    import sys
+    if len(sys.argv) > 1 and sys.argv[1] == '--check-reward-model':
+        # python scripts/make_alignment_fixture.py --check-reward-model DIR '[[3,5,7],[8,6,4,2]]'
+        check_reward_model(sys.argv[2], json.loads(sys.argv[3]))
+    else:
+        os.makedirs(OUT, exist_ok=True)
+        losses()
+        model_cases()

@@ -112,7 +112,7 @@ function writeLlama2cTokenizerNextTo(modelFile: string, tok: Tokenizer | null, v
  * tokenizer.json for a char tokenizer (BPE over the characters, no merges, Fuse decoder) or a
  * byte-level BPE tokenizer with a merge list; returns a note for the summary.
  */
-function writeHfTokenizer(dir: string, tok: Tokenizer): string {
+export function writeHfTokenizer(dir: string, tok: Tokenizer): string {
   if (tok.kind === 'char') {
     writeFileAtomic(join(dir, 'tokenizer.json'), charTokenizerJsonString(tok as CharTokenizer));
     return ', tokenizer.json';

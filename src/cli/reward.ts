@@ -17,7 +17,9 @@ import { parseEvalSplit } from '../data/split.js';
 import { loadAnyModel } from '../formats/load-model.js';
 import { buildRunModel, restoreRegistered } from '../finetune/lora-model.js';
 import { addScalarHead } from '../model/heads.js';
-import { trainableParameterCount } from '../model/lora.js';
+import { mergeLora, trainableParameterCount } from '../model/lora.js';
+import { exportHfSequenceClassifier } from '../formats/hf-checkpoint.js';
+import { writeHfTokenizer } from './convert.js';
 import { countParameters } from '../model/parameters.js';
 import { TrainingLoop, type EvalRecord, type StepRecord, type TrainResult } from '../train/loop.js';
 import type { TrainOptions } from '../train/trainer.js';
@@ -95,7 +97,19 @@ const SCORE_SPEC: CommandSpec = {
   ],
 };
 
-const SPECS = [TRAIN_SPEC, EVAL_SPEC, SCORE_SPEC];
+const EXPORT_SPEC: CommandSpec = {
+  name: 'reward export',
+  usage: '-m RM -o DIR',
+  summary: `Write a reward model as a Hugging Face directory that transformers loads with
+AutoModelForSequenceClassification (LlamaForSequenceClassification / GPT2ForSequenceClassification,
+one label; LoRA adapters merged): config.json, model.safetensors, tokenizer.json. Scores equal ours.`,
+  flags: [
+    { name: 'model', short: 'm', kind: 'string', value: 'PATH', help: 'the reward model: a llmts reward train run directory (or give it as the positional RM)', group: D },
+    { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'output directory (required)', group: D },
+  ],
+};
+
+const SPECS = [TRAIN_SPEC, EVAL_SPEC, SCORE_SPEC, EXPORT_SPEC];
 for (const spec of SPECS) (spec as { siblings?: CommandSpec[] }).siblings = SPECS.filter((s) => s !== spec);
 
 export const REWARD: CommandGroup = {
@@ -104,11 +118,13 @@ export const REWARD: CommandGroup = {
     train: { spec: TRAIN_SPEC, run: trainReward },
     eval: { spec: EVAL_SPEC, run: evalReward },
     score: { spec: SCORE_SPEC, run: scoreReward },
+    export: { spec: EXPORT_SPEC, run: exportReward },
   },
-  help: `Usage: llmts reward <train|eval|score> [flags]
+  help: `Usage: llmts reward <train|eval|score|export> [flags]
 
 Reward models from human preferences: train one on chosen/rejected pairs, measure its pairwise
-accuracy, score answers. 'llmts reward <subcommand> --help' shows one; all three follow.
+accuracy, score answers, export it for transformers. 'llmts reward <subcommand> --help' shows one;
+all four follow.
 
 ${SPECS.map((s) => helpText(s)).join('\n')}`,
 };
@@ -235,4 +251,15 @@ function answerRow(line: string, at: string): AnswerToScore {
     if (last?.role === 'assistant' && typeof last.content === 'string') return { prompt: messages.slice(0, -1), answer: last.content };
   }
   throw new LlmError(`${at}: expected {"prompt": string, "completion": string} or {"messages": [..., {"role": "assistant", "content": ...}]}`);
+}
+
+async function exportReward(f: Flags): Promise<void> {
+  const rm = loadRewardModel(modelPath(f, 'llmts reward export -m RM -o DIR'));
+  const out = f.string('out');
+  if (out === undefined) throw new LlmError('give the output directory: -o DIR');
+  if (rm.model.namedParameters().some((p) => p.name.includes('.lora_'))) mergeLora(rm.model);
+  const eos = rm.tokenizer.eosId;
+  exportHfSequenceClassifier(out, rm.model.config, rm.model.params, rm.head.weight, { padTokenId: eos ?? 0, eosTokenId: eos, bosTokenId: rm.tokenizer.bosId });
+  const note = writeHfTokenizer(out, rm.tokenizer);
+  log(`wrote ${out}: ${rm.model.config.family === 'gpt2' ? 'GPT2' : 'Llama'}ForSequenceClassification (config.json, model.safetensors${note}); pad_token_id ${eos ?? 0}`);
 }

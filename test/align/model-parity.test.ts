@@ -9,6 +9,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportHfSequenceClassifier } from '../../src/formats/hf-checkpoint.js';
+import { tmpDir } from '../helpers/tmp.js';
 import { importHfCheckpoint } from '../../src/formats/hf-checkpoint.js';
 import { loadSafetensors } from '../../src/formats/safetensors.js';
 import { Transformer } from '../../src/model/transformer.js';
@@ -70,6 +73,22 @@ describe('alignment on a tiny Llama equals transformers + TRL (fixture)', () => 
       const e = relErr(gradOf(model, name), want);
       assert.ok(e < 1e-4, `${name}: relative error ${e}`);
     }
+  });
+
+  it('exported as LlamaForSequenceClassification: the tensors transformers expects, the same weights', () => {
+    const model = loadModel();
+    const score = loadSafetensors(DIR + 'score.safetensors').tensors.get('score.weight')!;
+    const weight = new Tensor(Float32Array.from(score.data as Float32Array), score.shape, true);
+    const out = tmpDir('rm-export');
+    exportHfSequenceClassifier(out, model.config, model.params, weight, { padTokenId: CASES.pad });
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    assert.deepEqual(config.architectures, ['LlamaForSequenceClassification']);
+    assert.deepEqual(config.id2label, { 0: 'LABEL_0' });
+    assert.equal(config.pad_token_id, CASES.pad);
+    const saved = loadSafetensors(join(out, 'model.safetensors')).tensors;
+    assert.deepEqual([...saved.keys()].sort(), CASES.reward.state_dict_keys);
+    assert.deepEqual(saved.get('score.weight')!.data, weight.data);
+    assert.deepEqual(saved.get('model.layers.1.mlp.down_proj.weight')!.data, model.params.get('model.layers.1.mlp.down_proj.weight')!.data);
   });
 
   it('DPO: answer log-probabilities, the sigmoid loss, gradients of the trunk and the LM head', () => {
