@@ -33,5 +33,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   sft: async () => import('./sft.js').then((m) => m.SFT),
   reward: async () => import('./reward.js').then((m) => m.REWARD),
   dpo: async () => import('./dpo.js').then((m) => m.DPO),
+  ppo: async () => import('./ppo.js').then((m) => m.PPO),
 };
 

@@ -15,11 +15,10 @@ import { parsePreferenceFormat } from '../data/preference-examples.js';
 import { parseOnBadRow } from '../data/rows.js';
 import { parseEvalSplit } from '../data/split.js';
 import { loadAnyModel } from '../formats/load-model.js';
-import { buildRunModel, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
+import { buildRunModel, frozenCopy, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
 import { trainableParameterCount } from '../model/lora.js';
 import { countParameters } from '../model/parameters.js';
 import { Transformer } from '../model/transformer.js';
-import { Tensor } from '../tensor/index.js';
 import { TrainingLoop, type EvalRecord, type StepRecord, type TrainResult } from '../train/loop.js';
 import type { TrainOptions } from '../train/trainer.js';
 import { LlmError } from '../util/errors.js';
@@ -77,12 +76,6 @@ export const DPO: CommandModule = { spec: DPO_SPEC, run: dpoCommand };
 
 const log = (s: string): void => void process.stdout.write(s + '\n');
 
-/** A frozen copy of a model's base weights (the reference of full-model DPO). */
-function frozenCopy(config: Transformer['config'], params: ReadonlyMap<string, Tensor>): Transformer {
-  const copy = new Map<string, Tensor>();
-  for (const [name, t] of params) copy.set(name, new Tensor(Float32Array.from(t.data), t.shape));
-  return new Transformer(config, copy, { reference: true });
-}
 
 async function dpoCommand(f: Flags): Promise<void> {
   const outDir = f.string('out');

@@ -140,8 +140,7 @@ export function writeLoraOutputs(model: Transformer, tokenizer: Tokenizer, outDi
   saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: basePath });
   const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
   mergeLora(model);
-  const params = new Map<string, Tensor>();
-  for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+  const params = new Map<string, Tensor>(model.params); // the base only: no adapters, no value head
   mkdirSync(dirname(mergedPath), { recursive: true });
   saveCheckpoint(mergedPath, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: `llmts ${command} --lora` } });
   return { adapterDir, mergedPath };

@@ -33,6 +33,7 @@ Commands:
   sft       supervised fine-tuning on prompt/response data (loss on the responses only)
   reward    train a reward model on preference pairs; its pairwise accuracy; score answers
   dpo       direct preference optimisation on preference pairs against a frozen reference
+  ppo       reinforcement learning against a reward model or a JS reward (PPO, GRPO, RLOO)
 
 Run 'llmts <command> --help' for the flags of a command. Every command takes --debug (stack
 traces on errors); those that compute take -t N (threads). 'llmts --version' prints the version.

@@ -9,7 +9,7 @@
 import type { ModelConfig } from '../model/config.js';
 import { loraLayers } from '../model/lora.js';
 import { Transformer } from '../model/transformer.js';
-import type { Tensor } from '../tensor/index.js';
+import { Tensor as TensorClass, type Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 
@@ -41,4 +41,11 @@ export function restoreRegistered(model: Transformer, base: ReadonlyMap<string, 
     if (!saved || saved.size !== p.tensor.size) throw new LlmError(`${path} lacks the tensor '${p.name}' of its run (or holds it in another shape)`);
     p.tensor.data.set(saved.data);
   }
+}
+
+/** A frozen copy of base weights (the reference of full-model DPO and PPO: the model as training started). */
+export function frozenCopy(config: ModelConfig, params: ReadonlyMap<string, Tensor>): Transformer {
+  const copy = new Map<string, Tensor>();
+  for (const [name, t] of params) copy.set(name, new TensorClass(Float32Array.from(t.data), t.shape));
+  return new Transformer(config, copy, { reference: true });
 }
