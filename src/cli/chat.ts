@@ -13,7 +13,7 @@ import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
 import { loadModelForInference } from './run.js';
 import { samplingFlags, samplingOptions } from './sampling-flags.js';
-import { contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
+import { ADAPTER_FLAG, contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
 
 const CHAT_SPEC: CommandSpec = {
   name: 'chat',
@@ -27,7 +27,7 @@ model directory or a GGUF file. Piped stdin works too: one message per line.`,
     { name: 'system', kind: 'string', help: 'system prompt', group: 'Chat' },
     { name: 'no-prompt-cache', kind: 'boolean', help: 'prefill the whole conversation every turn (default: keep the KV cache between turns and prefill only what follows the common prefix)', group: 'Chat' },
     { name: 'verbose', kind: 'boolean', help: 'per answer on stderr: prompt tokens, reused tokens, prefill time, tok/s', group: 'Chat' },
-    ...MODEL_FLAGS, CTX_FLAG,
+    ...MODEL_FLAGS, ADAPTER_FLAG, CTX_FLAG,
     ...samplingFlags(),
     THREADS_FLAG,
   ],
@@ -52,7 +52,7 @@ export function turnStatsLine(turn: number, s: Readonly<GenerationStats>, finish
 async function chatCommand(f: Flags): Promise<void> {
   const path = modelPath(f, 'llmts chat MODEL (type messages once it starts)');
   const opts = samplingOptions(f, 1);
-  const { model, tokenizer, chatTemplate: own } = await loadModelForInference(path, f.string('tokenizer'));
+  const { model, tokenizer, chatTemplate: own } = await loadModelForInference(path, f.string('tokenizer'), f.string('adapter'));
   const notice = (s: string): void => void process.stderr.write(`(${s})\n`);
   let templateName = f.string('template');
   let template = templateName !== undefined ? chatTemplate(templateName) : undefined;

@@ -31,6 +31,7 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   convert: async () => import('./convert.js').then((m) => m.CONVERT),
   info: async () => import('./info.js').then((m) => m.INFO),
   sft: async () => import('./sft.js').then((m) => m.SFT),
+  merge: async () => import('./merge.js').then((m) => m.MERGE),
   reward: async () => import('./reward.js').then((m) => m.REWARD),
   dpo: async () => import('./dpo.js').then((m) => m.DPO),
   ppo: async () => import('./ppo.js').then((m) => m.PPO),

@@ -77,6 +77,7 @@ async function convertCommand(f: Flags): Promise<void> {
       quant: quant as GgufQuant,
       name: f.string('name'),
       tokenizer: f.bool('no-vocab') ? null : tokenizer,
+      chatTemplate: model.chatTemplate,
     });
     const types = countTypes(res.tensors.map((t) => t.type));
     process.stdout.write(`wrote ${out}: ${model.config.family} GGUF, ${res.tensors.length} tensors (${types}), ${formatBytes(res.bytes)}\n`);
@@ -90,7 +91,7 @@ async function convertCommand(f: Flags): Promise<void> {
     process.stdout.write(`wrote ${out}: llama2.c version ${version} model, float32, ${model.config.tiedEmbeddings ? 'shared' : 'separate'} classifier, ${formatBytes(res.bytes)}${note}\n`);
     return;
   }
-  exportHfCheckpoint(out, model.config, model.params, { bosTokenId: tokenizer?.bosId, eosTokenId: tokenizer?.eosId });
+  exportHfCheckpoint(out, model.config, model.params, { bosTokenId: tokenizer?.bosId, eosTokenId: tokenizer?.eosId, chatTemplate: model.chatTemplate });
   let note = '';
   if (tokenizer) note = writeHfTokenizer(out, tokenizer);
   process.stdout.write(`wrote ${out}: ${model.config.family} Hugging Face checkpoint (config.json, model.safetensors${note})\n`);

@@ -31,6 +31,7 @@ Commands:
   convert   convert a model to GGUF (f32, f16, q8_0, q4_0), a Hugging Face directory or llama2.c
   info      describe a model file: architecture, sizes, tensor types, tokenizer
   sft       supervised fine-tuning on prompt/response data (loss on the responses only)
+  merge     fold a LoRA adapter into its base model; write an llm.ts, Hugging Face or GGUF model
   reward    train a reward model on preference pairs; its pairwise accuracy; score answers
   dpo       direct preference optimisation on preference pairs against a frozen reference
   ppo       reinforcement learning against a reward model or a JS reward (PPO, GRPO, RLOO)

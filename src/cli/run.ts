@@ -10,11 +10,12 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import { loadAnyModel } from '../formats/load-model.js';
+import { loadAdapterForInference } from '../formats/peft.js';
 import { KvCache } from '../generate/kv-cache.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
 import { samplingFlags, samplingOptions } from './sampling-flags.js';
-import { contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
+import { ADAPTER_FLAG, contextSize, CTX_FLAG, MODEL_FLAGS, modelPath, THREADS_FLAG } from './shared-flags.js';
 
 const RUN_SPEC: CommandSpec = {
   name: 'run',
@@ -28,7 +29,7 @@ model directory (config.json + safetensors weights + tokenizer), a GGUF file or 
     { name: 'prompt-ids', kind: 'string', value: 'IDS', help: 'token ids to continue instead, e.g. 1,345,22 or [1,345,22]; needs no tokenizer', group: 'Prompt' },
     { name: 'output', kind: 'string', choices: ['text', 'ids'], default: 'text', help: 'print the text, or the generated token ids as a JSON array', group: 'Prompt' },
     { name: 'verbose', kind: 'boolean', help: 'print token counts, speed and why generation stopped to stderr', group: 'Prompt' },
-    ...MODEL_FLAGS, CTX_FLAG,
+    ...MODEL_FLAGS, ADAPTER_FLAG, CTX_FLAG,
     ...samplingFlags(),
     THREADS_FLAG,
   ],
@@ -36,19 +37,25 @@ model directory (config.json + safetensors weights + tokenizer), a GGUF file or 
 context (said on stderr; a prompt longer than the context is an error).
 
   llmts run out/shakespeare-char -p 'ROMEO:' -n 200 --temperature 0.8 --stop '\\n\\n'
-  llmts run model.gguf -p 'Once upon a time' --top-p 0.9 -s 1 -t 2`,
+  llmts run model.gguf -p 'Once upon a time' --top-p 0.9 -s 1 -t 2
+  llmts run hf-base-dir --adapter out/lora/adapter -p 'Question: 12+7=' --temperature 0`,
 };
 
-/** Load any supported model file, with its tokenizer (or the one named by tokenizerSpec) and its own chat template. */
-export async function loadModelForInference(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer; chatTemplate?: string }> {
-  const { model, tokenizer, chatTemplate } = await loadModelMaybeTokenizer(path, tokenizerSpec);
+/**
+ * Load any supported model file, with its tokenizer (or the one named by tokenizerSpec) and its
+ * own chat template; with adapterDir, a PEFT LoRA adapter applied (loadAdapterForInference).
+ */
+export async function loadModelForInference(path: string, tokenizerSpec?: string, adapterDir?: string): Promise<{ model: Transformer; tokenizer: Tokenizer; chatTemplate?: string }> {
+  const { model, tokenizer, chatTemplate } = await loadModelMaybeTokenizer(path, tokenizerSpec, adapterDir);
   if (!tokenizer) throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH (e.g. a tokenizer.model, tokenizer.json or .gguf vocabulary)`);
   return { model, tokenizer, chatTemplate };
 }
 
-async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string): Promise<{ model: Transformer; tokenizer: Tokenizer | null; chatTemplate?: string }> {
+async function loadModelMaybeTokenizer(path: string, tokenizerSpec?: string, adapterDir?: string): Promise<{ model: Transformer; tokenizer: Tokenizer | null; chatTemplate?: string }> {
   const loaded = await loadAnyModel(path, { tokenizer: !tokenizerSpec }); // --tokenizer: the model's own is not read
-  const model = new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
+  const model = adapterDir !== undefined
+    ? loadAdapterForInference(adapterDir, loaded.config, loaded.params, loaded.quantized).model
+    : new Transformer(loaded.config, loaded.params, { quantized: loaded.quantized });
   const tokenizer = tokenizerSpec ? await loadTokenizer(tokenizerSpec) : loaded.tokenizer;
   if (tokenizer && tokenizer.vocabSize > model.config.vocabSize) {
     throw new LlmError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
@@ -83,7 +90,7 @@ async function runCommand(f: Flags): Promise<void> {
   if ((prompt === undefined) === (promptIds === undefined)) throw new LlmError('give the prompt as text (-p PROMPT) or as token ids (--prompt-ids 1,2,3), one of the two');
   const output = f.string('output')!;
   const opts = samplingOptions(f);
-  const { model, tokenizer } = await loadModelMaybeTokenizer(path, f.string('tokenizer'));
+  const { model, tokenizer } = await loadModelMaybeTokenizer(path, f.string('tokenizer'), f.string('adapter'));
   if (!tokenizer && (prompt !== undefined || output === 'text')) {
     throw new LlmError(`${path} carries no tokenizer: pass --tokenizer PATH, or use --prompt-ids with --output ids`);
   }

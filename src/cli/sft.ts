@@ -117,6 +117,8 @@ interface Setup {
   templateNote: string;
   options: SftOptions;
   checkpoint?: CheckpointData;
+  /** the model's own chat template (Jinja), kept in the run's checkpoints and merged model */
+  chatTemplate?: string;
   /** files of an earlier run in --out to remove (--overwrite) once the new run is ready */
   replace?: string[];
 }
@@ -137,7 +139,7 @@ async function sftCommand(f: Flags): Promise<void> {
   const { rendered, truncated, dropped } = renderSftExamples(loaded.examples, loaded.lines, tokenizer, template, { maxLength: options.maxLength, lossOn: options.lossOn });
   const split = splitTrainEval(rendered, { fraction: options.evalSplit, key: (r) => r.key });
   const objective = new SftObjective(split.train, split.eval, { batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0 });
-  const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss` });
+  const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss`, chatTemplate: setup.chatTemplate });
 
   for (const name of setup.replace ?? []) rmSync(join(outDir, name), { force: true, recursive: true }); // --overwrite, now that the new run is ready
   const cfg = model.config;
@@ -182,7 +184,7 @@ async function sftCommand(f: Flags): Promise<void> {
     const adapterDir = join(outDir, 'adapter');
     saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: options.model });
     const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
-    writeMerged(model, tokenizer, mergedPath);
+    writeMerged(model, tokenizer, mergedPath, setup.chatTemplate);
     log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}`);
     log(`try it: llmts chat ${join(outDir, 'merged')}   (${outDir} itself holds the base weights and the adapter; llmts run ${outDir} runs the base only)`);
     return;
@@ -191,12 +193,12 @@ async function sftCommand(f: Flags): Promise<void> {
 }
 
 /** Fold the adapters into the base weights and save those alone (no optimizer state) at path. */
-function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string): void {
+function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string, chatTemplate: string | undefined): void {
   mergeLora(model);
   const params = new Map<string, Tensor>();
   for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
   mkdirSync(dirname(path), { recursive: true });
-  saveCheckpoint(path, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: 'llmts sft --lora' } });
+  saveCheckpoint(path, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: 'llmts sft --lora' }, chatTemplate });
 }
 
 /** The --lora flags as saved options (undefined without --lora; LoRA flags without it are refused). */
@@ -271,7 +273,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
     lossOn: f.string('loss-on') as LossOn,
   };
   if (lora) options.lora = lora;
-  return { model, tokenizer, template, templateNote: note, options, replace: existing };
+  return { model, tokenizer, template, templateNote: note, options, replace: existing, chatTemplate: loaded.chatTemplate };
 }
 
 async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
@@ -302,5 +304,5 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
       p.tensor.data.set(saved.data);
     }
   }
-  return { model, tokenizer, template, templateNote: `${options.template} (saved with the run)`, options, checkpoint };
+  return { model, tokenizer, template, templateNote: `${options.template} (saved with the run)`, options, checkpoint, chatTemplate: checkpoint.chatTemplate };
 }

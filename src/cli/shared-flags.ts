@@ -20,6 +20,12 @@ export const MODEL_FLAGS: readonly FlagDef[] = [
   { name: 'tokenizer', kind: 'string', value: 'SPEC', help: "use this tokenizer instead of the model's (a tokenizer.json, tokenizer.model, .tiktoken, .gguf or checkpoint file, or a built-in name)", group: 'Model' },
 ];
 
+/** --adapter DIR: a PEFT LoRA adapter applied to the model at load (run, chat, merge). */
+export const ADAPTER_FLAG: FlagDef = {
+  name: 'adapter', kind: 'string', value: 'DIR',
+  help: "a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors: DIR/adapter of an llmts sft LoRA run, or saved by PEFT) to apply to the model", group: 'Model',
+};
+
 /** -c N: the context an inference command uses (at most the model's). */
 export const CTX_FLAG: FlagDef = {
   name: 'ctx-size', short: 'c', kind: 'integer', min: 1, value: 'N',

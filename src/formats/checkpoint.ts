@@ -7,7 +7,8 @@
  *              any extra tensors the model registers (heads, adapters) -- plus the AdamW moments of
  *              the trained ones as `optimizer.m.<name>` / `optimizer.v.<name>`
  *   metadata:  format, config (JSON), tokenizer (JSON), trainer state (JSON: step, RNG states,
- *              options, objective...), optimizer hyperparameters and step count
+ *              options, objective...), optimizer hyperparameters and step count, and the
+ *              model's own chat template (chat_template: Jinja source) when it has one
  *
  *   saveCheckpoint('out/ckpt.safetensors', { config, params, tokenizer: tok.toJSON(), trainer: { step: 10 },
  *     optimizer: { step: 10, m, v, hyper: { beta1: 0.9 } } });      // m, v: Map<name, Float32Array>
@@ -55,6 +56,11 @@ export interface CheckpointData {
   trainer: Record<string, unknown>;
   /** optional: absent in inference-only exports */
   optimizer?: CheckpointOptimizer;
+  /**
+   * the model's own chat template (Jinja source, as in a Hugging Face tokenizer_config.json or
+   * GGUF tokenizer.chat_template), kept so that llmts chat on a fine-tuned model renders it
+   */
+  chatTemplate?: string;
   /** set by loadCheckpoint: 'mmap' when the tensors are views into a copy-on-write mapping of the file */
   source?: FileSourceMode;
 }
@@ -108,6 +114,7 @@ export function saveCheckpoint(path: string, ck: CheckpointData): void {
     trainer: JSON.stringify(ck.trainer),
   };
   if (opt) metadata.optimizer = JSON.stringify({ step: opt.step, ...opt.hyper });
+  if (ck.chatTemplate !== undefined) metadata.chat_template = ck.chatTemplate;
   saveSafetensors(path, tensors, metadata);
 }
 
@@ -148,6 +155,7 @@ export function loadCheckpoint(path: string): CheckpointData & { extras: Map<str
     v.set(name, toTensor(path, file.tensors, V_PREFIX + name, shape).data);
   }
   const ck: CheckpointData & { extras: Map<string, Tensor> } = { source: file.source, config, params, extras, tokenizer, trainer };
+  if (meta.chat_template !== undefined) ck.chatTemplate = meta.chat_template;
   if (optimizer && m.size > 0) ck.optimizer = { step: optimizer.step, m, v, hyper: optimizer.hyper };
   return ck;
 }

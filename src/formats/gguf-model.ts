@@ -85,6 +85,8 @@ export interface GgufExportOptions {
   name?: string;
   /** written as tokenizer.ggml.* metadata; omit for a file without a vocabulary */
   tokenizer?: Tokenizer | null;
+  /** the model's chat template (Jinja source), written as tokenizer.chat_template */
+  chatTemplate?: string;
 }
 
 export interface GgufExportResult {
@@ -322,6 +324,7 @@ export function exportGgufModel(path: string, cfg: ModelConfig, params: Map<stri
   if (cfg.family === 'llama' && cfg.bias) throw new LlmError('a Llama model with biases has no llama.cpp equivalent');
   const metadata = modelGgufMetadata(cfg, quant, opts.name ?? `llmts-${cfg.family}`);
   if (opts.tokenizer) metadata.push(...tokenizerGgufMetadata(opts.tokenizer, cfg.vocabSize));
+  if (opts.chatTemplate !== undefined) metadata.push(['tokenizer.chat_template', ggufMeta.string(opts.chatTemplate)]);
   const tensors = ggufModelTensors(cfg, params, quant);
   const bytes = writeGguf(path, { metadata, tensors });
   return { bytes, tensors: tensors.map((t) => ({ name: t.name, type: ggmlTypeName(t.type), dims: t.dims })) };

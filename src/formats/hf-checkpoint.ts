@@ -21,6 +21,8 @@ import { loadSafetensors, readSafetensorsHeader, saveSafetensors, type Safetenso
 export interface HfExportOptions {
   bosTokenId?: number;
   eosTokenId?: number;
+  /** the model's chat template (Jinja source), written as tokenizer_config.json's chat_template */
+  chatTemplate?: string;
 }
 
 /** The config.json transformers expects for this model. */
@@ -120,9 +122,9 @@ export function configFromHf(json: unknown, source: string): ModelConfig {
   throw new LlmError(`${source}: model_type ${quoted(type)} is not supported (gpt2 or llama)`);
 }
 
-/** Write config.json and model.safetensors (float32) into dir, each atomically. */
+/** Write config.json and model.safetensors (float32), and tokenizer_config.json with a chat template, into dir, each atomically. */
 export function exportHfCheckpoint(dir: string, cfg: ModelConfig, params: Map<string, Tensor>, opts: HfExportOptions = {}): void {
-  writeHfDirectory(dir, hfConfig(cfg, opts), hfTensors(cfg, params, () => true));
+  writeHfDirectory(dir, hfConfig(cfg, opts), hfTensors(cfg, params, () => true), opts.chatTemplate);
 }
 
 /**
@@ -142,7 +144,7 @@ export function exportHfSequenceClassifier(
   Object.assign(config, { id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 }, pad_token_id: opts.padTokenId });
   const tensors = hfTensors(cfg, params, (name) => name !== 'lm_head.weight');
   tensors['score.weight'] = { dtype: 'F32', shape: [1, cfg.nEmbd], data: score.data };
-  writeHfDirectory(dir, config, tensors);
+  writeHfDirectory(dir, config, tensors, opts.chatTemplate);
 }
 
 /** The config's parameters (those `keep` accepts) as float32 tensors to write; GPT-2 gets its zero biases. */
@@ -158,10 +160,11 @@ function hfTensors(cfg: ModelConfig, params: Map<string, Tensor>, keep: (name: s
   return tensors;
 }
 
-function writeHfDirectory(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>): void {
+function writeHfDirectory(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, chatTemplate: string | undefined): void {
   mkdirSync(dir, { recursive: true });
   saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (chatTemplate !== undefined) writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: chatTemplate }, null, 2) + '\n');
 }
 
 function addZeroBiases(cfg: ModelConfig, tensors: Record<string, TensorToWrite>): void {

@@ -107,7 +107,7 @@ export async function loadAnyModel(path: string, opts: { keepQuantized?: boolean
           throw err;
         }
       }
-      return { format, path: file, config: ck.config, params: ck.params, tokenizer, source: ck.source ?? 'read' };
+      return { format, path: file, config: ck.config, params: ck.params, tokenizer, source: ck.source ?? 'read', chatTemplate: wantTokenizer ? ck.chatTemplate : undefined };
     }
     case 'gguf': {
       const g = importGgufModel(file, { keepQuantized: opts.keepQuantized ?? true });

@@ -13,15 +13,16 @@
  *   saveLoraAdapter('out/adapter', model);                            // a model built with loraLayers
  *   const model = loadLoraAdapter('out/adapter', config, baseParams);  // base + adapter, ready to run
  *   applyLoraAdapter(model, 'out/adapter');                           // into a model of the same LoRA shape
+ *   const { model, merged } = loadAdapterForInference('out/adapter', config, params, quantized);  // llmts run --adapter
  *
  * Supported: plain LoRA on linear modules named by a list (no DoRA, no bias, no rank/alpha
  * patterns, no modules_to_save, no layers_to_transform). Anything else is refused with one line.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelConfig } from '../model/config.js';
-import type { Params } from '../model/layers.js';
-import { LORA_MODULES, loraLayers, loraLinears, type LoraLinear } from '../model/lora.js';
+import type { Family, ModelConfig } from '../model/config.js';
+import type { Params, QuantMap } from '../model/layers.js';
+import { LORA_MODULES, loraLayers, loraLinears, mergeLora, moduleName, type LoraLinear } from '../model/lora.js';
 import { Transformer } from '../model/transformer.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { LlmError } from '../util/errors.js';
@@ -148,16 +149,30 @@ export function readPeftAdapterConfig(dir: string): PeftLoraConfig {
   };
 }
 
+/** ' (adapter_config.json says it was trained on X)', or '' when it names no base. */
+function trainedOn(a: PeftLoraConfig): string {
+  return a.baseModelNameOrPath ? ` (its adapter_config.json says it was trained on ${preview(a.baseModelNameOrPath)})` : '';
+}
+
+/** The family whose linear modules include every target, if another than `family`. */
+function familyOf(targets: readonly string[], family: Family): Family | undefined {
+  return (Object.keys(LORA_MODULES) as Family[]).find((f) => f !== family && targets.every((t) => LORA_MODULES[f].includes(t)));
+}
+
 /** Check an adapter config against a model config (target modules, fan_in_fan_out). */
 function checkArchitecture(dir: string, a: PeftLoraConfig, cfg: ModelConfig): void {
   const path = join(dir, ADAPTER_CONFIG);
   const known = LORA_MODULES[cfg.family];
   const other = a.targetModules.find((t) => !known.includes(t));
   if (other !== undefined) {
-    throw new LlmError(`${path}: target module '${other}' is not a linear module of a ${cfg.family} model (its modules: ${known.join(', ')}): an adapter for another architecture?`);
+    const family = familyOf(a.targetModules, cfg.family);
+    const what = family ? `the adapter is for a ${family} model` : 'an adapter for another architecture?';
+    throw new LlmError(`${path}: target module '${other}' is not a linear module of a ${cfg.family} model (its modules: ${known.join(', ')}): ${what}${trainedOn(a)}; apply it to the model it was trained on`);
   }
   // PEFT sets fan_in_fan_out itself for GPT-2's Conv1D; Llama's nn.Linear never has it
-  if (cfg.family === 'llama' && a.fanInFanOut) throw new LlmError(`${path}: fan_in_fan_out true is for Conv1D weights (GPT-2), not a llama model`);
+  if (cfg.family === 'llama' && a.fanInFanOut) {
+    throw new LlmError(`${path}: fan_in_fan_out true is for Conv1D weights (GPT-2), not a llama model${trainedOn(a)}; apply it to the model it was trained on, or set fan_in_fan_out to false if its weights are nn.Linear's`);
+  }
 }
 
 /**
@@ -165,16 +180,30 @@ function checkArchitecture(dir: string, a: PeftLoraConfig, cfg: ModelConfig): vo
  * loraLayers matching the adapter's config, then the adapter weights copied in. The base is
  * frozen (only the adapter tensors trainable), the model in eval mode.
  */
-export function loadLoraAdapter(dir: string, config: ModelConfig, params: Params): Transformer {
+export function loadLoraAdapter(dir: string, config: ModelConfig, params: Params, opts: { quantized?: QuantMap } = {}): Transformer {
   const a = readPeftAdapterConfig(dir);
   checkArchitecture(dir, a, config);
   const model = new Transformer(config, params, {
+    quantized: opts.quantized,
     layers: loraLayers({ r: a.r, alpha: a.loraAlpha, dropout: a.loraDropout, targets: a.targetModules, rslora: a.useRslora, rng: new Rng(0) }),
   });
   copyAdapterWeights(dir, model, a);
   model.freeze((n) => !n.includes('.lora_'));
   model.eval();
   return model;
+}
+
+/**
+ * A model for inference: the base (float or GGUF-quantized weights) with the adapter in dir
+ * applied. Float base weights get the adapter merged in (W += scaling · B A, in place: `params`
+ * are changed), so the layers are plain linears again and decode in the fused decode program;
+ * over quantized weights it stays beside them (base(x) + scaling · B A x, decoded op by op).
+ */
+export function loadAdapterForInference(dir: string, config: ModelConfig, params: Params, quantized?: QuantMap): { model: Transformer; merged: boolean } {
+  const model = loadLoraAdapter(dir, config, params, { quantized });
+  const merged = loraLinears(model).every((l) => l.base.weight !== null);
+  if (merged) mergeLora(model);
+  return { model, merged };
 }
 
 /** Copy the adapter in dir into a model built with loraLayers of the same rank and targets. */
@@ -201,31 +230,41 @@ function copyAdapterWeights(dir: string, model: Transformer, a: PeftLoraConfig):
   const file = join(dir, ADAPTER_WEIGHTS);
   if (!existsSync(file)) {
     const bin = existsSync(join(dir, 'adapter_model.bin'));
-    throw new LlmError(`${dir} has no ${ADAPTER_WEIGHTS}${bin ? ' (adapter_model.bin, a pickle, is not read: re-save with safe_serialization=True)' : ''}`);
+    throw new LlmError(`${dir} has no ${ADAPTER_WEIGHTS}${bin ? ' (adapter_model.bin, a pickle, is not read: re-save it with save_pretrained(..., safe_serialization=True))' : ': copy the adapter directory whole (adapter_config.json and adapter_model.safetensors)'}`);
   }
   const header = readSafetensorsHeader(file).tensors;
   const layers = loraLinears(model);
   if (layers.some((l) => l.merged)) throw new LlmError(`${file}: cannot load an adapter into merged LoRA layers (unmergeLora first)`);
   const byKey = new Map<string, { layer: LoraLinear; which: 'A' | 'B' }>();
   for (const layer of layers) for (const which of ['A', 'B'] as const) byKey.set(peftKey(layer.name, which), { layer, which });
+  const linearNames = new Set(model.linears().map((l) => l.name));
+  const elsewhere = `: an adapter for another architecture or size?${trainedOn(a)}; apply it to the model it was trained on`;
   for (const [key, e] of header) {
     const want = byKey.get(key);
     if (!want) {
       const m = /^base_model\.model\.(.+)\.lora_[AB]\.weight$/.exec(key);
-      const why = !m ? 'is not a LoRA weight this loader knows (base_model.model.<module>.lora_A/B.weight)'
-        : `is for module '${m[1]}', which this ${model.config.family} model (${model.config.nLayer} layers) has no LoRA layer for: an adapter for another architecture or size?`;
+      let why: string;
+      if (!m) why = 'is not a LoRA weight this loader knows (base_model.model.<module>.lora_A/B.weight; no embedding LoRA, DoRA or modules_to_save)';
+      else if (linearNames.has(m[1])) why = `is for module '${m[1]}', whose name '${moduleName(m[1])}' adapter_config.json's target_modules does not list: add it there`;
+      else why = `is for module '${m[1]}', which this ${model.config.family} model (${model.config.nLayer} layers) has no LoRA layer for${elsewhere}`;
       throw new LlmError(`${file}: tensor '${key}' ${why}`);
     }
-    if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16') throw new LlmError(`${file}: tensor '${key}' has dtype ${e.dtype}; adapter weights must be F32, F16 or BF16`);
+    if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16') throw new LlmError(`${file}: tensor '${key}' has dtype ${e.dtype}; adapter weights must be F32, F16 or BF16 (re-save the adapter in float32)`);
     const { layer, which } = want;
     const expect = which === 'A' ? [a.r, layer.inDim] : [layer.outDim, a.r];
     if (e.shape.length !== 2 || e.shape[0] !== expect[0] || e.shape[1] !== expect[1]) {
       const rank = e.shape.length === 2 ? (which === 'A' ? e.shape[0] : e.shape[1]) : NaN;
-      const hint = rank !== a.r && Number.isInteger(rank) ? ` (rank ${rank}, adapter_config.json says r ${a.r})` : '';
+      const width = e.shape.length === 2 ? (which === 'A' ? e.shape[1] : e.shape[0]) : NaN;
+      const rankOff = rank !== a.r && Number.isInteger(rank);
+      const hint = rankOff && width === (which === 'A' ? layer.inDim : layer.outDim)
+        ? ` (rank ${rank}, adapter_config.json says r ${a.r}): set "r": ${rank} in ${ADAPTER_CONFIG}`
+        : rankOff ? ` (rank ${rank}, adapter_config.json says r ${a.r})${elsewhere}` : elsewhere;
       throw new LlmError(`${file}: tensor '${key}' has shape ${preview(e.shape)}, the model needs [${expect.join(', ')}]${hint}`);
     }
   }
-  for (const key of byKey.keys()) if (!header.has(key)) throw new LlmError(`${file}: tensor '${key}' is missing (target_modules names a module the weights do not cover)`);
+  for (const key of byKey.keys()) {
+    if (!header.has(key)) throw new LlmError(`${file}: tensor '${key}' is missing (target_modules in ${ADAPTER_CONFIG} names a module the weights do not cover): remove that module from target_modules, or re-save the adapter`);
+  }
   const { tensors } = loadSafetensors(file);
   for (const [key, { layer, which }] of byKey) {
     const dst = which === 'A' ? layer.A : layer.B;

@@ -166,6 +166,8 @@ export interface LoopSetup {
   resume?: CheckpointData;
   /** title of loss.svg (default '<family> <objective> loss') */
   curveTitle?: string;
+  /** the model's own chat template (Jinja source), saved in every checkpoint */
+  chatTemplate?: string;
 }
 
 /** The 'trainer' metadata of a checkpoint. */
@@ -197,6 +199,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
   readonly dropoutRng: Rng;
   private readonly tokenizer: { toJSON(): unknown };
   private readonly curveTitle: string;
+  private readonly chatTemplate: string | undefined;
   private lastCheckpointStep = -1;
 
   constructor(readonly model: Transformer, readonly objective: Objective<B, E>, readonly opts: O, setup: LoopSetup) {
@@ -204,6 +207,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
     this.metricsPath = join(opts.outDir, 'metrics.jsonl');
     this.tokenizer = setup.tokenizer;
     this.curveTitle = setup.curveTitle ?? `${model.config.family} ${objective.name} loss`;
+    this.chatTemplate = setup.chatTemplate;
     this.parameters = namedParameters(model);
     const trainable = this.parameters.filter((p) => p.trainable);
     if (trainable.length === 0) throw new LlmError('nothing to train: every parameter of the model is frozen');
@@ -371,6 +375,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
       tokenizer: this.tokenizer.toJSON(),
       trainer: state as unknown as Record<string, unknown>,
       optimizer: { ...o.getState(), hyper: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay } },
+      ...(this.chatTemplate !== undefined ? { chatTemplate: this.chatTemplate } : {}),
     });
     this.lastCheckpointStep = this.step;
   }

@@ -128,8 +128,10 @@ describe(`PEFT LoRA adapters (${backend().name} backend)`, () => {
     assert.throws(load(variant((c) => { c.rank_pattern = { q_proj: 8 }; })), oneLine(/rank_pattern .* is not supported/));
     assert.throws(load(variant((c) => { c.modules_to_save = ['lm_head']; })), oneLine(/modules_to_save .* is not supported/));
     // another architecture: GPT-2 modules for a llama model, or GPT-2 weights under a llama config
-    assert.throws(load(variant((c) => { c.target_modules = ['c_attn']; })), oneLine(/target module 'c_attn' is not a linear module of a llama model.*another architecture/));
-    assert.throws(load(variant((c) => { c.fan_in_fan_out = true; })), oneLine(/fan_in_fan_out true is for Conv1D/));
+    assert.throws(load(variant((c) => { c.target_modules = ['c_attn']; })), oneLine(/target module 'c_attn' is not a linear module of a llama model.*: the adapter is for a gpt2 model; apply it to the model it was trained on$/));
+    assert.throws(load(variant((c) => { c.target_modules = ['q_proj', 'lm_head']; c.base_model_name_or_path = 'org/other-model'; })),
+      oneLine(/target module 'lm_head' is not a linear module of a llama model.*another architecture\? \(its adapter_config\.json says it was trained on "org\/other-model"\); apply it to the model it was trained on$/));
+    assert.throws(load(variant((c) => { c.fan_in_fan_out = true; })), oneLine(/fan_in_fan_out true is for Conv1D.*set fan_in_fan_out to false/));
     d = variant(() => {}, {
       'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': { shape: [4, 32] },
       'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight': { shape: [4, 16] },
@@ -146,16 +148,21 @@ describe(`PEFT LoRA adapters (${backend().name} backend)`, () => {
     // a missing module
     const missing = { ...full };
     delete missing['base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'];
-    assert.throws(load(variant(() => {}, missing)), oneLine(/adapter_model\.safetensors: tensor 'base_model\.model\.model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight' is missing/));
+    assert.throws(load(variant(() => {}, missing)), oneLine(/adapter_model\.safetensors: tensor 'base_model\.model\.model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight' is missing.*remove that module from target_modules/));
+    // weights for a module of the model that target_modules does not list
+    assert.throws(load(variant(() => {}, { ...full, 'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight': { shape: [4, 32] } })),
+      oneLine(/tensor 'base_model\.model\.model\.layers\.0\.self_attn\.k_proj\.lora_A\.weight' is for module 'model\.layers\.0\.self_attn\.k_proj', whose name 'k_proj' adapter_config\.json's target_modules does not list: add it there$/));
     // rank mismatch (config says 4, weights are rank 8) and a wrong width
     const rank8 = Object.fromEntries(Object.entries(full).map(([k, v]) => [k, { shape: k.includes('lora_A') ? [8, v.shape[1]] : [v.shape[0], 8] }]));
-    assert.throws(load(variant(() => {}, rank8)), oneLine(/lora_A\.weight' has shape \[8, 32\], the model needs \[4, 32\] \(rank 8, adapter_config\.json says r 4\)/));
+    assert.throws(load(variant(() => {}, rank8)), oneLine(/lora_A\.weight' has shape \[8, 32\], the model needs \[4, 32\] \(rank 8, adapter_config\.json says r 4\): set "r": 8 in adapter_config\.json$/));
     const wide = { ...full, 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': { shape: [4, 33] } };
-    assert.throws(load(variant(() => {}, wide)), oneLine(/q_proj\.lora_A\.weight' has shape \[4, 33\], the model needs \[4, 32\]$/));
+    assert.throws(load(variant(() => {}, wide)), oneLine(/q_proj\.lora_A\.weight' has shape \[4, 33\], the model needs \[4, 32\]: an adapter for another architecture or size\?; apply it to the model it was trained on$/));
     // no weights file
     d = variant(() => {});
     rmSync(join(d, ADAPTER_WEIGHTS));
-    assert.throws(load(d), oneLine(/has no adapter_model\.safetensors/));
+    assert.throws(load(d), oneLine(/has no adapter_model\.safetensors: copy the adapter directory whole/));
+    writeFileSync(join(d, 'adapter_model.bin'), 'pickle');
+    assert.throws(load(d), oneLine(/has no adapter_model\.safetensors \(adapter_model\.bin, a pickle, is not read: re-save it with .*safe_serialization=True\)/));
     // applying into a model of another rank or other targets
     const r8 = new Transformer(LLAMA, copyParams(base), { layers: loraLayers({ r: 8, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'], rng: new Rng(1) }) });
     assert.throws(() => applyLoraAdapter(r8, good), oneLine(/r 4 does not match the model's LoRA rank 8/));
