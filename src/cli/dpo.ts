@@ -14,20 +14,18 @@ import { DPO_LOSS_TYPES, type DpoLossType } from '../align/losses.js';
 import { parsePreferenceFormat } from '../data/preference-examples.js';
 import { parseOnBadRow } from '../data/rows.js';
 import { parseEvalSplit } from '../data/split.js';
-import { loadAnyModel } from '../formats/load-model.js';
-import { buildRunModel, frozenCopy, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
+import type { RunLoraOptions } from '../finetune/lora-model.js';
 import { trainableParameterCount } from '../model/lora.js';
 import { countParameters } from '../model/parameters.js';
-import { Transformer } from '../model/transformer.js';
 import { TrainingLoop, type EvalRecord, type StepRecord, type TrainResult } from '../train/loop.js';
 import type { TrainOptions } from '../train/trainer.js';
 import { LlmError } from '../util/errors.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
-import { checkResumeFlags, checkRunDir, chooseTemplate, dataFile, loraFlagDefs, loraOptions, openRun, savedTemplate, writeLoraOutputs } from './finetune-setup.js';
+import { dataFile, loraFlagDefs, resumePolicyRun, startPolicyRun, writeLoraOutputs, type PolicySetup } from './finetune-setup.js';
 import { runLoopInTerminal } from './loop-progress.js';
 import { loadPairData, pairDataFlags, type PairDataOptions } from './pair-data.js';
-import { modelPath, THREADS_FLAG } from './shared-flags.js';
+import { THREADS_FLAG } from './shared-flags.js';
 import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
 export interface DpoOptions extends TrainOptions, PairDataOptions {
@@ -81,54 +79,31 @@ async function dpoCommand(f: Flags): Promise<void> {
   const outDir = f.string('out');
   if (outDir === undefined) throw new LlmError(`give ${f.bool('resume') ? '' : '-m MODEL, --data PAIRS, '}-o DIR: llmts dpo -m MODEL --data PAIRS -o DIR (see 'llmts dpo --help')`);
   let options: DpoOptions;
+  let setup: PolicySetup;
   let replace: string[] = [];
   let resume;
-  let model: Transformer;
-  let reference: Transformer;
-  let tokenizer;
-  let template;
-  let note: string;
   if (f.bool('resume')) {
-    checkResumeFlags(f, RESUME_FLAGS);
-    const run = openRun<DpoOptions>(outDir, 'dpo', (o) => o?.objective === 'dpo' && typeof o.model === 'string');
-    options = { ...run.options, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
-    model = buildRunModel(run.checkpoint.config, run.checkpoint.params, options.lora, options.seed);
-    restoreRegistered(model, run.checkpoint.params, run.checkpoint.extras, run.path);
-    if (options.lora) reference = model.shareBase();
-    else {
-      // the reference is the model the run started from, read again
-      const start = await loadAnyModel(options.model, { keepQuantized: false, tokenizer: false });
-      reference = new Transformer(start.config, start.params, { reference: true });
-    }
-    tokenizer = run.tokenizer;
-    template = savedTemplate(options.template, options.templateSource, tokenizer);
-    note = `${options.template} (saved with the run)`;
-    resume = run.checkpoint;
+    const r = await resumePolicyRun<DpoOptions>(f, outDir, 'dpo', RESUME_FLAGS, (o) => o?.objective === 'dpo' && typeof o.model === 'string');
+    ({ options } = r);
+    setup = r;
+    resume = r.checkpoint;
   } else {
-    const path = modelPath(f, 'llmts dpo -m MODEL --data PAIRS -o DIR');
     const data = dataFile(f.string('data'), 'preference pairs');
-    replace = checkRunDir(f, outDir, RUN_FILES);
-    const loaded = await loadAnyModel(path, { keepQuantized: false });
-    if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; DPO needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
-    tokenizer = loaded.tokenizer;
-    const lora = loraOptions(f, loaded.config.family);
-    const seed = f.number('seed')!;
-    reference = lora ? new Transformer(loaded.config, loaded.params, { reference: true }) : frozenCopy(loaded.config, loaded.params);
-    model = buildRunModel(loaded.config, loaded.params, lora, seed);
-    const context = model.config.blockSize;
+    const s = await startPolicyRun(f, outDir, 'llmts dpo -m MODEL --data PAIRS -o DIR', RUN_FILES);
+    setup = s;
+    replace = s.replace;
+    const context = s.model.config.blockSize;
     const maxLength = f.number('max-length') ?? context;
     if (maxLength > context) throw new LlmError(`${f.typed('max-length')} ${maxLength}: the model's context holds ${context} tokens; give at most that`);
-    const t = chooseTemplate(f, tokenizer, loaded.chatTemplate);
-    template = t.template;
-    note = t.note;
     options = {
-      ...trainLoopOptions(f, maxLength, outDir), objective: 'dpo', model: path, data,
+      ...trainLoopOptions(f, maxLength, outDir), objective: 'dpo', model: s.path, data,
       format: parsePreferenceFormat(f.string('format')!), onBadRow: parseOnBadRow(f.string('on-bad-row')!), maxLength,
-      evalSplit: parseEvalSplit(f.string('eval-split')!), template: t.name, templateSource: t.source,
+      evalSplit: parseEvalSplit(f.string('eval-split')!), template: s.chosen.name, templateSource: s.chosen.source,
       beta: f.number('beta')!, loss: f.string('loss') as DpoLossType,
     };
-    if (lora) options.lora = lora;
+    if (s.lora) options.lora = s.lora;
   }
+  const { model, reference, tokenizer, template, note } = setup;
   const data = loadPairData(options, tokenizer, template);
   const objective = new DpoObjective(reference, data.train, data.held, {
     pairsPerBatch: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0, beta: options.beta, lossType: options.loss,

@@ -14,7 +14,10 @@ import { chatTemplate, chooseModelChatTemplate, jinjaChatTemplate, type ChatTemp
 import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
 import { LORA_MODULES, mergeLora } from '../model/lora.js';
-import type { Transformer } from '../model/transformer.js';
+import { Transformer } from '../model/transformer.js';
+import { loadAnyModel } from '../formats/load-model.js';
+import { buildRunModel, frozenCopy, restoreRegistered } from '../finetune/lora-model.js';
+import { modelPath } from './shared-flags.js';
 import type { RunLoraOptions } from '../finetune/lora-model.js';
 import type { Tensor } from '../tensor/index.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
@@ -144,4 +147,74 @@ export function writeLoraOutputs(model: Transformer, tokenizer: Tokenizer, outDi
   mkdirSync(dirname(mergedPath), { recursive: true });
   saveCheckpoint(mergedPath, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: `llmts ${command} --lora` } });
   return { adapterDir, mergedPath };
+}
+
+/** The saved options every policy-training run (dpo, ppo) has. */
+export interface PolicyRunOptions {
+  model: string;
+  seed: number;
+  maxIters: number;
+  outDir: string;
+  template: string;
+  templateSource?: string;
+  lora?: RunLoraOptions;
+}
+
+/** What a policy run (dpo, ppo) trains and compares with: the policy, its frozen reference, tokenizer and template. */
+export interface PolicySetup {
+  model: Transformer;
+  /** the model as the run started: a frozen copy, or (LoRA) the same base without adapters */
+  reference: Transformer;
+  tokenizer: Tokenizer;
+  template: ChatTemplate;
+  /** the banner's template note */
+  note: string;
+}
+
+/**
+ * A new policy run: the model at -m/MODEL (with its tokenizer), LoRA layers when --lora, the frozen
+ * reference, the chat template; the earlier run in outDir checked (--overwrite). `addHeads` registers
+ * heads (a value head) before anything else uses the model.
+ */
+export async function startPolicyRun(
+  f: Flags, outDir: string, usage: string, runFiles: readonly string[], addHeads?: (model: Transformer) => void,
+): Promise<PolicySetup & { path: string; lora: RunLoraOptions | undefined; chosen: ChosenTemplate; replace: string[] }> {
+  const path = modelPath(f, usage);
+  const replace = checkRunDir(f, outDir, runFiles);
+  const loaded = await loadAnyModel(path, { keepQuantized: false });
+  if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; training it needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
+  const lora = loraOptions(f, loaded.config.family);
+  const reference = lora ? new Transformer(loaded.config, loaded.params, { reference: true }) : frozenCopy(loaded.config, loaded.params);
+  const model = buildRunModel(loaded.config, loaded.params, lora, f.number('seed')!);
+  addHeads?.(model);
+  const chosen = chooseTemplate(f, loaded.tokenizer, loaded.chatTemplate);
+  return { path, lora, model, reference, tokenizer: loaded.tokenizer, template: chosen.template, note: chosen.note, chosen, replace };
+}
+
+/**
+ * A policy run continued from its checkpoint (--resume): the saved options (only --max-iters may
+ * change), the model rebuilt as it was (LoRA layers, `addHeads`' heads, every registered tensor
+ * restored bit for bit), and the reference as the run started (the start model read again, or the
+ * base without adapters).
+ */
+export async function resumePolicyRun<O extends PolicyRunOptions>(
+  f: Flags, outDir: string, command: string, allowed: ReadonlySet<string>, valid: (o: Partial<O> | undefined) => boolean,
+  addHeads?: (model: Transformer, options: O) => void,
+): Promise<PolicySetup & { options: O; checkpoint: SavedRun<O>['checkpoint'] }> {
+  checkResumeFlags(f, allowed);
+  const run = openRun<O>(outDir, command, valid);
+  const options: O = { ...run.options, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
+  const model = buildRunModel(run.checkpoint.config, run.checkpoint.params, options.lora, options.seed);
+  addHeads?.(model, options);
+  restoreRegistered(model, run.checkpoint.params, run.checkpoint.extras, run.path);
+  let reference: Transformer;
+  if (options.lora) reference = model.shareBase();
+  else {
+    const start = await loadAnyModel(options.model, { keepQuantized: false, tokenizer: false });
+    reference = new Transformer(start.config, start.params, { reference: true });
+  }
+  return {
+    options, model, reference, tokenizer: run.tokenizer, checkpoint: run.checkpoint,
+    template: savedTemplate(options.template, options.templateSource, run.tokenizer), note: `${options.template} (saved with the run)`,
+  };
 }

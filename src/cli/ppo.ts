@@ -18,8 +18,7 @@ import { loadRewardModel } from '../align/reward-model.js';
 import { loadPromptRows } from '../data/prompt-rows.js';
 import { badRowsReport, ON_BAD_ROW_CHOICES, parseOnBadRow, type OnBadRow } from '../data/rows.js';
 import { parseEvalSplit, splitTrainEval } from '../data/split.js';
-import { loadAnyModel } from '../formats/load-model.js';
-import { buildRunModel, frozenCopy, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
+import type { RunLoraOptions } from '../finetune/lora-model.js';
 import { addScalarHead, type ScalarHead } from '../model/heads.js';
 import { trainableParameterCount } from '../model/lora.js';
 import { countParameters } from '../model/parameters.js';
@@ -31,9 +30,9 @@ import { LlmError } from '../util/errors.js';
 import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
 import { CHAT_TEMPLATE_NAMES } from '../chat/index.js';
-import { checkResumeFlags, checkRunDir, chooseTemplate, dataFile, loraFlagDefs, loraOptions, openRun, savedTemplate, writeLoraOutputs } from './finetune-setup.js';
+import { dataFile, loraFlagDefs, resumePolicyRun, startPolicyRun, writeLoraOutputs, type PolicySetup } from './finetune-setup.js';
 import { runLoopInTerminal } from './loop-progress.js';
-import { modelPath, THREADS_FLAG } from './shared-flags.js';
+import { THREADS_FLAG } from './shared-flags.js';
 import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
 export interface PpoRunOptions extends TrainOptions, Omit<RlOptions, 'padId' | 'seed' | 'stopTokens'> {
@@ -176,48 +175,30 @@ async function ppoCommand(f: Flags): Promise<void> {
   const outDir = f.string('out');
   if (outDir === undefined) throw new LlmError(`give ${f.bool('resume') ? '' : '-m MODEL, --reward RM, --prompts FILE, '}-o DIR: llmts ppo -m MODEL --reward RM --prompts FILE -o DIR (see 'llmts ppo --help')`);
   let options: PpoRunOptions;
+  let setup: PolicySetup;
   let replace: string[] = [];
   let resume;
-  let policy: Transformer, reference: Transformer, tokenizer: Tokenizer, template: ChatTemplate, note: string;
   let valueHead: ScalarHead | null = null;
+  const addValueHead = (model: Transformer, algo: RlAlgorithm): void => {
+    if (algo === 'ppo') valueHead = addScalarHead(model, { init: 'zeros', name: VALUE_HEAD });
+  };
   if (f.bool('resume')) {
-    checkResumeFlags(f, RESUME_FLAGS);
-    const run = openRun<PpoRunOptions>(outDir, 'ppo', (o) => o?.objective === 'rl');
-    options = { ...run.options, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
-    policy = buildRunModel(run.checkpoint.config, run.checkpoint.params, options.lora, options.seed);
-    if (options.algo === 'ppo') valueHead = addScalarHead(policy, { init: 'zeros', name: VALUE_HEAD });
-    restoreRegistered(policy, run.checkpoint.params, run.checkpoint.extras, run.path);
-    if (options.lora) reference = policy.shareBase();
-    else {
-      const start = await loadAnyModel(options.model, { keepQuantized: false, tokenizer: false });
-      reference = new Transformer(start.config, start.params, { reference: true });
-    }
-    tokenizer = run.tokenizer;
-    template = savedTemplate(options.template, options.templateSource, tokenizer);
-    note = `${options.template} (saved with the run)`;
-    resume = run.checkpoint;
+    const r = await resumePolicyRun<PpoRunOptions>(f, outDir, 'ppo', RESUME_FLAGS, (o) => o?.objective === 'rl', (m, o) => addValueHead(m, o.algo));
+    ({ options } = r);
+    setup = r;
+    resume = r.checkpoint;
   } else {
-    const path = modelPath(f, 'llmts ppo -m MODEL --reward RM --prompts FILE -o DIR');
     const prompts = dataFile(f.string('prompts'), 'prompts');
     if (f.strings('reward').length === 0) throw new LlmError('give a reward: --reward RM_DIR (a llmts reward train run) or --reward MODULE.js');
-    replace = checkRunDir(f, outDir, RUN_FILES);
-    const loaded = await loadAnyModel(path, { keepQuantized: false });
-    if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; RL needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
-    tokenizer = loaded.tokenizer;
-    const lora = loraOptions(f, loaded.config.family);
-    const seed = f.number('seed')!;
-    reference = lora ? new Transformer(loaded.config, loaded.params, { reference: true }) : frozenCopy(loaded.config, loaded.params);
-    policy = buildRunModel(loaded.config, loaded.params, lora, seed);
     const algo = f.string('algo') as RlAlgorithm;
-    if (algo === 'ppo') valueHead = addScalarHead(policy, { init: 'zeros', name: VALUE_HEAD });
-    const t = chooseTemplate(f, tokenizer, loaded.chatTemplate);
-    template = t.template;
-    note = t.note;
+    const s = await startPolicyRun(f, outDir, 'llmts ppo -m MODEL --reward RM --prompts FILE -o DIR', RUN_FILES, (m) => addValueHead(m, algo));
+    setup = s;
+    replace = s.replace;
     const group = algo !== 'ppo';
     options = {
-      ...trainLoopOptions(f, policy.config.blockSize, outDir), objective: 'rl', model: path, prompts,
+      ...trainLoopOptions(f, s.model.config.blockSize, outDir), objective: 'rl', model: s.path, prompts,
       onBadRow: parseOnBadRow(f.string('on-bad-row')!), evalSplit: parseEvalSplit(f.string('eval-split')!),
-      rewards: f.strings('reward'), combine: f.string('combine') as 'sum' | 'llama2', template: t.name, templateSource: t.source,
+      rewards: f.strings('reward'), combine: f.string('combine') as 'sum' | 'llama2', template: s.chosen.name, templateSource: s.chosen.source,
       algo, samplesPerPrompt: f.number('samples') ?? (group ? 4 : 1), promptsPerRollout: f.number('rollout-prompts')!,
       ppoEpochs: f.number('ppo-epochs') ?? (group ? 1 : 4), minibatchSize: f.number('batch-size')!,
       klCoef: f.number('kl-coef') ?? (group ? 0 : 0.05), clipRange: f.number('clip')!, clipRangeValue: f.number('clip-value')!,
@@ -225,8 +206,10 @@ async function ppoCommand(f: Flags): Promise<void> {
       temperature: f.number('temperature')!, missingEosPenalty: f.number('missing-eos-penalty')!,
     };
     if (f.has('target-kl')) options.targetKl = f.number('target-kl')!;
-    if (lora) options.lora = lora;
+    if (s.lora) options.lora = s.lora;
   }
+  const { model: policy, tokenizer, template, note } = setup;
+  const reference = setup.reference;
   const { source: reward, notes } = await rewardFrom(options.rewards, options.combine, tokenizer);
   const rows = loadPromptRows(options.prompts, { onBadRow: options.onBadRow });
   const report = badRowsReport(options.prompts, { bad: rows.bad, rows: rows.total });
