@@ -52,8 +52,7 @@ export class DpoObjective implements Objective<DpoBatch, DpoEval> {
   }
 
   nextBatch(rng: Rng): DpoBatch {
-    const picked: RenderedPair[] = [];
-    while (picked.length < this.opts.pairsPerBatch) picked.push(this.train[this.order.next(rng)]);
+    const picked = this.order.take(this.train, this.opts.pairsPerBatch, rng);
     return { ...makePairBatch(picked, this.opts.padId), pairs: picked };
   }
 

@@ -98,8 +98,7 @@ export class RewardObjective implements Objective<PairBatch, RewardEval> {
   }
 
   nextBatch(rng: Rng): PairBatch {
-    const picked: RenderedPair[] = [];
-    while (picked.length < this.opts.pairsPerBatch) picked.push(this.train[this.order.next(rng)]);
+    const picked = this.order.take(this.train, this.opts.pairsPerBatch, rng);
     return makePairBatch(picked, this.opts.padId);
   }
 

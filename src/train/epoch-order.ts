@@ -48,6 +48,12 @@ export class EpochOrder {
     return this.order[this.position++];
   }
 
+  /** The next n of `items` (items.length === this.n), across an epoch boundary when needed. */
+  take<T>(items: readonly T[], n: number, rng: Rng): T[] {
+    if (items.length !== this.n) throw new LlmError(`EpochOrder over ${this.n} ${this.what} given ${items.length}`);
+    return Array.from({ length: n }, () => items[this.next(rng)]);
+  }
+
   state(): EpochOrderState {
     return { epoch: this.epoch, position: this.position, epochSeed: this.epochSeed };
   }
