@@ -37,6 +37,14 @@
  * vector extensions (SSE2 on x86-64, NEON on ARM). cpu_simd() picks one at run time (honouring
  * LLMTS_SIMD). exp() is a Cephes-style polynomial (relative error ~2e-7).
  *
+ * Packed rows (segment starts). With seg (B*T ints), query t of row b sees keys seg[b*T+t] .. t
+ * only (SFT packing: several examples share a row and never attend to each other). A tile whose
+ * key block ends before the smallest segment start of its query block is skipped whole, in the
+ * forward and in both backward modes alike (so the modes stay bit-identical); inside a tile the
+ * columns before a row's segment start get P = 0 (vectors before it skipped, the rest of its
+ * vector -inf scores zeroed after the exp), and a row that sees no key of the tile leaves its
+ * running max and sum alone.
+ *
  * Memory. Each pool thread has one scratch buffer, kept in static storage and grown on demand
  * by the calling thread before the kernels run, so steady-state calls do not allocate: a few
  * 64 x hs tiles and two 64 x 64 score tiles (64-160 KB for hs = 64), plus in the coarse/fused
@@ -74,7 +82,28 @@ typedef struct {
   long qRow, kvRow;      /* row strides of q-like and kv-like arrays */
   float scale;
   int coarse;            /* forward: one task per (b, h); backward: fused mode */
+  const int32_t *seg;    /* per token (B*T): first key position it sees; NULL: causal (0) */
 } attn_ctx;
+
+/* The first key block any query of block qb (row b) sees: 0 without segments. */
+static inline int first_kblock(const attn_ctx *c, int b, int qb) {
+  if (!c->seg) return 0;
+  const int q0 = qb * BLK, nq = c->T - q0 < BLK ? c->T - q0 : BLK;
+  const int32_t *sg = c->seg + (long)b * c->T + q0;
+  int lo = sg[0];
+  for (int i = 1; i < nq; i++)
+    if (sg[i] < lo) lo = sg[i];
+  return lo / BLK;
+}
+
+/* Columns of key block k0.. that query row t (row b) must not see: seg[b*T+t] - k0, at least 0.
+ * `segmented` is a constant in the tile kernels (instantiated for 0 and 1), so causal attention
+ * compiles to the code it had before segments existed. */
+static inline int masked_head(const attn_ctx *c, const int segmented, int b, int t, int k0) {
+  if (!segmented) return 0;
+  const int lo = c->seg[(long)b * c->T + t] - k0;
+  return lo > 0 ? lo : 0;
+}
 
 /* ---- per-thread scratch ------------------------------------------------------------------ */
 
@@ -462,7 +491,25 @@ static int read_shape(args_t *a, size_t first, const char *fname, attn_ctx *c, s
   return 1;
 }
 
-/* attentionForward(q, k, v, out, lse, B, T, nHead, nKvHead, headDim, scale) */
+/* Optional argument i: segment starts (B*T ints, each in [0, t]) or null; 0 (thrown) if invalid. */
+static int read_segments(args_t *a, size_t i, const char *fname, attn_ctx *c) {
+  c->seg = arg_i32_or_null(a, i, (size_t)c->B * (size_t)c->T);
+  if (a->failed) return 0;
+  if (!c->seg) return 1;
+  for (long r = 0; r < (long)c->B * c->T; r++) {
+    const int t = (int)(r % c->T);
+    if (c->seg[r] < 0 || c->seg[r] > t) {
+      char buf[200];
+      snprintf(buf, sizeof buf, "llmts native %s: segmentStart[%ld] = %d must lie in [0, %d] (the token's position in its row)",
+               fname, r, (int)c->seg[r], t);
+      napi_throw_range_error(a->env, NULL, buf);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* attentionForward(q, k, v, out, lse, B, T, nHead, nKvHead, headDim, scale[, segmentStart]) */
 static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   static const char *name = "attentionForward";
   args_t a;
@@ -476,7 +523,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   c.v = arg_f32(&a, 2, nkv, 0);
   c.o = arg_f32(&a, 3, nq, 0);
   c.lse = arg_f32(&a, 4, nlse, 0);
-  if (a.failed) return NULL;
+  if (a.failed || !read_segments(&a, 11, name, &c)) return NULL;
   if (c.B == 0 || c.T == 0) return make_undefined(env);
   /* one task per (b, h) when there are enough of them, else per (b, h, query block) */
   c.coarse = c.nblk <= MAX_SLOTS && (pool_size() == 1 || c.B * c.nHead >= 4 * pool_size());
@@ -488,7 +535,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, nHead, nKvHead, headDim, scale) */
+/* attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, nHead, nKvHead, headDim, scale[, segmentStart]) */
 static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   static const char *name = "attentionBackward";
   args_t a;
@@ -506,7 +553,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   c.dq = arg_f32(&a, 6, nq, 1);
   c.dk = arg_f32(&a, 7, nkv, 1);
   c.dv = arg_f32(&a, 8, nkv, 1);
-  if (a.failed) return NULL;
+  if (a.failed || !read_segments(&a, 15, name, &c)) return NULL;
   if (c.B == 0 || c.T == 0 || (!c.dq && !c.dk && !c.dv)) return make_undefined(env);
   /* fused mode when there are enough (b, kv head) pairs, else the two-pass split mode */
   const int pairs = c.B * c.nKv;
@@ -639,7 +686,8 @@ static inline int FN(group_vecs)(int diag, int r0, int nk) {
 /* Query block qb of (b, h) against key blocks 0..qb. Key block kb is packed (Kt, then V rows)
  * at kv + slot*2*BLK*ld; with all_slots, slot = kb and blocks below qb are packed already (the
  * caller walks qb upwards), otherwise everything goes through slot 0. */
-static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots) {
+static ALWAYS_INLINE TGT void FN(fwd_qblock_body)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots,
+                                                  const int segmented) {
   const int hs = c->hs, ld = c->ld, T = c->T, hv = (hs + VL - 1) / VL, g = h / c->group;
   const int q0 = qb * BLK, nq = T - q0 < BLK ? T - q0 : BLK;
   float *o = base;
@@ -656,7 +704,7 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
   }
   const vf vscale = VSET1(c->scale), vninf = VSET1(-INFINITY), vzero = VZERO();
 
-  for (int kb = 0; kb <= qb; kb++) {
+  for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
     const int k0 = kb * BLK, nk = T - k0 < BLK ? T - k0 : BLK, diag = kb == qb;
     float *kt = kv + (size_t)(all_slots ? kb : 0) * 2 * BLK * ld;
     float *vp = kt + (size_t)BLK * ld;
@@ -674,12 +722,22 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
 
     for (int r0 = 0; r0 < nq; r0 += 4) FN(kern_a)(qa, c->qRow, r0, nq, kt, hs, s, FN(group_vecs)(diag, r0, nk));
 
-    /* online softmax, row by row */
+    /* online softmax, row by row (columns lo..ncols-1 are seen: lo > 0 only in packed rows) */
     for (int i = 0; i < nq; i++) {
       float *row = s + (size_t)i * BLK;
       const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL, nvi = nfull + (rem > 0);
+      const int lo = masked_head(c, segmented, b, q0 + i, k0);
+      if (lo >= ncols) { /* another example's keys only: P = 0, running max and sum unchanged */
+        for (int v = 0; v < wv; v++) VSTORE(row + v * VL, vzero);
+        continue;
+      }
+      /* whole vectors before lo are skipped; the columns of lo's vector before lo get -inf now and
+       * exactly 0 after the exp (kept out of the vector loops, which the causal case runs alone) */
+      const int vlo = lo / VL;
+      for (int v = 0; v < vlo; v++) VSTORE(row + v * VL, vzero);
+      for (int j = vlo * VL; j < lo; j++) row[j] = -INFINITY;
       vf vmax = vninf;
-      for (int v = 0; v < nvi; v++) {
+      for (int v = vlo; v < nvi; v++) {
         vf x = VMUL(VLOAD(row + v * VL), vscale);
         if (v == nfull) x = VBLEND(VTAIL(rem), vninf, x);
         VSTORE(row + v * VL, x);
@@ -690,12 +748,14 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
       if (mold > mnew) mnew = mold;
       const vf vm = VSET1(mnew);
       vf vsum = VZERO();
-      for (int v = 0; v < nvi; v++) {
+      for (int v = vlo; v < nvi; v++) {
         vf p = VEXP(VSUB(VLOAD(row + v * VL), vm));
         if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
         VSTORE(row + v * VL, p);
         vsum = VADD(vsum, p);
       }
+      /* (the sum took exp's floor, ~1e-38, for each of these: below any sum's rounding) */
+      for (int j = vlo * VL; j < lo; j++) row[j] = 0.0f;
       for (int v = nvi; v < wv; v++) VSTORE(row + v * VL, vzero);
       const float corr = expf(mold - mnew);
       lrow[i] = lrow[i] * corr + VHSUM(vsum);
@@ -723,6 +783,11 @@ static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int
     for (int d = 0; d < hs; d++) dst[d] = orow[d] * inv;
     lse[i] = mrow[i] + logf(lrow[i]);
   }
+}
+
+static TGT void FN(fwd_qblock)(const attn_ctx *c, float *base, int b, int h, int qb, int all_slots) {
+  if (c->seg) FN(fwd_qblock_body)(c, base, b, h, qb, all_slots, 1);
+  else FN(fwd_qblock_body)(c, base, b, h, qb, all_slots, 0);
 }
 
 /* coarse: task = (b, h), every key block packed once; fine: task = (query block, b, h), the
@@ -805,8 +870,8 @@ static void FN(pack_qside)(const attn_ctx *c, FN(qside) * w, int b, int h, int q
 
 /* One tile: query block qb of head h (packed in w) against key block kb (packed in k).
  * Accumulates into k->dva, k->dka and w->dqt as wanted. */
-static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb, int kb,
-                             int want_dq, int want_dk, int want_dv) {
+static ALWAYS_INLINE TGT void FN(bwd_tile_body)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb,
+                                                int kb, int want_dq, int want_dk, int want_dv, const int segmented) {
   const int T = c->T, hs = c->hs, ld = c->ld, hv = (hs + VL - 1) / VL;
   const int q0 = qb * BLK, nq = T - q0 < BLK ? T - q0 : BLK;
   const int k0 = kb * BLK, nk = T - k0 < BLK ? T - k0 : BLK, diag = kb == qb;
@@ -825,13 +890,26 @@ static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, in
   const vf vscale = VSET1(c->scale), vzero = VZERO();
   for (int i = 0; i < nq; i++) {
     float *row = s + (size_t)i * BLK, *drow = ds + (size_t)i * BLK;
-    const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL, nvi = nfull + (rem > 0);
+    const int ncols = diag ? i + 1 : nk, nfull = ncols / VL, rem = ncols % VL;
+    /* columns before lo belong to another example (packed rows): P = dS = 0 there (whole vectors
+     * skipped; in lo's vector -inf scores, then zeroed after the exp, as in the forward) */
+    const int lo = masked_head(c, segmented, b, q0 + i, k0), all = lo >= ncols;
+    const int nvi = all ? 0 : nfull + (rem > 0), vlo = all ? 0 : lo / VL, head = all ? 0 : lo;
+    for (int v = 0; v < vlo; v++) {
+      VSTORE(row + v * VL, vzero);
+      if (need_dp) VSTORE(drow + v * VL, vzero);
+    }
+    for (int j = vlo * VL; j < head; j++) row[j] = -INFINITY;
     const vf vl = VSET1(w->lse[i]), vd = VSET1(w->dd[i]);
-    for (int v = 0; v < nvi; v++) {
+    for (int v = vlo; v < nvi; v++) {
       vf p = VEXP(VSUB(VMUL(VLOAD(row + v * VL), vscale), vl));
       if (v == nfull) p = VBLEND(VTAIL(rem), vzero, p);
       VSTORE(row + v * VL, p);
       if (need_dp) VSTORE(drow + v * VL, VMUL(VMUL(p, VSUB(VLOAD(drow + v * VL), vd)), vscale));
+    }
+    for (int j = vlo * VL; j < head; j++) {
+      row[j] = 0.0f;
+      if (need_dp) drow[j] = 0.0f;
     }
     for (int v = nvi; v < wv; v++) {
       VSTORE(row + v * VL, vzero);
@@ -852,6 +930,12 @@ static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, in
       FN(kern_b)(ds + (size_t)r0 * BLK, BLK, 1, 0, x1, k->kp, ld, w->dqt + (size_t)r0 * ld, hv);
     }
   }
+}
+
+static TGT void FN(bwd_tile)(const attn_ctx *c, FN(qside) * w, FN(kslot) * k, int b, int h, int qb, int kb,
+                             int want_dq, int want_dk, int want_dv) {
+  if (c->seg) FN(bwd_tile_body)(c, w, k, b, h, qb, kb, want_dq, want_dk, want_dv, 1);
+  else FN(bwd_tile_body)(c, w, k, b, h, qb, kb, want_dq, want_dk, want_dv, 0);
 }
 
 static void FN(add_dq)(const attn_ctx *c, const FN(qside) * w, int b, int h, int qb) {
@@ -886,7 +970,7 @@ static TGT void FN(bwd_fused_task)(void *vctx, int task, int thread) {
     for (int hh = 0; hh < c->group; hh++) {
       const int h = g * c->group + hh;
       FN(pack_qside)(c, &w, b, h, qb, want_dk, want_dv, want_dq);
-      for (int kb = 0; kb <= qb; kb++) {
+      for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
         FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, kb);
         FN(bwd_tile)(c, &w, &k, b, h, qb, kb, want_dq, want_dk, want_dv);
       }
@@ -909,12 +993,14 @@ static TGT void FN(bwd_kv_task)(void *vctx, int task, int thread) {
   FN(qside) w = FN(qside_at)(scr_buf[thread], c->ld);
   FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, 0);
   FN(pack_kside)(c, &k, b, g, kb, want_dk, 0, 1);
-  for (int qb = kb; qb < c->nblk; qb++)
+  for (int qb = kb; qb < c->nblk; qb++) {
+    if (kb < first_kblock(c, b, qb)) continue; /* every query of block qb starts after key block kb */
     for (int hh = 0; hh < c->group; hh++) {
       const int h = g * c->group + hh;
       FN(pack_qside)(c, &w, b, h, qb, want_dk, want_dv, 0);
       FN(bwd_tile)(c, &w, &k, b, h, qb, kb, 0, want_dk, want_dv);
     }
+  }
   FN(add_dkdv)(c, &k, b, g, kb);
 }
 
@@ -926,7 +1012,7 @@ static TGT void FN(bwd_q_task)(void *vctx, int task, int thread) {
   FN(qside) w = FN(qside_at)(scr_buf[thread], c->ld);
   FN(kslot) k = FN(kslot_at)(scr_buf[thread], c->ld, 0);
   FN(pack_qside)(c, &w, b, h, qb, 0, 0, 1);
-  for (int kb = 0; kb <= qb; kb++) {
+  for (int kb = first_kblock(c, b, qb); kb <= qb; kb++) {
     FN(pack_kside)(c, &k, b, g, kb, 1, 1, 0);
     FN(bwd_tile)(c, &w, &k, b, h, qb, kb, 1, 0, 0);
   }

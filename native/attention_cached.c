@@ -190,6 +190,44 @@ void attention_cached_forward(const float *q, const float *k, const float *v, fl
   }
 }
 
+/* ---- one query row per sequence (a decode step over a batch, decode.c) ---------------------- */
+
+typedef struct {
+  const float *q, *k, *v;
+  float *out;
+  int64_t qStride, outStride, slotRows;
+  const int64_t *slot, *pos;
+  int64_t nHead, group, hs, kvRow;
+  float scale;
+} cattn_rows_ctx;
+
+/* task = r * nHead + h: head h of row r, exactly as cattn_task runs it for a one-row query */
+static void cattn_rows_task(void *p, int task, int thread) {
+  (void)thread;
+  const cattn_rows_ctx *c = (const cattn_rows_ctx *)p;
+  row_fn row = pick_row();
+  int64_t r = task / c->nHead, h = task % c->nHead;
+  int64_t kvOff = c->slot[r] * c->slotRows * c->kvRow + (h / c->group) * c->hs;
+  row(c->q + r * c->qStride + h * c->hs, c->k + kvOff, c->v + kvOff, c->kvRow, c->pos[r] + 1, c->hs, c->scale,
+      c->out + r * c->outStride + h * c->hs);
+}
+
+void attention_cached_rows_forward(const float *q, int64_t qStride, const float *k, const float *v, const int64_t *slot,
+                                   int64_t slotRows, const int64_t *pos, float *out, int64_t outStride, int64_t n,
+                                   int64_t nHead, int64_t nKv, int64_t hs, float scale) {
+  cattn_rows_ctx c = {.q = q, .k = k, .v = v, .out = out, .qStride = qStride, .outStride = outStride, .slotRows = slotRows,
+                      .slot = slot, .pos = pos, .nHead = nHead, .group = nHead / nKv, .hs = hs, .kvRow = nKv * hs,
+                      .scale = scale};
+  int64_t tasks = n * nHead;
+  double work = 0;
+  for (int64_t r = 0; r < n; r++) work += (double)nHead * (double)(pos[r] + 1) * (double)hs * 2.0;
+  if (pool_size() <= 1 || tasks < 2 || work < (double)PAR_MIN_WORK || tasks > INT32_MAX) {
+    for (int64_t t = 0; t < tasks; t++) cattn_rows_task(&c, (int)t, 0);
+  } else {
+    pool_run(cattn_rows_task, &c, (int)tasks);
+  }
+}
+
 /* attentionCached(q, kCache, vCache, out, Tq, pos, nHead, nKvHead, headDim, scale) */
 static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   const char *fn = "attentionCached";

@@ -24,7 +24,17 @@
  * op against the sizes of its buffers; run checks only what depends on (token, pos): the token
  * id, the rope table and the KV slots' capacity, all before anything is written. KV slots are
  * rebound (decodeBind) when the cache grows. Buffers are held by references for the program's
- * lifetime. */
+ * lifetime.
+ *
+ * Batches (decodeRunBatch): the same program run for n tokens of n different sequences at once,
+ * each op applied to every row before the next op, so a MATVEC reads each weight once for all n
+ * rows (a (n, K) x (K, N) product, compute- rather than bandwidth-bound). A program compiled with
+ * row strides (one per buffer: floats between consecutive rows of an activation, 0 for weights,
+ * tables and KV slots) holds as many rows as its activation buffers' memory allows. Row r runs
+ * at (token[r], pos[r]) in KV slot rows slot[r] * slotRows .. of each KV buffer (a cache with a
+ * batch dimension). Every row gets the arithmetic of a single-token run, bit for bit: the MATVEC
+ * tiles (dot_f32_batch.h) keep f32_dot_rows' per-row arithmetic, and attention runs each
+ * (row, head) as the one-token kernel does. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +42,7 @@
 
 #include "decode_kernels.h"
 #include "dot_f32.h"
+#include "dot_f32_batch.h"
 #include "kernel_util.h"
 #include "quant.h"
 
@@ -47,6 +58,10 @@ typedef struct {
   void *data;
   size_t bytes;
   napi_ref ref;
+  /* batches: floats from one row to the next (0: the same buffer for every row) */
+  int64_t stride;
+  /* bytes from data to the end of its ArrayBuffer (the rows of a row buffer lie there) */
+  size_t extent;
 } dbuf;
 
 typedef struct {
@@ -56,16 +71,33 @@ typedef struct {
   int64_t nconsts;
   dbuf *bufs;
   int nbufs;
-  /* quantized activation scratch (largest K of a quantized MATVEC) */
+  /* rows a batch may hold (1 without row strides) */
+  int64_t max_rows;
+  /* quantized activation scratch (largest K of a quantized MATVEC, max_rows rows) */
+  int64_t max_qk;
   int8_t *xq;
   float *xd;
   int32_t *xs;
+  int64_t xq_rows;
 } program;
+
+/* The rows of one run: row r decodes token[r] at position pos[r] in KV slot slot[r]. */
+typedef struct {
+  int64_t n;
+  const int64_t *token, *pos, *slot;
+  /* positions per KV slot: row r's KV rows start at slot[r] * slot_rows */
+  int64_t slot_rows;
+} rows_t;
+
+/* row r of buffer b */
+static inline float *row_ptr(const dbuf *b, int64_t r) { return (float *)b->data + r * b->stride; }
 
 /* ------------------------------------------------------------------ matrix-vector group */
 
 typedef struct {
+  /* row r's input: x + r * xs (K floats); quantized: xq + r * K, xd + r * nb */
   const float *x;
+  int64_t xs, n;
   int64_t K, nb;
   const int8_t *xq;
   const float *xd;
@@ -73,7 +105,8 @@ typedef struct {
   struct {
     const void *w;
     int type;
-    float *out;
+    float *out; /* row r's output: out + r * os */
+    int64_t os;
     const float *bias;
     int64_t N;
     int accumulate;
@@ -83,47 +116,89 @@ typedef struct {
   int64_t chunk;
 } mv_ctx;
 
-static inline void store_out(const mv_ctx *c, int i, int64_t r, float v) {
-  if (c->m[i].bias) v += c->m[i].bias[r];
-  float *o = c->m[i].out + r;
+/* output j of product i for batch row r */
+static inline void store_out(const mv_ctx *c, int i, int64_t r, int64_t j, float v) {
+  if (c->m[i].bias) v += c->m[i].bias[j];
+  float *o = c->m[i].out + r * c->m[i].os + j;
   *o = c->m[i].accumulate ? *o + v : v;
 }
 
-/* rows [lo, hi) of product i */
-static void mv_rows(const mv_ctx *c, int i, int64_t lo, int64_t hi) {
-  const int64_t K = c->K;
-  switch (c->m[i].type) {
-    case W_F32: {
-      float part[64];
-      const float *w = (const float *)c->m[i].w;
-      for (int64_t r0 = lo; r0 < hi; r0 += 64) {
-        int n = hi - r0 < 64 ? (int)(hi - r0) : 64;
-        f32_dot_rows(w + r0 * K, (long)K, c->x, (int)K, n, part);
-        for (int j = 0; j < n; j++) store_out(c, i, r0 + j, part[j]);
+/* F32 (out, in) weight rows [lo, hi) against every batch row */
+static void mv_rows_f32(const mv_ctx *c, int i, int64_t lo, int64_t hi) {
+  const int64_t K = c->K, n = c->n;
+  const float *w = (const float *)c->m[i].w;
+#if defined(__x86_64__)
+  /* AVX2: each weight row against 4 (then 2, then 1) batch rows at a time, f32_dot1_avx2's arithmetic per pair */
+  if (n > 1 && K % 8 == 0 && cpu_simd() == SIMD_AVX2) {
+    float o[4];
+    for (int64_t j = lo; j < hi; j++) {
+      const float *row = w + j * K;
+      int64_t r = 0;
+      for (; r + 4 <= n; r += 4) {
+        f32_dot1x4_avx2(row, c->x + r * c->xs, c->xs, (int)K, o);
+        for (int b = 0; b < 4; b++) store_out(c, i, r + b, j, o[b]);
       }
-      break;
+      for (; r + 2 <= n; r += 2) {
+        f32_dot1x2_avx2(row, c->x + r * c->xs, c->xs, (int)K, o);
+        store_out(c, i, r, j, o[0]);
+        store_out(c, i, r + 1, j, o[1]);
+      }
+      if (r < n) store_out(c, i, r, j, f32_dot1_avx2(row, c->x + r * c->xs, (int)K));
     }
+    return;
+  }
+#endif
+  /* blocks of 64 weight rows (in cache) for each batch row in turn */
+  float part[64];
+  for (int64_t j0 = lo; j0 < hi; j0 += 64) {
+    int cnt = hi - j0 < 64 ? (int)(hi - j0) : 64;
+    for (int64_t r = 0; r < n; r++) {
+      f32_dot_rows(w + j0 * K, (long)K, c->x + r * c->xs, (int)K, cnt, part);
+      for (int j = 0; j < cnt; j++) store_out(c, i, r, j0 + j, part[j]);
+    }
+  }
+}
+
+/* outputs [lo, hi) of product i, for every batch row */
+static void mv_rows(const mv_ctx *c, int i, int64_t lo, int64_t hi) {
+  const int64_t K = c->K, n = c->n;
+  switch (c->m[i].type) {
+    case W_F32: mv_rows_f32(c, i, lo, hi); break;
     case W_F32_IN_OUT: {
       /* W stored (K, N): out[j] = sum_k x[k] W[k, j], columns [lo, hi) in blocks of 256 */
       const float *w = (const float *)c->m[i].w;
       const int64_t N = c->m[i].N;
       float acc[256];
       for (int64_t j0 = lo; j0 < hi; j0 += 256) {
-        int64_t n = hi - j0 < 256 ? hi - j0 : 256;
-        memset(acc, 0, (size_t)n * sizeof(float));
-        for (int64_t k = 0; k < K; k++) {
-          const float a = c->x[k], *row = w + k * N + j0;
-          for (int64_t j = 0; j < n; j++) acc[j] += a * row[j];
+        int64_t cnt = hi - j0 < 256 ? hi - j0 : 256;
+        for (int64_t r = 0; r < n; r++) {
+          const float *x = c->x + r * c->xs;
+          memset(acc, 0, (size_t)cnt * sizeof(float));
+          for (int64_t k = 0; k < K; k++) {
+            const float a = x[k], *row = w + k * N + j0;
+            for (int64_t j = 0; j < cnt; j++) acc[j] += a * row[j];
+          }
+          for (int64_t j = 0; j < cnt; j++) store_out(c, i, r, j0 + j, acc[j]);
         }
-        for (int64_t j = 0; j < n; j++) store_out(c, i, j0 + j, acc[j]);
       }
       break;
     }
     default: {
       const uint8_t *w = (const uint8_t *)c->m[i].w;
       const int64_t rb = c->nb * (c->m[i].type == W_Q8_0 ? Q8_BYTES : Q4_BYTES);
-      for (int64_t r = lo; r < hi; r++) store_out(c, i, r, c->m[i].qdot(w + r * rb, c->xq, c->xd, c->nb));
+      for (int64_t j = lo; j < hi; j++)
+        for (int64_t r = 0; r < n; r++)
+          store_out(c, i, r, j, c->m[i].qdot(w + j * rb, c->xq + r * K, c->xd + r * c->nb, c->nb));
     }
+  }
+}
+
+/* the epilogue on outputs [lo, hi) of every batch row */
+static void mv_epilogue(const mv_ctx *c, int64_t lo, int64_t hi) {
+  for (int64_t r = 0; r < c->n; r++) {
+    float *o0 = c->m[0].out + r * c->m[0].os;
+    if (c->epi == EPI_SWIGLU) act_forward_range(o0, c->m[1].out + r * c->m[1].os, o0, lo, hi);
+    else act_forward_range(o0, NULL, o0, lo, hi);
   }
 }
 
@@ -135,7 +210,7 @@ static void mv_task(void *p, int task, int thread) {
   if (c->epi == EPI_SWIGLU) {
     mv_rows(c, 0, lo, hi);
     mv_rows(c, 1, lo, hi);
-    act_forward_range(c->m[0].out, c->m[1].out, c->m[0].out, lo, hi);
+    mv_epilogue(c, lo, hi);
     return;
   }
   int64_t base = 0; /* walk the concatenated rows of the products */
@@ -144,13 +219,16 @@ static void mv_task(void *p, int task, int thread) {
     if (a < b) mv_rows(c, i, a - base, b - base);
     base += c->m[i].N;
   }
-  if (c->epi == EPI_GELU) act_forward_range(c->m[0].out, NULL, c->m[0].out, lo, hi);
+  if (c->epi == EPI_GELU) mv_epilogue(c, lo, hi);
 }
 
-static void run_matvec(program *pg, const int32_t *op) {
+static void run_matvec(program *pg, const int32_t *op, const rows_t *rw) {
   mv_ctx c;
   memset(&c, 0, sizeof c);
-  c.x = (const float *)pg->bufs[op[1]].data;
+  const dbuf *xb = &pg->bufs[op[1]];
+  c.x = (const float *)xb->data;
+  c.xs = xb->stride;
+  c.n = rw->n;
   c.K = op[2];
   c.nb = c.K / QK;
   c.epi = op[3];
@@ -162,6 +240,7 @@ static void run_matvec(program *pg, const int32_t *op) {
     c.m[i].w = pg->bufs[a[0]].data;
     c.m[i].type = a[1];
     c.m[i].out = (float *)pg->bufs[a[2]].data;
+    c.m[i].os = pg->bufs[a[2]].stride;
     c.m[i].N = a[3];
     c.m[i].bias = a[4] >= 0 ? (const float *)pg->bufs[a[4]].data : NULL;
     c.m[i].accumulate = a[5];
@@ -170,10 +249,10 @@ static void run_matvec(program *pg, const int32_t *op) {
       c.m[i].qdot = quant_row_dot(a[1]);
     }
     c.rows += c.m[i].N;
-    work += c.m[i].N * c.K;
+    work += c.m[i].N * c.K * c.n;
   }
   if (quantized) {
-    quant_quantize_row(c.x, c.K, pg->xq, pg->xd, pg->xs);
+    for (int64_t r = 0; r < c.n; r++) quant_quantize_row(c.x + r * c.xs, c.K, pg->xq + r * c.K, pg->xd + r * c.nb, pg->xs);
     c.xq = pg->xq;
     c.xd = pg->xd;
   }
@@ -227,48 +306,66 @@ static int64_t row_bytes(int type, int64_t K) {
   return K * 4;
 }
 
-static void run_program(program *pg, int64_t token, int64_t pos) {
+static void run_program(program *pg, const rows_t *rw) {
+  const int64_t n = rw->n;
   for (int64_t at = 0; at < pg->ncode;) {
     const int32_t *op = pg->code + at;
     dbuf *B = pg->bufs;
     switch (op[0]) {
       case OP_EMBED: {
         int64_t dim = op[3];
-        float *dst = (float *)B[op[4]].data;
-        const uint8_t *table = (const uint8_t *)B[op[1]].data + token * row_bytes(op[2], dim);
-        if (op[2] == W_F32) memcpy(dst, table, (size_t)dim * sizeof(float));
-        else dequantize_row(table, op[2], dim, dst);
+        for (int64_t r = 0; r < n; r++) {
+          float *dst = row_ptr(&B[op[4]], r);
+          const uint8_t *table = (const uint8_t *)B[op[1]].data + rw->token[r] * row_bytes(op[2], dim);
+          if (op[2] == W_F32) memcpy(dst, table, (size_t)dim * sizeof(float));
+          else dequantize_row(table, op[2], dim, dst);
+        }
         break;
       }
       case OP_ADD_ROW: {
         int64_t dim = op[2];
-        const float *row = (const float *)B[op[1]].data + pos * dim;
-        float *dst = (float *)B[op[3]].data;
-        for (int64_t j = 0; j < dim; j++) dst[j] += row[j];
+        for (int64_t r = 0; r < n; r++) {
+          const float *row = (const float *)B[op[1]].data + rw->pos[r] * dim;
+          float *dst = row_ptr(&B[op[3]], r);
+          for (int64_t j = 0; j < dim; j++) dst[j] += row[j];
+        }
         break;
       }
       case OP_NORM: {
         float mean, rstd;
-        norm_forward_rows((const float *)B[op[2]].data, (const float *)B[op[3]].data,
-                          op[4] >= 0 ? (const float *)B[op[4]].data : NULL, (float *)B[op[5]].data, &mean, &rstd, 1,
-                          op[6], pg->consts[op[7]], op[1]);
+        for (int64_t r = 0; r < n; r++)
+          norm_forward_rows(row_ptr(&B[op[2]], r), (const float *)B[op[3]].data,
+                            op[4] >= 0 ? (const float *)B[op[4]].data : NULL, row_ptr(&B[op[5]], r), &mean, &rstd, 1,
+                            op[6], pg->consts[op[7]], op[1]);
         break;
       }
-      case OP_MATVEC: run_matvec(pg, op); break;
-      case OP_ROPE: {
-        float *x = (float *)B[op[1]].data;
-        rope_forward_row(x, x, (const float *)B[op[4]].data, (const float *)B[op[5]].data, op[2], op[3], pos);
+      case OP_MATVEC: run_matvec(pg, op, rw); break;
+      case OP_ROPE:
+        for (int64_t r = 0; r < n; r++) {
+          float *x = row_ptr(&B[op[1]], r);
+          rope_forward_row(x, x, (const float *)B[op[4]].data, (const float *)B[op[5]].data, op[2], op[3], rw->pos[r]);
+        }
         break;
-      }
       case OP_KV_STORE: {
         int64_t width = op[3];
-        memcpy((float *)B[op[2]].data + pos * width, B[op[1]].data, (size_t)width * sizeof(float));
+        for (int64_t r = 0; r < n; r++)
+          memcpy((float *)B[op[2]].data + (rw->slot[r] * rw->slot_rows + rw->pos[r]) * width, row_ptr(&B[op[1]], r),
+                 (size_t)width * sizeof(float));
         break;
       }
-      case OP_ATTENTION:
-        attention_cached_forward((const float *)B[op[1]].data, (const float *)B[op[2]].data, (const float *)B[op[3]].data,
-                                 (float *)B[op[4]].data, 1, pos, op[5], op[6], op[7], (float)pg->consts[op[8]]);
+      case OP_ATTENTION: {
+        const float *k = (const float *)B[op[2]].data, *v = (const float *)B[op[3]].data;
+        if (n == 1) {
+          int64_t off = rw->slot[0] * rw->slot_rows * op[6] * op[7];
+          attention_cached_forward((const float *)B[op[1]].data, k + off, v + off, (float *)B[op[4]].data, 1, rw->pos[0], op[5],
+                                   op[6], op[7], (float)pg->consts[op[8]]);
+        } else {
+          attention_cached_rows_forward((const float *)B[op[1]].data, B[op[1]].stride, k, v, rw->slot, rw->slot_rows, rw->pos,
+                                        (float *)B[op[4]].data, B[op[4]].stride, n, op[5], op[6], op[7],
+                                        (float)pg->consts[op[8]]);
+        }
         break;
+      }
     }
     at += op_length(pg->code, at, pg->ncode);
   }
@@ -280,7 +377,7 @@ typedef struct {
   char msg[240];
 } verr;
 
-static int buf_ok(const program *pg, int idx, int64_t floats_or_bytes, int is_bytes, verr *e, int64_t at, const char *what) {
+static int buf_ok(program *pg, int idx, int64_t floats_or_bytes, int is_bytes, verr *e, int64_t at, const char *what) {
   if (idx < 0 || idx >= pg->nbufs) {
     snprintf(e->msg, sizeof e->msg, "op at %lld: %s buffer index %d out of range", (long long)at, what, idx);
     return 0;
@@ -291,10 +388,16 @@ static int buf_ok(const program *pg, int idx, int64_t floats_or_bytes, int is_by
              pg->bufs[idx].bytes, (long long)need);
     return 0;
   }
+  const dbuf *b = &pg->bufs[idx];
+  if (b->stride > 0) {
+    /* rows r < max_rows read or write floats [r * stride, r * stride + width) from data */
+    int64_t fit = is_bytes ? 1 : ((int64_t)(b->extent / 4) - floats_or_bytes) / b->stride + 1;
+    if (fit < pg->max_rows) pg->max_rows = fit;
+  }
   return 1;
 }
 
-static int const_ok(const program *pg, int idx, verr *e, int64_t at) {
+static int const_ok(program *pg, int idx, verr *e, int64_t at) {
   if (idx < 0 || idx >= pg->nconsts) {
     snprintf(e->msg, sizeof e->msg, "op at %lld: constant index %d out of range", (long long)at, idx);
     return 0;
@@ -313,6 +416,9 @@ static int positive(int64_t v, int64_t limit, verr *e, int64_t at, const char *w
 /* Everything that does not depend on (token, pos). The KV slots are checked at run time. */
 static int validate(program *pg, verr *e, int64_t *max_qk) {
   *max_qk = 0;
+  int strided = 0;
+  for (int i = 0; i < pg->nbufs; i++) strided |= pg->bufs[i].stride > 0;
+  pg->max_rows = strided ? INT32_MAX : 1;
   const int64_t LIM = 1 << 26;
   for (int64_t at = 0; at < pg->ncode;) {
     const int32_t *op = pg->code + at;
@@ -415,8 +521,9 @@ static int validate(program *pg, verr *e, int64_t *max_qk) {
   return 1;
 }
 
-/* What depends on (token, pos), checked before anything is written. */
-static int check_run(const program *pg, int64_t token, int64_t pos, verr *e) {
+/* What depends on (token, pos) and the KV slot of one row, checked before anything is written.
+ * kv: the row's first KV position (slot * slot_rows; 0 for a single-token run). */
+static int check_row(const program *pg, int64_t token, int64_t pos, int64_t kv, const char *pre, verr *e) {
   for (int64_t at = 0; at < pg->ncode;) {
     const int32_t *op = pg->code + at;
     const dbuf *B = pg->bufs;
@@ -424,40 +531,62 @@ static int check_run(const program *pg, int64_t token, int64_t pos, verr *e) {
       case OP_EMBED: {
         int64_t rows = (int64_t)(B[op[1]].bytes / (uint64_t)row_bytes(op[2], op[3]));
         if (token < 0 || token >= rows) {
-          snprintf(e->msg, sizeof e->msg, "token id %lld is outside the vocabulary [0, %lld)", (long long)token, (long long)rows);
+          snprintf(e->msg, sizeof e->msg, "%stoken id %lld is outside the vocabulary [0, %lld)", pre, (long long)token, (long long)rows);
           return 0;
         }
         break;
       }
       case OP_ADD_ROW:
         if ((uint64_t)((pos + 1) * op[2]) * 4 > B[op[1]].bytes) {
-          snprintf(e->msg, sizeof e->msg, "position %lld is beyond the position table", (long long)pos);
+          snprintf(e->msg, sizeof e->msg, "%sposition %lld is beyond the position table", pre, (long long)pos);
           return 0;
         }
         break;
       case OP_ROPE:
         if ((uint64_t)((pos + 1) * (op[3] / 2)) * 4 > B[op[4]].bytes || (uint64_t)((pos + 1) * (op[3] / 2)) * 4 > B[op[5]].bytes) {
-          snprintf(e->msg, sizeof e->msg, "position %lld is beyond the rotary tables", (long long)pos);
+          snprintf(e->msg, sizeof e->msg, "%sposition %lld is beyond the rotary tables", pre, (long long)pos);
           return 0;
         }
         break;
       case OP_KV_STORE:
-        if ((uint64_t)((pos + 1) * op[3]) * 4 > B[op[2]].bytes) {
-          snprintf(e->msg, sizeof e->msg, "position %lld does not fit the KV cache buffer %d (%zu bytes)", (long long)pos, op[2],
+        if ((uint64_t)(kv + pos + 1) > B[op[2]].bytes / 4 / (uint64_t)op[3]) {
+          snprintf(e->msg, sizeof e->msg, "%sposition %lld does not fit the KV cache buffer %d (%zu bytes)", pre, (long long)pos, op[2],
                    B[op[2]].bytes);
           return 0;
         }
         break;
       case OP_ATTENTION: {
-        uint64_t need = (uint64_t)((pos + 1) * op[6] * op[7]) * 4;
-        if (need > B[op[2]].bytes || need > B[op[3]].bytes) {
-          snprintf(e->msg, sizeof e->msg, "position %lld does not fit the KV cache buffers %d/%d", (long long)pos, op[2], op[3]);
+        uint64_t rows = (uint64_t)(kv + pos + 1), width = (uint64_t)op[6] * (uint64_t)op[7] * 4;
+        if (rows > B[op[2]].bytes / width || rows > B[op[3]].bytes / width) {
+          snprintf(e->msg, sizeof e->msg, "%sposition %lld does not fit the KV cache buffers %d/%d", pre, (long long)pos, op[2], op[3]);
           return 0;
         }
         break;
       }
     }
     at += op_length(pg->code, at, pg->ncode);
+  }
+  return 1;
+}
+
+static int check_run(const program *pg, const rows_t *rw, verr *e) {
+  for (int64_t r = 0; r < rw->n; r++) {
+    int64_t pos = rw->pos[r], slot = rw->slot[r];
+    if (rw->n > 1 || rw->slot_rows > 0) {
+      if (pos < 0 || pos >= rw->slot_rows || slot < 0 || slot > INT32_MAX) {
+        snprintf(e->msg, sizeof e->msg, "row %lld: position %lld in KV slot %lld is outside the slot's %lld positions", (long long)r,
+                 (long long)pos, (long long)slot, (long long)rw->slot_rows);
+        return 0;
+      }
+      for (int64_t q = 0; q < r; q++)
+        if (rw->slot[q] == slot) {
+          snprintf(e->msg, sizeof e->msg, "rows %lld and %lld both decode KV slot %lld", (long long)q, (long long)r, (long long)slot);
+          return 0;
+        }
+    }
+    char pre[32] = "";
+    if (rw->n > 1) snprintf(pre, sizeof pre, "row %lld: ", (long long)r);
+    if (!check_row(pg, rw->token[r], pos, slot * rw->slot_rows, pre, e)) return 0;
   }
   return 1;
 }
@@ -504,7 +633,31 @@ static napi_value throw_error(napi_env env, const char *fn, const char *msg) {
   return NULL;
 }
 
-/* compileDecode(buffers: TypedArray[], code: Int32Array, consts: Float64Array) -> program handle */
+/* Bytes from a typed array's data to the end of its ArrayBuffer. */
+static size_t typed_extent(napi_env env, napi_value v) {
+  napi_typedarray_type type;
+  size_t length, offset, ab_bytes = 0;
+  void *data, *ab_data;
+  napi_value ab;
+  napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset);
+  napi_get_arraybuffer_info(env, ab, &ab_data, &ab_bytes);
+  return ab_bytes > offset ? ab_bytes - offset : 0;
+}
+
+/* Room for the quantized activations of n rows; 0 when out of memory. */
+static int reserve_quant_rows(program *pg, int64_t n) {
+  if (pg->max_qk == 0 || n <= pg->xq_rows) return 1;
+  int8_t *xq = (int8_t *)realloc(pg->xq, (size_t)(n * pg->max_qk));
+  if (xq) pg->xq = xq;
+  float *xd = (float *)realloc(pg->xd, (size_t)(n * (pg->max_qk / QK)) * sizeof(float));
+  if (xd) pg->xd = xd;
+  if (!xq || !xd) return 0;
+  pg->xq_rows = n;
+  return 1;
+}
+
+/* compileDecode(buffers: TypedArray[], code: Int32Array, consts: Float64Array[, rowStrides: Int32Array | null])
+ * -> program handle. rowStrides (one per buffer) makes a batch program: see decodeRunBatch. */
 static napi_value js_decode_compile(napi_env env, napi_callback_info info) {
   const char *fn = "compileDecode";
   args_t a;
@@ -543,17 +696,46 @@ static napi_value js_decode_compile(napi_env env, napi_callback_info info) {
     }
     napi_create_reference(env, v, 1, &pg->bufs[i].ref);
   }
+  napi_valuetype st = napi_undefined;
+  if (a.argc > 3) napi_typeof(env, a.argv[3], &st);
+  if (st != napi_undefined && st != napi_null) {
+    void *sd;
+    size_t sbytes;
+    bool is_typed = false;
+    napi_typedarray_type stype = napi_int8_array;
+    napi_is_typedarray(env, a.argv[3], &is_typed);
+    if (is_typed) {
+      size_t len, off;
+      napi_value ab;
+      napi_get_typedarray_info(env, a.argv[3], &stype, &len, &sd, &ab, &off);
+    }
+    if (!is_typed || stype != napi_int32_array || !typed_data(env, a.argv[3], &sd, &sbytes) || sbytes / 4 != nbufs) {
+      program_free(pg, env);
+      return throw_error(env, fn, "argument 3 (row strides) must be an Int32Array with one entry per buffer");
+    }
+    for (uint32_t i = 0; i < nbufs; i++) {
+      int32_t stride = ((const int32_t *)sd)[i];
+      if (stride < 0) {
+        program_free(pg, env);
+        return throw_error(env, fn, "row strides must be >= 0");
+      }
+      if (stride == 0) continue;
+      napi_value v;
+      napi_get_element(env, a.argv[0], i, &v);
+      pg->bufs[i].stride = stride;
+      pg->bufs[i].extent = typed_extent(env, v);
+    }
+  }
   verr e;
   int64_t max_qk = 0;
   if (!validate(pg, &e, &max_qk)) {
     program_free(pg, env);
     return throw_error(env, fn, e.msg);
   }
+  pg->max_qk = max_qk;
   if (max_qk > 0) {
-    pg->xq = (int8_t *)malloc((size_t)max_qk);
-    pg->xd = (float *)malloc((size_t)(max_qk / QK) * sizeof(float));
     pg->xs = (int32_t *)malloc((size_t)(max_qk / QK) * sizeof(int32_t));
-    if (!pg->xq || !pg->xd || !pg->xs) {
+    if (!pg->xs || !reserve_quant_rows(pg, 1)) {
       program_free(pg, env);
       return throw_error(env, fn, "out of memory");
     }
@@ -589,6 +771,7 @@ static napi_value js_decode_bind(napi_env env, napi_callback_info info) {
   int64_t idx = arg_int(&a, 1);
   if (a.failed) return NULL;
   if (idx < 0 || idx >= pg->nbufs) return throw_error(env, fn, "buffer index out of range");
+  if (pg->bufs[idx].stride > 0) return throw_error(env, fn, "a row buffer of a batch program cannot be rebound");
   void *data;
   size_t bytes;
   if (!typed_data(env, a.argv[2], &data, &bytes)) return throw_error(env, fn, "argument 2 must be a typed array");
@@ -611,10 +794,50 @@ static napi_value js_decode_run(napi_env env, napi_callback_info info) {
   if (a.failed) return NULL;
   if (pos < 0) return throw_error(env, fn, "position must be >= 0");
   verr e;
-  if (!check_run(pg, token, pos, &e)) return throw_error(env, fn, e.msg);
-  run_program(pg, token, pos);
+  const int64_t slot = 0;
+  rows_t rw = {.n = 1, .token = &token, .pos = &pos, .slot = &slot, .slot_rows = 0};
+  if (!check_run(pg, &rw, &e)) return throw_error(env, fn, e.msg);
+  run_program(pg, &rw);
+  return make_undefined(env);
+}
+
+#define MAX_BATCH 1024
+
+/* decodeRunBatch(handle, tokens: Int32Array, positions: Int32Array, slots: Int32Array, n, slotRows):
+ * row r < n decodes tokens[r] at positions[r], its keys and values in rows slots[r] * slotRows +
+ * positions[r] of every KV buffer; the slots of a run are distinct and positions[r] < slotRows.
+ * Row r's logits (and every activation) land in row r of its buffer. */
+static napi_value js_decode_run_batch(napi_env env, napi_callback_info info) {
+  const char *fn = "decodeRunBatch";
+  args_t a;
+  if (!args_init(&a, env, info, 6, fn)) return NULL;
+  program *pg = get_program(env, a.argv[0]);
+  if (!pg) return throw_error(env, fn, "argument 0 is not a decode program");
+  int64_t n = arg_int(&a, 4), slot_rows = arg_int(&a, 5);
+  if (a.failed) return NULL;
+  if (n < 1 || n > MAX_BATCH) return throw_error(env, fn, "the row count must be in [1, 1024]");
+  if (n > pg->max_rows) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%lld rows given, but the program's buffers hold %lld", (long long)n, (long long)pg->max_rows);
+    return throw_error(env, fn, msg);
+  }
+  if (slot_rows < 1 || slot_rows > INT32_MAX) return throw_error(env, fn, "slotRows must be a positive 32-bit integer");
+  const int32_t *tok = arg_i32(&a, 1, (size_t)n), *pos = arg_i32(&a, 2, (size_t)n), *slot = arg_i32(&a, 3, (size_t)n);
+  if (a.failed) return NULL;
+  int64_t t64[MAX_BATCH], p64[MAX_BATCH], s64[MAX_BATCH];
+  for (int64_t r = 0; r < n; r++) {
+    t64[r] = tok[r];
+    p64[r] = pos[r];
+    s64[r] = slot[r];
+  }
+  rows_t rw = {.n = n, .token = t64, .pos = p64, .slot = s64, .slot_rows = slot_rows};
+  verr e;
+  if (!check_run(pg, &rw, &e)) return throw_error(env, fn, e.msg);
+  if (!reserve_quant_rows(pg, n)) return throw_error(env, fn, "out of memory");
+  run_program(pg, &rw);
   return make_undefined(env);
 }
 
 const export_t decode_exports[] = {
-    {"compileDecode", js_decode_compile}, {"decodeBind", js_decode_bind}, {"decodeRun", js_decode_run}, {NULL, NULL}};
+    {"compileDecode", js_decode_compile}, {"decodeBind", js_decode_bind}, {"decodeRun", js_decode_run},
+    {"decodeRunBatch", js_decode_run_batch}, {NULL, NULL}};

@@ -17,5 +17,11 @@ void rope_forward_row(const float *x, float *out, const float *cos, const float 
 /* Backend.attentionCached */
 void attention_cached_forward(const float *q, const float *k, const float *v, float *out, int64_t Tq, int64_t pos,
                               int64_t nHead, int64_t nKv, int64_t hs, float scale);
+/* One query row for each of n sequences: row r (q + r*qStride, out + r*outStride) attends over rows
+ * slot[r]*slotRows .. slot[r]*slotRows + pos[r] of k and v (nKv*hs floats a row), each (row, head)
+ * computed as attention_cached_forward computes a one-row query (decode.c's batches) */
+void attention_cached_rows_forward(const float *q, int64_t qStride, const float *k, const float *v, const int64_t *slot,
+                                   int64_t slotRows, const int64_t *pos, float *out, int64_t outStride, int64_t n,
+                                   int64_t nHead, int64_t nKv, int64_t hs, float scale);
 
 #endif

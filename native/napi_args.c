@@ -68,6 +68,10 @@ int32_t *arg_i32(args_t *a, size_t i, size_t min_len) {
   return (int32_t *)typed(a, i, napi_int32_array, min_len, 0);
 }
 
+int32_t *arg_i32_or_null(args_t *a, size_t i, size_t min_len) {
+  return (int32_t *)typed(a, i, napi_int32_array, min_len, 1);
+}
+
 uint8_t *arg_u8(args_t *a, size_t i, size_t min_len) {
   return (uint8_t *)typed(a, i, napi_uint8_array, min_len, 0);
 }

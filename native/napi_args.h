@@ -22,6 +22,8 @@ int args_init(args_t *a, napi_env env, napi_callback_info info, size_t want, con
 /* A Float32Array (length checked against min_len); NULL with allow_null for null/undefined. */
 float *arg_f32(args_t *a, size_t i, size_t min_len, int allow_null);
 int32_t *arg_i32(args_t *a, size_t i, size_t min_len);
+/* An Int32Array, or NULL for null/undefined (an optional trailing argument left out). */
+int32_t *arg_i32_or_null(args_t *a, size_t i, size_t min_len);
 uint8_t *arg_u8(args_t *a, size_t i, size_t min_len);
 double arg_f64(args_t *a, size_t i);
 int64_t arg_int(args_t *a, size_t i);

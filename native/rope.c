@@ -11,7 +11,8 @@
 #include "decode_kernels.h"
 
 /* ---- kernel --------------------------------------------------------------------------------
- * For every row (b, t), head h and i < half: with c = cos[p, i], s = +-sin[p, i], p = posOffset + t,
+ * For every row (b, t), head h and i < half: with c = cos[p, i], s = +-sin[p, i], p = posOffset + t
+ * (or p = positions[b*T + t] when positions is given: packed rows),
  *   out[i] = x[i] c - x[i + half] s,   out[i + half] = x[i] s + x[i + half] c.
  * Both halves of a block are loaded before either is stored, so out may alias x. */
 typedef struct {
@@ -19,13 +20,18 @@ typedef struct {
   float *out;
   int64_t T, nHeads, headDim, posOffset;
   float sign;
+  const int32_t *positions; /* per row (B*T), or NULL: posOffset + t */
 } rope_ctx;
+
+static inline int64_t rope_pos(const rope_ctx *k, int64_t row) {
+  return k->positions ? (int64_t)k->positions[row] : k->posOffset + row % k->T;
+}
 
 static void rope_rows_portable(const rope_ctx *k, int64_t r0, int64_t r1) {
   const int64_t half = k->headDim >> 1, width = k->nHeads * k->headDim;
   const float sign = k->sign;
   for (int64_t row = r0; row < r1; row++) {
-    const float *cs = k->cos + (k->posOffset + row % k->T) * half, *sn = k->sin + (k->posOffset + row % k->T) * half;
+    const float *cs = k->cos + rope_pos(k, row) * half, *sn = k->sin + rope_pos(k, row) * half;
     for (int64_t h = 0; h < k->nHeads; h++) {
       const float *x = k->x + row * width + h * k->headDim;
       float *o = k->out + row * width + h * k->headDim;
@@ -43,7 +49,7 @@ TARGET_AVX512 static void rope_rows_avx512(const rope_ctx *k, int64_t r0, int64_
   const int64_t half = k->headDim >> 1, width = k->nHeads * k->headDim;
   const __m512 sign = _mm512_set1_ps(k->sign);
   for (int64_t row = r0; row < r1; row++) {
-    const float *cs = k->cos + (k->posOffset + row % k->T) * half, *sn = k->sin + (k->posOffset + row % k->T) * half;
+    const float *cs = k->cos + rope_pos(k, row) * half, *sn = k->sin + rope_pos(k, row) * half;
     for (int64_t h = 0; h < k->nHeads; h++) {
       const float *x = k->x + row * width + h * k->headDim;
       float *o = k->out + row * width + h * k->headDim;
@@ -64,7 +70,7 @@ TARGET_AVX2 static void rope_rows_avx2(const rope_ctx *k, int64_t r0, int64_t r1
   const int64_t half = k->headDim >> 1, width = k->nHeads * k->headDim;
   const __m256 sign = _mm256_set1_ps(k->sign);
   for (int64_t row = r0; row < r1; row++) {
-    const float *cs = k->cos + (k->posOffset + row % k->T) * half, *sn = k->sin + (k->posOffset + row % k->T) * half;
+    const float *cs = k->cos + rope_pos(k, row) * half, *sn = k->sin + rope_pos(k, row) * half;
     for (int64_t h = 0; h < k->nHeads; h++) {
       const float *x = k->x + row * width + h * k->headDim;
       float *o = k->out + row * width + h * k->headDim;
@@ -86,11 +92,11 @@ SIMD_RANGE(rope_range, rope_rows, rope_ctx)
 
 /* One row at position pos on the calling thread (decode.c). */
 void rope_forward_row(const float *x, float *out, const float *cos, const float *sin, int64_t nHeads, int64_t headDim, int64_t pos) {
-  rope_ctx k = {x, cos, sin, out, 1, nHeads, headDim, pos, 1.0f};
+  rope_ctx k = {x, cos, sin, out, 1, nHeads, headDim, pos, 1.0f, NULL};
   rope_range(&k, 0, 1);
 }
 
-/* rope(x, out, cos, sin, B, T, nHeads, headDim, posOffset, inverse) */
+/* rope(x, out, cos, sin, B, T, nHeads, headDim, posOffset, inverse[, positions]) */
 static napi_value js_rope(napi_env env, napi_callback_info info) {
   const char *fn = "rope";
   args_t a;
@@ -102,9 +108,23 @@ static napi_value js_rope(napi_env env, napi_callback_info info) {
   int64_t rows = size_mul(&a, fn, B, T);
   int64_t width = size_mul(&a, fn, nHeads, headDim);
   int64_t total = size_mul(&a, fn, rows, width);
-  int64_t table = size_mul(&a, fn, posOffset + T, headDim >> 1);
+  const int32_t *positions = arg_i32_or_null(&a, 10, (size_t)rows);
+  if (a.failed) return NULL;
+  int64_t maxPos = posOffset + T; /* positions used: below maxPos */
+  if (positions) {
+    maxPos = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      if (positions[r] < 0) {
+        napi_throw_range_error(env, NULL, "llmts native rope: a position is negative");
+        return NULL;
+      }
+      if (positions[r] + 1 > maxPos) maxPos = positions[r] + 1;
+    }
+  }
+  int64_t table = size_mul(&a, fn, maxPos, headDim >> 1);
   rope_ctx k;
   memset(&k, 0, sizeof k);
+  k.positions = positions;
   k.x = arg_f32(&a, 0, (size_t)total, 0);
   k.out = arg_f32(&a, 1, (size_t)total, 0);
   k.cos = arg_f32(&a, 2, (size_t)table, 0);

@@ -55,6 +55,12 @@ export interface AttentionShape {
   headDim: number;
   /** usually 1/sqrt(headDim) */
   scale: number;
+  /**
+   * Packed rows (several examples in one row, SFT packing): (B*T) per token, the position in its
+   * row where the token's example starts. Token t attends to keys segmentStart[b*T+t] .. t only,
+   * 0 <= segmentStart <= t. Absent or null: plain causal attention (every key 0 .. t).
+   */
+  segmentStart?: Int32Array | null;
 }
 
 /** Shapes for attention of new queries over a KV cache (inference, one sequence). */
@@ -177,12 +183,14 @@ export interface Backend {
   /**
    * x, out: (B, T, nHeads*headDim), rotate-half convention (Hugging Face Llama):
    * pairs (i, i + headDim/2) of every head are rotated by angle pos * theta^(-2i/headDim).
-   * cos, sin: (maxPos, headDim/2) tables; position of row t is posOffset + t.
+   * cos, sin: (maxPos, headDim/2) tables; position of row t is posOffset + t, or, when
+   * `positions` (B*T) is given (packed rows: positions restart per example), positions[b*T+t].
    * inverse = true rotates by the negative angle (the backward pass). out may alias x.
    */
   rope(
     x: Float32Array, out: Float32Array, cos: Float32Array, sin: Float32Array,
     B: number, T: number, nHeads: number, headDim: number, posOffset: number, inverse: boolean,
+    positions?: Int32Array | null,
   ): void;
 
   // ---- embeddings --------------------------------------------------------------------

@@ -24,6 +24,14 @@
  *
  * Weight types: F32 (N, K) rows ('out_in'), F32_IN_OUT (K, N) (GPT-2's Conv1D), Q8_0, Q4_0
  * (N rows of K/32 GGUF blocks). Slots are KV cache arrays, rebound when the cache grows.
+ *
+ * Batches: a program whose activation buffers hold several rows (rowStrides: the floats from one
+ * row to the next per buffer, 0 for weights, tables and KV slots) also runs n tokens of n
+ * different sequences at once (runBatch): every op over all rows, so each weight matrix is read
+ * once per step for all of them. Row r decodes tokens[r] at positions[r]; its keys and values
+ * live in rows slots[r] * slotRows + 0..positions[r] of each KV slot (a cache with a batch
+ * dimension, src/model/batch-kv-cache.ts). Each row gets exactly the floats a single-token run
+ * of the same program gives it.
  */
 import type { QuantType } from './backend.js';
 import { LlmError } from '../util/errors.js';
@@ -39,12 +47,21 @@ export interface DecodeProgram {
   code: Int32Array;
   /** float64, as the op-by-op kernels receive eps and scale */
   consts: Float64Array;
+  /**
+   * Batch programs: per buffer, the floats from one row of a batch to the next (0: one buffer for
+   * every row). Without it a program runs one row at a time.
+   */
+  rowStrides?: Int32Array;
 }
 
-/** A compiled program: run(token, pos) executes it; bind replaces a buffer (a grown KV slot). */
+/**
+ * A compiled program: run(token, pos) executes it; bind replaces a buffer (a grown KV slot);
+ * runBatch runs rows 0..n-1 (see the batch note above; n rows must fit the row buffers).
+ */
 export interface DecodeRunner {
   run(token: number, pos: number): void;
   bind(index: number, buffer: DecodeBuffer): void;
+  runBatch(tokens: Int32Array, positions: Int32Array, slots: Int32Array, n: number, slotRows: number): void;
 }
 
 /** A weight operand of MATVEC or EMBED. */

@@ -88,10 +88,10 @@ function makeBackend(addon: Addon): Backend {
     rmsNormForward: pick('rmsNormForward'), rmsNormBackward: pick('rmsNormBackward'),
     softmaxForward: pick('softmaxForward'), softmaxBackward: pick('softmaxBackward'),
     attentionForward: pick('attentionForward', (fn) => (q, k, v, out, lse, s: AttentionShape) => {
-      fn(q, k, v, out, lse, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale);
+      fn(q, k, v, out, lse, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale, s.segmentStart ?? null);
     }),
     attentionBackward: pick('attentionBackward', (fn) => (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) => {
-      fn(q, k, v, out, lse, dout, dq, dk, dv, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale);
+      fn(q, k, v, out, lse, dout, dq, dk, dv, s.B, s.T, s.nHead, s.nKvHead, s.headDim, s.scale, s.segmentStart ?? null);
     }),
     attentionCached: pick('attentionCached', (fn) => (q, kCache, vCache, out, s: CachedAttentionShape) => {
       fn(q, kCache, vCache, out, s.Tq, s.pos, s.nHead, s.nKvHead, s.headDim, s.scale);
@@ -101,10 +101,15 @@ function makeBackend(addon: Addon): Backend {
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
     argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
     compileDecode: pick('compileDecode', (fn) => (p) => {
-      const handle = fn(p.buffers, p.code, p.consts);
+      const handle = fn(p.buffers, p.code, p.consts, p.rowStrides ?? null);
       const run = addon.decodeRun as (h: unknown, token: number, pos: number) => void;
       const bind = addon.decodeBind as (h: unknown, index: number, b: unknown) => void;
-      return { run: (token, pos) => run(handle, token, pos), bind: (index, b) => bind(handle, index, b) };
+      const runBatch = addon.decodeRunBatch as (h: unknown, t: Int32Array, p: Int32Array, s: Int32Array, n: number, rows: number) => void;
+      return {
+        run: (token, pos) => run(handle, token, pos),
+        bind: (index, b) => bind(handle, index, b),
+        runBatch: (tokens, positions, slots, n, slotRows) => runBatch(handle, tokens, positions, slots, n, slotRows),
+      };
     }),
     adamw: pick('adamw'),
   };

@@ -47,6 +47,8 @@ export interface SftOptions extends TrainOptions {
   maxLength: number;
   evalSplit: number;
   lossOn: LossOn;
+  /** --packing: examples packed into rows of maxLength tokens (absent in runs saved before it existed) */
+  packing?: boolean;
   /** --lora: train a LoRA adapter on the frozen base (absent: every weight trained) */
   lora?: SftLoraOptions;
 }
@@ -82,6 +84,7 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
     { name: 'max-length', kind: 'integer', min: 2, defaultText: "the model's context", help: 'tokens per example at most: longer ones are cut, and dropped when no response token is left', group: D },
     { name: 'eval-split', kind: 'string', value: 'FRACTION', default: '0.05', help: 'share of the examples held out for the validation loss (chosen by content; 0 = none)', group: D },
     { name: 'loss-on', kind: 'string', choices: ['response', 'all'], default: 'response', help: 'train on the responses only, or on every token', group: D },
+    { name: 'packing', kind: 'boolean', help: 'pack several examples into each row of --max-length tokens (best-fit decreasing; --batch-size then counts rows); examples never attend to each other', group: D },
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'run directory: checkpoint, metrics.jsonl, loss.svg (required)', group: D },
     { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: D },
     { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out', group: D },
@@ -96,8 +99,8 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
   ],
   notes: `Defaults are those of full fine-tuning of a small model (TRL's SFTTrainer: lr 2e-5, no weight
 decay); a model trained from scratch here is tiny and wants a larger --lr (1e-3). Examples are
-drawn in shuffled epochs, --batch-size a micro-batch, padded to the longest in it; the step's loss
-is the mean over its response tokens.
+drawn in shuffled epochs, --batch-size a micro-batch, padded to the longest in it (--packing: rows
+of several examples instead, far less padding); the step's loss is the mean over its response tokens.
 
   llmts sft -m out/base --data alpaca.jsonl -o out/sft --max-iters 500
   llmts sft -m model.gguf --data chats.jsonl --template chatml -o out/chat-sft
@@ -138,7 +141,9 @@ async function sftCommand(f: Flags): Promise<void> {
   const report = badRowsReport(options.data, loaded);
   const { rendered, truncated, dropped } = renderSftExamples(loaded.examples, loaded.lines, tokenizer, template, { maxLength: options.maxLength, lossOn: options.lossOn });
   const split = splitTrainEval(rendered, { fraction: options.evalSplit, key: (r) => r.key });
-  const objective = new SftObjective(split.train, split.eval, { batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0 });
+  const objective = new SftObjective(split.train, split.eval, {
+    batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0, ...(options.packing ? { packLength: options.maxLength } : {}),
+  });
   const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss`, chatTemplate: setup.chatTemplate });
 
   for (const name of setup.replace ?? []) rmSync(join(outDir, name), { force: true, recursive: true }); // --overwrite, now that the new run is ready
@@ -158,10 +163,10 @@ async function sftCommand(f: Flags): Promise<void> {
     `${truncated} truncated to ${options.maxLength} tokens, ${dropped.length} dropped (no response token left)`);
   if (report) process.stderr.write(`llmts sft: ${report}\n`);
   if (dropped.length > 0) process.stderr.write(`llmts sft: warning: ${dropped.length} example${dropped.length === 1 ? '' : 's'} left out because --max-length ${options.maxLength} cuts their whole response (lines ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', ...' : ''}); raise --max-length\n`);
+  log(batchesLine(objective, options));
   log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; backend: ${describeBackend()}; run dir: ${outDir}`);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
-  const examplesPerStep = options.batchSize * options.gradAccum;
   const t0 = performance.now();
   const step0 = loop.step;
   const result = await runLoopInTerminal<StepRecord, EvalRecord<SftEval>, TrainResult<EvalRecord<SftEval>>>({
@@ -171,7 +176,7 @@ async function sftCommand(f: Flags): Promise<void> {
       const seconds = (performance.now() - t0) / 1000;
       return {
         loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), epoch: objective.epochs.toFixed(2),
-        'ex/s': seconds > 0 ? ((r.step - step0) * examplesPerStep / seconds).toFixed(1) : 0, 'tok/s': Math.round(r.tokensPerSec),
+        'ex/s': seconds > 0 ? (objective.examplesDrawn / seconds).toFixed(1) : 0, 'tok/s': Math.round(r.tokensPerSec),
       };
     },
     evalLine: (e) => `step ${e.step}: train loss ${e.trainLoss.toFixed(4)}, val loss ${e.valLoss === undefined ? 'n/a (no eval split)' : e.valLoss.toFixed(4)}`,
@@ -180,6 +185,8 @@ async function sftCommand(f: Flags): Promise<void> {
   const val = split.eval.length > 0 ? objective.validationLoss(model) : NaN;
   log(`final: step ${loop.step}, epoch ${objective.epochs.toFixed(2)}, response val loss ${Number.isNaN(val) ? 'n/a (no eval split)' : val.toFixed(4)}` +
     (split.eval.length > 0 ? ` (over all ${split.eval.length} held-out examples)` : ''));
+  const drawn = objective.paddingDrawn();
+  log(`padding: ${percent(drawn.fraction)} of the ${drawn.batchTokens} batch tokens of this run's ${loop.step - step0} steps`);
   if (options.lora) {
     const adapterDir = join(outDir, 'adapter');
     saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: options.model });
@@ -190,6 +197,20 @@ async function sftCommand(f: Flags): Promise<void> {
     return;
   }
   log(`try it: llmts chat ${outDir}`);
+}
+
+/** How examples form micro-batches, and the share of batch tokens that is padding over an epoch. */
+function batchesLine(objective: SftObjective, options: SftOptions): string {
+  const padding = `padding: ${percent(objective.epochPadding(options.seed).fraction)} of batch tokens over an epoch`;
+  if (objective.rows) {
+    return `packing: ${objective.train.length} examples in ${objective.rows.length} rows of up to ${options.maxLength} tokens (best-fit decreasing), ` +
+      `${options.batchSize} rows a micro-batch; ${padding}`;
+  }
+  return `batches: ${options.batchSize} examples a micro-batch, padded to the longest; ${padding} (--packing fills rows with several examples)`;
+}
+
+function percent(fraction: number): string {
+  return `${(100 * fraction).toFixed(1)}%`;
 }
 
 /** Fold the adapters into the base weights and save those alone (no optimizer state) at path. */
@@ -272,6 +293,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
     model: path, data, format, onBadRow, template: templateName, templateSource, maxLength, evalSplit,
     lossOn: f.string('loss-on') as LossOn,
   };
+  if (f.bool('packing')) options.packing = true;
   if (lora) options.lora = lora;
   return { model, tokenizer, template, templateNote: note, options, replace: existing, chatTemplate: loaded.chatTemplate };
 }

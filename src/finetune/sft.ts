@@ -25,12 +25,23 @@
  * draws the very same batches. weight(batch) is its trained target tokens, so gradient
  * accumulation averages over tokens, not micro-batches.
  *
+ * Packing (packLength): the training examples are packed once, best-fit decreasing (TRL's `bfd`,
+ * data/packing.ts), into rows of packLength input tokens, and an epoch is a shuffle of those rows;
+ * a micro-batch is then `batchSize` rows, padded to the longest. Each example keeps exactly the
+ * inputs and targets it has in an unpacked row (ids[0 .. L-2] -> ids[1 .. L-1]), so no position's
+ * target is another example's token (TRL masks the first label of each packed document to the same
+ * end), and the packed rows' segment starts and positions (model/packing.ts) keep the examples
+ * from attending to each other: a packed batch computes what its examples compute one by one.
+ * Every batch reports the share of its (B, T) positions that are padding (metric `padding`).
+ *
  * Evaluation is deterministic: valLoss is the token-weighted mean loss over the held-out
  * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
  * batches of training examples picked by a generator seeded by (seed, step).
  */
 import { crossEntropy, IGNORE_INDEX } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
+import { packedRows, type PackedRows } from '../model/packing.js';
+import { packBestFitDecreasing } from '../data/packing.js';
 import type { EvalContext, Objective, ObjectiveLoss } from '../train/loop.js';
 import type { ChatTemplate } from '../chat/template.js';
 import { renderConversation, renderPromptCompletion } from '../chat/render.js';
@@ -132,6 +143,10 @@ export interface SftBatch {
   targetTokens: number;
   /** the data-file lines of the batch's examples */
   lines: number[];
+  /** positions of x that hold no example's token (padding) */
+  paddingTokens: number;
+  /** packed rows: several examples a row, each attending to itself only (absent: one example a row) */
+  packing?: PackedRows;
 }
 
 /** Inputs and shifted, masked targets of these examples, right-padded with padId to the longest. */
@@ -154,7 +169,47 @@ export function makeSftBatch(examples: readonly RenderedExample[], padId: number
     }
     if (n === 0) x[b * T] = e.ids[0];
   });
-  return { x, y, B, T, targetTokens, lines: examples.map((e) => e.line) };
+  const real = examples.reduce((sum, e) => sum + Math.max(1, e.ids.length - 1), 0);
+  return { x, y, B, T, targetTokens, lines: examples.map((e) => e.line), paddingTokens: B * T - real };
+}
+
+/**
+ * One row per group of examples, each example's inputs and shifted, masked targets one after the
+ * other (exactly those of makeSftBatch), right-padded with padId to the fullest row; `packing`
+ * keeps the examples of a row apart (segment starts, positions from 0 per example).
+ */
+export function makePackedSftBatch(rows: readonly (readonly RenderedExample[])[], padId: number): SftBatch {
+  if (rows.length === 0 || rows.some((r) => r.length === 0)) throw new LlmError('a packed SFT batch needs at least one row, and every row an example');
+  const B = rows.length;
+  const lengths = rows.map((r) => r.map((e) => {
+    if (e.ids.length < 2) throw new LlmError(`line ${e.line}: an example of ${e.ids.length} token cannot be packed (nothing to predict)`);
+    return e.ids.length - 1;
+  }));
+  let T = 1;
+  for (const row of lengths) T = Math.max(T, row.reduce((a, n) => a + n, 0));
+  const x = new Int32Array(B * T).fill(padId);
+  const y = new Int32Array(B * T).fill(IGNORE_INDEX);
+  let targetTokens = 0;
+  let real = 0;
+  rows.forEach((row, b) => {
+    let at = b * T;
+    for (const e of row) {
+      const n = e.ids.length - 1;
+      for (let t = 0; t < n; t++) {
+        x[at + t] = e.ids[t];
+        if (e.lossMask[t + 1] === 1) {
+          y[at + t] = e.ids[t + 1];
+          targetTokens++;
+        }
+      }
+      at += n;
+      real += n;
+    }
+  });
+  return {
+    x, y, B, T, targetTokens, lines: rows.flatMap((r) => r.map((e) => e.line)), paddingTokens: B * T - real,
+    packing: packedRows(lengths, T),
+  };
 }
 
 export interface SftObjectiveOptions {
@@ -164,12 +219,25 @@ export interface SftObjectiveOptions {
   seed: number;
   /** the input id of padding positions (never a target) */
   padId: number;
+  /**
+   * Pack the training examples into rows of this many input tokens (best-fit decreasing, once); an
+   * epoch then shuffles the rows and batchSize counts rows. Absent: one example a row.
+   */
+  packLength?: number;
+}
+
+/** Padding over a set of micro-batches: positions that hold no token, of all (B, T) positions. */
+export interface PaddingStats {
+  paddingTokens: number;
+  batchTokens: number;
+  /** paddingTokens / batchTokens (0 when there are none) */
+  fraction: number;
 }
 
 /** Where the epoch order stands: state() / restore(). */
 export interface SftState {
   epoch: number;
-  /** examples of this epoch's order already drawn */
+  /** items (examples, or packed rows) of this epoch's order already drawn */
   position: number;
   /** seeds this epoch's permutation (drawn from the loop's rng when the epoch started) */
   epochSeed: number;
@@ -184,31 +252,77 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
   private position = 0;
   private epochSeed = 0;
   private order: Uint32Array | null = null;
+  /** packLength: the training examples (indices) of each packed row, fixed for the run; null unpacked */
+  readonly rows: readonly (readonly number[])[] | null;
+  /** examples, and padding and all positions, of the batches nextBatch built in this process */
+  examplesDrawn = 0;
+  private readonly drawn = { paddingTokens: 0, batchTokens: 0 };
 
   constructor(readonly train: readonly RenderedExample[], readonly held: readonly RenderedExample[], readonly opts: SftObjectiveOptions) {
     if (train.length === 0) throw new LlmError('no training examples are left (after the eval split, and dropping examples with nothing to learn)');
     if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) throw new LlmError(`the batch size must be a positive integer, not ${opts.batchSize}`);
+    this.rows = opts.packLength === undefined ? null : packBestFitDecreasing(train.map((e) => e.ids.length - 1), opts.packLength);
+  }
+
+  /** Items an epoch draws: packed rows with packLength, else examples. */
+  get epochSize(): number {
+    return this.rows ? this.rows.length : this.train.length;
   }
 
   /** Completed passes over the training examples (fractional). */
   get epochs(): number {
-    return this.epoch + this.position / this.train.length;
+    return this.epoch + this.position / this.epochSize;
   }
 
   nextBatch(rng: Rng): SftBatch {
-    const picked: RenderedExample[] = [];
+    const picked: number[] = [];
     while (picked.length < this.opts.batchSize) {
-      if (this.order === null || this.position >= this.train.length) {
+      if (this.order === null || this.position >= this.epochSize) {
         if (this.order !== null) {
           this.epoch++;
           this.position = 0;
         }
         this.epochSeed = rng.nextU32();
-        this.order = permutation(this.train.length, this.epochSeed);
+        this.order = permutation(this.epochSize, this.epochSeed);
       }
-      picked.push(this.train[this.order[this.position++]]);
+      picked.push(this.order[this.position++]);
     }
-    return makeSftBatch(picked, this.opts.padId);
+    const batch = this.batchOf(picked);
+    this.examplesDrawn += batch.lines.length;
+    this.drawn.paddingTokens += batch.paddingTokens;
+    this.drawn.batchTokens += batch.B * batch.T;
+    return batch;
+  }
+
+  /** The micro-batch of these items (example indices, or row indices with packing). */
+  private batchOf(items: readonly number[]): SftBatch {
+    if (!this.rows) return makeSftBatch(items.map((i) => this.train[i]), this.opts.padId);
+    return makePackedSftBatch(items.map((r) => this.rows![r].map((i) => this.train[i])), this.opts.padId);
+  }
+
+  /** Padding of the batches drawn so far in this process. */
+  paddingDrawn(): PaddingStats {
+    return paddingStats(this.drawn.paddingTokens, this.drawn.batchTokens);
+  }
+
+  /**
+   * Padding over one epoch's micro-batches, in the order of a shuffle seeded by `seed` (each
+   * epoch's own shuffle differs; the share barely does): what --packing saves, before training.
+   */
+  epochPadding(seed: number): PaddingStats {
+    const order = permutation(this.epochSize, seed);
+    const size = (item: number): number => this.rows
+      ? this.rows[item].reduce((sum, i) => sum + this.train[i].ids.length - 1, 0)
+      : Math.max(1, this.train[item].ids.length - 1);
+    let padding = 0;
+    let total = 0;
+    for (let i = 0; i < order.length; i += this.opts.batchSize) {
+      const sizes = Array.from(order.subarray(i, i + this.opts.batchSize), size);
+      const T = Math.max(1, ...sizes);
+      total += sizes.length * T;
+      padding += sizes.reduce((sum, n) => sum + T - n, 0);
+    }
+    return paddingStats(padding, total);
   }
 
   weight(batch: SftBatch): number {
@@ -220,8 +334,10 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
 
   loss(model: Transformer, batch: SftBatch): ObjectiveLoss {
     if (batch.targetTokens === 0) this.weight(batch);
-    const { logits } = model.forward(batch.x, batch.B, batch.T);
-    return { loss: crossEntropy(logits, batch.y), tokens: batch.B * batch.T };
+    const { logits } = model.forward(batch.x, batch.B, batch.T, undefined, { packing: batch.packing ?? null });
+    const positions = batch.B * batch.T;
+    // tokens: the examples' own (tokens/s of data, padding excluded)
+    return { loss: crossEntropy(logits, batch.y), tokens: positions - batch.paddingTokens, metrics: { padding: batch.paddingTokens / positions } };
   }
 
   evaluate(model: Transformer, { step, iters }: EvalContext): SftEval {
@@ -251,13 +367,14 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
     if (typeof s.epoch !== 'number' || typeof s.position !== 'number' || typeof s.epochSeed !== 'number') {
       throw new LlmError('the checkpoint\'s SFT state is not { epoch, position, epochSeed }');
     }
-    if (s.position > this.train.length) {
-      throw new LlmError(`the checkpoint stopped at example ${s.position} of an epoch, but the data now has ${this.train.length} training examples; resume with the same data`);
+    if (s.position > this.epochSize) {
+      const what = this.rows ? 'packed rows' : 'training examples';
+      throw new LlmError(`the checkpoint stopped at item ${s.position} of an epoch, but the data now has ${this.epochSize} ${what}; resume with the same data`);
     }
     this.epoch = s.epoch;
     this.position = s.position;
     this.epochSeed = s.epochSeed;
-    this.order = s.position === 0 && s.epoch === 0 && s.epochSeed === 0 ? null : permutation(this.train.length, s.epochSeed);
+    this.order = s.position === 0 && s.epoch === 0 && s.epochSeed === 0 ? null : permutation(this.epochSize, s.epochSeed);
   }
 }
 
@@ -273,6 +390,10 @@ export function meanLoss(model: Transformer, examples: readonly RenderedExample[
     count += batch.targetTokens;
   }
   return count > 0 ? sum / count : NaN;
+}
+
+function paddingStats(paddingTokens: number, batchTokens: number): PaddingStats {
+  return { paddingTokens, batchTokens, fraction: batchTokens > 0 ? paddingTokens / batchTokens : 0 };
 }
 
 /** A Fisher-Yates permutation of 0..n-1 from a seed. */

@@ -33,6 +33,7 @@ import { LlmError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
 import { headDim, type ModelConfig } from './config.js';
 import type { KvCache } from './kv-cache.js';
+import type { PackedRows } from './packing.js';
 import type { ParameterOptions } from './parameters.js';
 import type { QuantizedWeight } from './quantized.js';
 
@@ -210,8 +211,8 @@ export class CausalSelfAttention {
     return this.qkv ? [this.qkv, this.proj] : [this.q!, this.k!, this.v!, this.proj];
   }
 
-  /** q, k, v projections with RoPE applied at positions posOffset.. (Llama). */
-  private projections(x: Tensor, posOffset: number): [Tensor, Tensor, Tensor] {
+  /** q, k, v projections with RoPE applied at positions posOffset.. or at `positions` (B*T) (Llama). */
+  private projections(x: Tensor, posOffset: number, positions: Int32Array | null = null): [Tensor, Tensor, Tensor] {
     const { cfg } = this.ctx;
     const kvDim = cfg.nKvHead * headDim(cfg);
     let q: Tensor, k: Tensor, v: Tensor;
@@ -223,16 +224,18 @@ export class CausalSelfAttention {
       v = this.v!.forward(x);
     }
     if (this.ctx.rope) {
-      q = rope(q, cfg.nHead, this.ctx.rope, posOffset);
-      k = rope(k, cfg.nKvHead, this.ctx.rope, posOffset);
+      q = rope(q, cfg.nHead, this.ctx.rope, posOffset, positions);
+      k = rope(k, cfg.nKvHead, this.ctx.rope, posOffset, positions);
     }
     return [q, k, v];
   }
 
-  forward(x: Tensor): Tensor {
+  /** x: (B, T, C); packing: rows holding several examples (each attends to itself only, positions restart). */
+  forward(x: Tensor, packing: PackedRows | null = null): Tensor {
     const { cfg } = this.ctx;
-    const [q, k, v] = this.projections(x, 0);
-    const y = causalSelfAttention(q, k, v, { nHead: cfg.nHead, nKvHead: cfg.nKvHead }); // (B, T, C)
+    const [q, k, v] = this.projections(x, 0, packing?.positions ?? null);
+    const segmentStart = packing?.segmentStart ?? null;
+    const y = causalSelfAttention(q, k, v, { nHead: cfg.nHead, nKvHead: cfg.nKvHead, segmentStart }); // (B, T, C)
     return dropout(this.proj.forward(y), cfg.dropout, this.ctx.rng, this.ctx.training);
   }
 
@@ -338,8 +341,8 @@ export class Block {
     this.mlp = new MLP(params, prefix, ctx);
   }
 
-  forward(x: Tensor): Tensor {
-    x = add(x, this.attn.forward(this.norm1.forward(x)));
+  forward(x: Tensor, packing: PackedRows | null = null): Tensor {
+    x = add(x, this.attn.forward(this.norm1.forward(x), packing));
     return add(x, this.mlp.forward(this.norm2.forward(x)));
   }
 

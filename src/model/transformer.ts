@@ -21,10 +21,11 @@
  */
 import {
   Tensor, add, crossEntropy, dropout, embedding, isGradEnabled, noGrad, ropeTables, withBufferScope, withStageScope,
+  type RopeTables,
 } from '../tensor/index.js';
 import { reserveRope } from '../tensor/ops/rope.js';
 import { backend, type Backend } from '../backend/index.js';
-import { DecodeProgramBuilder, WeightType, weightTypeOf, type DecodeRunner } from '../backend/decode-program.js';
+import { DecodeProgramBuilder, WeightType, weightTypeOf, type DecodeProgram, type DecodeRunner } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { headDim, validateConfig, type ModelConfig } from './config.js';
@@ -35,6 +36,7 @@ import {
   Block, Norm, NoDecodeProgram, QUANTIZED_NO_GRAD, defaultLayers, getParameter,
   type DecodeScratch, type LayerContext, type LayerFactory, type LinearLayer, type Params, type QuantMap,
 } from './layers.js';
+import { checkPackedRows, type PackedRows } from './packing.js';
 import { parameterSpecs, type NamedParameter, type ParameterOptions, type ParamSpec } from './parameters.js';
 import { dequantizeRows, type QuantizedWeight } from './quantized.js';
 
@@ -49,11 +51,29 @@ interface Decoder {
   rope: { cos: number; sin: number; boundCos: Float32Array; boundSin: Float32Array } | null;
 }
 
+/** A decode program of `rows` rows (Transformer.decodeProgram) and where its parts sit in the buffer table. */
+export interface DecodeProgramParts {
+  program: DecodeProgram;
+  /** (rows, V): row r's logits after a run */
+  logits: Float32Array;
+  /** per layer: the buffer indices of its K and V slots (bound to the KV cache's arrays before a run) */
+  slots: { k: number; v: number }[];
+  /** the RoPE tables and their buffer indices (rebound when the tables grow), null for learned positions */
+  rope: { tables: RopeTables; cos: number; sin: number } | null;
+}
+
 export interface CachedForwardOptions {
   /** logits of every new position (T x V) instead of the last one only (V) */
   allLogits?: boolean;
   /** write the logits here instead of a new array (must hold at least as many floats) */
   out?: Float32Array;
+}
+
+export interface HiddenOptions {
+  /** keep the final position only (sampling) */
+  lastOnly?: boolean;
+  /** rows holding several examples (SFT packing): no attention across them, positions restart per example */
+  packing?: PackedRows | null;
 }
 
 export interface ForwardResult {
@@ -108,6 +128,7 @@ export class Transformer {
   private decoder: Decoder | null = null;
   /** the backend for which compiling met a layer that cannot run in a program */
   private noProgramFor: Backend | null = null;
+  private programResets = 0;
 
   /**
    * Build around existing parameters (checked against the config; every base tensor is made
@@ -247,26 +268,31 @@ export class Transformer {
    * The trunk: tokens (B, T) -> hidden states (B, T, C) after the final norm, what every head
    * reads. Dropout in training mode; without autograd each layer runs in a stage scope (one
    * layer's activations held at a time). lastOnly keeps the final position only: (B, 1, C), no
-   * gradient through that selection (sampling).
+   * gradient through that selection (sampling). packing: rows holding several examples (packing.ts),
+   * each seeing only itself at positions from 0, as if run one by one.
    */
-  hidden(tokens: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Tensor {
+  hidden(tokens: Int32Array, B: number, T: number, opts: HiddenOptions = {}): Tensor {
     if (this.reference && isGradEnabled()) return noGrad(() => this.hidden(tokens, B, T, opts));
     const cfg = this.config;
     if (tokens.length !== B * T) throw new LlmError(`forward: ${tokens.length} tokens do not form a (${B}, ${T}) batch`);
     if (T > cfg.blockSize) throw new LlmError(`sequence of ${T} tokens is longer than the model's context of ${cfg.blockSize}`);
+    const packing = opts.packing ?? null;
+    if (packing) checkPackedRows(packing, B, T);
     let x = this.embedTokens(tokens, [B, T]); // (B, T, C)
-    if (this.positionEmbedding) {
+    if (this.positionEmbedding && packing) {
+      x = add(x, embedding(this.positionEmbedding, packing.positions, [B, T])); // (B, T, C) + (B, T, C)
+    } else if (this.positionEmbedding) {
       const positions = new Int32Array(T).map((_, t) => t);
       x = add(x, embedding(this.positionEmbedding, positions, [1, T])); // (B, T, C) + (1, T, C)
     }
     x = dropout(x, cfg.dropout, this.ctx.rng, this.ctx.training);
     if (isGradEnabled()) {
-      for (const block of this.blocks) x = block.forward(x);
+      for (const block of this.blocks) x = block.forward(x, packing);
     } else {
       // nothing to backpropagate: one layer's activations at a time (evaluation, scoring)
       for (const block of this.blocks) {
         const input = x;
-        x = withStageScope(() => block.forward(input), (y) => y.data);
+        x = withStageScope(() => block.forward(input, packing), (y) => y.data);
       }
     }
     if (opts.lastOnly) x = lastPosition(x, B, T); // (B, 1, C)
@@ -277,7 +303,7 @@ export class Transformer {
    * The language model: lmHead(hidden(tokens)). tokens: (B, T) ids; targets: (B, T) next-token
    * ids (IGNORE_INDEX rows are masked). lastOnly computes the head for the final position only.
    */
-  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: { lastOnly?: boolean } = {}): ForwardResult {
+  forward(tokens: Int32Array, B: number, T: number, targets?: Int32Array, opts: HiddenOptions = {}): ForwardResult {
     if (this.reference && isGradEnabled()) return noGrad(() => this.forward(tokens, B, T, targets, opts));
     const h = this.hidden(tokens, B, T, opts); // (B, T, C)
     const logits = this.lmHead.forward(h); // (B, T, V)
@@ -349,6 +375,12 @@ export class Transformer {
   resetDecodeProgram(): void {
     this.decoder = null;
     this.noProgramFor = null;
+    this.programResets++;
+  }
+
+  /** How many times resetDecodeProgram() was called: a batch program compiled before a reset is stale. */
+  get decodeProgramResets(): number {
+    return this.programResets;
   }
 
   /** Every linear layer of the trunk (the factory's products), block by block. */
@@ -406,31 +438,54 @@ export class Transformer {
    * when a linear layer cannot run inside a program.
    */
   private compileDecoder(): Decoder {
+    const { program, logits, slots, rope } = this.decodeProgram(1);
+    const be = backend();
+    const runner = be.compileDecode(program);
+    const layers = slots.map((s) => ({ ...s, boundK: null, boundV: null }));
+    const bound = rope ? { cos: rope.cos, sin: rope.sin, boundCos: rope.tables.cos, boundSin: rope.tables.sin } : null;
+    return { backend: be, runner, logits, layers, rope: bound };
+  }
+
+  /**
+   * The decode program for one token (rows = 1) or for `rows` tokens of different sequences at
+   * once (a batch program: every activation buffer holds `rows` rows, program.rowStrides says how
+   * far apart; src/model/batch-step.ts runs it). Throws NoDecodeProgram when a linear layer
+   * cannot run inside a program.
+   */
+  decodeProgram(rows = 1): DecodeProgramParts {
+    if (!Number.isInteger(rows) || rows < 1) throw new LlmError(`a decode program needs a positive row count, got ${rows}`);
     const cfg = this.config;
     const kvDim = cfg.nKvHead * headDim(cfg);
-    const f = (n: number) => new Float32Array(n);
+    const widths = new Map<ArrayBufferLike, number>();
+    const f = (n: number) => {
+      const a = new Float32Array(rows * n);
+      widths.set(a.buffer, n);
+      return a;
+    };
     const s: DecodeScratch = {
       x: f(cfg.nEmbd), xn: f(cfg.nEmbd), q: f(cfg.nEmbd), k: f(kvDim), v: f(kvDim), qkv: f(cfg.nEmbd + 2 * kvDim),
       att: f(cfg.nEmbd), h1: f(cfg.hiddenDim), h2: f(cfg.hiddenDim), logits: f(cfg.vocabSize),
     };
+    if (this.ctx.rope) reserveRope(this.ctx.rope, 1); // the program checks the tables hold a position
     const b = new DecodeProgramBuilder();
     const emb = this.tokenEmbeddingQuantized;
     if (emb) b.embed(emb.blocks, weightTypeOf(emb.type), emb.cols, s.x);
     else b.embed(this.tokenEmbedding!.data, WeightType.F32, cfg.nEmbd, s.x);
     if (this.positionEmbedding) b.addRow(this.positionEmbedding.data, cfg.nEmbd, s.x);
-    const layers = this.blocks.map((block) => {
-      const slots = { k: b.slot(f(0)), v: b.slot(f(0)) };
-      block.emitDecode(b, s, slots);
-      return { ...slots, boundK: null, boundV: null };
+    const slots = this.blocks.map((block) => {
+      const layerSlots = { k: b.slot(new Float32Array(0)), v: b.slot(new Float32Array(0)) };
+      block.emitDecode(b, s, layerSlots);
+      return layerSlots;
     });
     this.finalNorm.emitDecode(b, s.x, s.xn);
     b.matvec(s.xn, [{ w: this.lmHead.decodeWeight(), out: s.logits }]);
-    const be = backend();
     const t = this.ctx.rope;
     // the tables' indices (buf() gives an array already in the table its index)
-    const rope = t ? { cos: b.buf(t.cos), sin: b.buf(t.sin), boundCos: t.cos, boundSin: t.sin } : null;
-    const runner = be.compileDecode(b.build());
-    return { backend: be, runner, logits: s.logits, layers, rope };
+    const rope = t ? { tables: t, cos: b.buf(t.cos), sin: b.buf(t.sin) } : null;
+    const program = b.build();
+    // a scratch array and the views emitted from it (GPT-2's q|k|v) are rows of the scratch's width
+    if (rows > 1) program.rowStrides = Int32Array.from(program.buffers, (buf) => widths.get(buf.buffer) ?? 0);
+    return { program, logits: s.logits, slots, rope };
   }
 }
 

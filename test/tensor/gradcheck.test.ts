@@ -120,11 +120,36 @@ describe('gradient checks (float64 central differences)', () => {
       const after = causalSelfAttention(q, k, v, { nHead: 2 }).data.slice(0, 3 * C);
       assert.deepEqual(after, before);
     });
+    it('packed rows (segment starts), grouped-query', () => {
+      // row 0: examples of 3, 1 and 4 tokens; row 1: 5 then 3
+      const segmentStart = Int32Array.from([0, 0, 0, 3, 4, 4, 4, 4, 0, 0, 0, 0, 0, 5, 5, 5]);
+      const [B, T, nh, nkv, hs] = [2, 8, 4, 2, 3];
+      gradcheck('attention packed', (r) => [param(r, [B, T, nh * hs]), param(r, [B, T, nkv * hs]), param(r, [B, T, nkv * hs])],
+        ([q, k, v]) => causalSelfAttention(q, k, v, { nHead: nh, nKvHead: nkv, segmentStart }));
+    });
+    it('packed rows: an example does not depend on the other examples of its row', () => {
+      const rng = new Rng(2);
+      const [B, T, C] = [1, 7, 8];
+      const segmentStart = Int32Array.from([0, 0, 0, 3, 3, 3, 3]);
+      const q = Tensor.randn([B, T, C], rng), k = Tensor.randn([B, T, C], rng), v = Tensor.randn([B, T, C], rng);
+      const before = causalSelfAttention(q, k, v, { nHead: 2, segmentStart }).data.slice(3 * C);
+      for (let i = 0; i < 3 * C; i++) { k.data[i] += 1; v.data[i] -= 2; }
+      const after = causalSelfAttention(q, k, v, { nHead: 2, segmentStart }).data.slice(3 * C);
+      assert.deepEqual(after, before);
+      assert.throws(() => causalSelfAttention(q, k, v, { nHead: 2, segmentStart: new Int32Array(6) }), /segmentStart holds 6 entries/);
+    });
   });
 
   it('rope (with a position offset)', () => {
     const tables = ropeTables(16, 6);
     gradcheck('rope', (r) => [param(r, [2, 5, 2 * 6])], ([x]) => rope(x, 2, tables, 3));
+  });
+
+  it('rope with per-token positions (packed rows)', () => {
+    const tables = ropeTables(16, 6);
+    const positions = Int32Array.from([0, 1, 2, 0, 1, 0, 1, 2, 3, 11]);
+    gradcheck('rope positions', (r) => [param(r, [2, 5, 2 * 6])], ([x]) => rope(x, 2, tables, 0, positions));
+    assert.throws(() => rope(Tensor.zeros([2, 5, 12]), 2, tables, 0, Int32Array.from([0, 1, 2, 0, 1, 0, 1, 2, 3, 16])), /position 17 beyond/);
   });
 
   it('cross-entropy with ignored rows', () => {

@@ -6,6 +6,9 @@
  *
  * Only the per-row log-sum-exp (B, nHead, T) is kept for the backward pass; the T x T
  * attention matrix is recomputed there (see backend/reference/attention.ts).
+ *
+ * Packed rows: with segmentStart (B*T, the row position where each token's example starts), a
+ * token attends to its own example's earlier tokens only (AttentionShape.segmentStart).
  */
 import { allocFloats } from '../storage.js';
 import { backend } from '../../backend/index.js';
@@ -18,6 +21,8 @@ export interface AttentionOptions {
   nKvHead?: number;
   /** defaults to 1/sqrt(headDim) */
   scale?: number;
+  /** packed rows: (B*T) first key position of each token, 0 <= segmentStart[b*T+t] <= t; null: causal */
+  segmentStart?: Int32Array | null;
 }
 
 export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
@@ -36,6 +41,10 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, opts: Atten
     shapeError('attention', `k and v must be ${shapeToString(kvShape)}; got ${shapeToString(k.shape)}, ${shapeToString(v.shape)}`);
   }
   const s: AttentionShape = { B, T, nHead, nKvHead, headDim, scale: opts.scale ?? 1 / Math.sqrt(headDim) };
+  if (opts.segmentStart) {
+    if (opts.segmentStart.length !== B * T) shapeError('attention', `segmentStart holds ${opts.segmentStart.length} entries, the batch has ${B * T} tokens`);
+    s.segmentStart = opts.segmentStart;
+  }
   const be = backend();
   const out = Tensor.empty(q.shape);
   const lse = allocFloats(B * nHead * T);

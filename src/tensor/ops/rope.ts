@@ -72,20 +72,33 @@ export function reserveRope(tables: RopeTables, n: number, exact = false): void 
   tables.built = to;
 }
 
-export function rope(x: Tensor, nHeads: number, tables: RopeTables, posOffset = 0): Tensor {
+/**
+ * x (B, T, nHeads*headDim) rotated at positions posOffset + t, or at positions[b*T + t] when
+ * given (B*T, packed rows: positions restart at 0 with every example).
+ */
+export function rope(x: Tensor, nHeads: number, tables: RopeTables, posOffset = 0, positions: Int32Array | null = null): Tensor {
   if (x.ndim !== 3) shapeError('rope', `expects (B, T, heads*headDim), got ${shapeToString(x.shape)}`);
   const [B, T, D] = x.shape;
   const headDim = D / nHeads;
   if (headDim !== tables.headDim) shapeError('rope', `head dim ${headDim} does not match tables (${tables.headDim})`);
-  if (posOffset + T > tables.maxPos) shapeError('rope', `position ${posOffset + T} beyond the ${tables.maxPos} precomputed`);
-  reserveRope(tables, posOffset + T);
+  let end = posOffset + T; // positions used are below end
+  if (positions) {
+    if (positions.length !== B * T) shapeError('rope', `positions holds ${positions.length} entries, the batch has ${B * T} tokens`);
+    end = 0;
+    for (let i = 0; i < positions.length; i++) {
+      if (!(positions[i] >= 0)) shapeError('rope', `position ${positions[i]} (entry ${i}) is negative`);
+      if (positions[i] >= end) end = positions[i] + 1;
+    }
+  }
+  if (end > tables.maxPos) shapeError('rope', `position ${end} beyond the ${tables.maxPos} precomputed`);
+  reserveRope(tables, end);
   const { cos, sin } = tables;
   const be = backend();
   const out = Tensor.empty(x.shape);
-  be.rope(x.data, out.data, cos, sin, B, T, nHeads, headDim, posOffset, false);
+  be.rope(x.data, out.data, cos, sin, B, T, nHeads, headDim, posOffset, false, positions);
   return record(out, [x], () => {
     const tmp = allocFloats(x.size);
-    be.rope(out.grad!, tmp, cos, sin, B, T, nHeads, headDim, posOffset, true);
+    be.rope(out.grad!, tmp, cos, sin, B, T, nHeads, headDim, posOffset, true, positions);
     be.axpy(1, tmp, x.ensureGrad(), x.size);
   });
 }
