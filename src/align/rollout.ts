@@ -15,7 +15,7 @@
 import { gather, logSoftmaxGather, reshape, scale, IGNORE_INDEX, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import type { ScalarHead } from '../model/heads.js';
-import { generateCached } from '../generate/generate.js';
+import { generateBatch } from '../generate/generate-batch.js';
 import { LlmError } from '../util/errors.js';
 
 export interface Rollout {
@@ -35,23 +35,19 @@ export interface RolloutOptions {
   stopTokens: number[];
 }
 
-/** One completion per (prompt, seed), sampled one sequence at a time on the KV cache. */
+/**
+ * One completion per (prompt, seed), decoded together on a KV cache with a batch dimension
+ * (generateBatch: the same tokens as sampling each prompt alone with its seed).
+ */
 export function sampleRollouts(policy: Transformer, prompts: readonly { index: number; ids: Int32Array }[], opts: RolloutOptions, seeds: readonly number[]): Rollout[] {
   if (seeds.length !== prompts.length) throw new LlmError(`sampleRollouts: ${seeds.length} seeds for ${prompts.length} prompts`);
-  return prompts.map((p, i) => {
+  const perPrompt = prompts.map((p, i) => {
     const room = policy.config.blockSize - p.ids.length;
     if (room < 1) throw new LlmError(`prompt ${p.index + 1} has ${p.ids.length} tokens: no room for an answer in the model's context of ${policy.config.blockSize}`);
-    const it = generateCached(policy, p.ids, {
-      maxTokens: Math.min(opts.maxNewTokens, room), temperature: opts.temperature, topK: opts.topK ?? 0, topP: opts.topP ?? 1, seed: seeds[i], stopTokens: opts.stopTokens,
-    });
-    const ids: number[] = [];
-    let r = it.next();
-    while (!r.done) {
-      ids.push(r.value.id);
-      r = it.next();
-    }
-    return { promptIndex: p.index, prompt: p.ids, response: Int32Array.from(ids), ended: r.value === 'eos' };
+    return { maxTokens: Math.min(opts.maxNewTokens, room), temperature: opts.temperature, topK: opts.topK ?? 0, topP: opts.topP ?? 1, seed: seeds[i], stopTokens: opts.stopTokens };
   });
+  const results = generateBatch(policy, prompts.map((p) => p.ids), perPrompt, { slots: Math.min(prompts.length, 16) });
+  return results.map((r, i) => ({ promptIndex: prompts[i].index, prompt: prompts[i].ids, response: Int32Array.from(r.tokens), ended: r.finishReason === 'eos' }));
 }
 
 /** Rollouts as one right-padded (R, T) batch, with each response token's place in it. */
