@@ -32,5 +32,8 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   info: async () => import('./info.js').then((m) => m.INFO),
   sft: async () => import('./sft.js').then((m) => m.SFT),
   merge: async () => import('./merge.js').then((m) => m.MERGE),
+  reward: async () => import('./reward.js').then((m) => m.REWARD),
+  dpo: async () => import('./dpo.js').then((m) => m.DPO),
+  ppo: async () => import('./ppo.js').then((m) => m.PPO),
 };
 

@@ -57,6 +57,9 @@ export async function runLoopInTerminal<S, E, R extends LoopResultLike>(o: Termi
       onEval: (e) => progress.log(o.evalLine(e), process.stdout),
       shouldStop: () => stopRequested,
     });
+  } catch (err) {
+    progress.abort(); // the error is the last word, not a progress line
+    throw err;
   } finally {
     process.off('SIGINT', onSigint);
     progress.done();

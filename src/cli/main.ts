@@ -32,6 +32,9 @@ Commands:
   info      describe a model file: architecture, sizes, tensor types, tokenizer
   sft       supervised fine-tuning on prompt/response data (loss on the responses only)
   merge     fold a LoRA adapter into its base model; write an llm.ts, Hugging Face or GGUF model
+  reward    train a reward model on preference pairs; its pairwise accuracy; score answers
+  dpo       direct preference optimisation on preference pairs against a frozen reference
+  ppo       reinforcement learning against a reward model or a JS reward (PPO, GRPO, RLOO)
 
 Run 'llmts <command> --help' for the flags of a command. Every command takes --debug (stack
 traces on errors); those that compute take -t N (threads). 'llmts --version' prints the version.

@@ -124,18 +124,47 @@ export function configFromHf(json: unknown, source: string): ModelConfig {
 
 /** Write config.json and model.safetensors (float32), and tokenizer_config.json with a chat template, into dir, each atomically. */
 export function exportHfCheckpoint(dir: string, cfg: ModelConfig, params: Map<string, Tensor>, opts: HfExportOptions = {}): void {
+  writeHfDirectory(dir, hfConfig(cfg, opts), hfTensors(cfg, params, () => true), opts.chatTemplate);
+}
+
+/**
+ * A reward model as transformers' LlamaForSequenceClassification / GPT2ForSequenceClassification
+ * with one label: the trunk's tensors (no LM head) and `score.weight` (1, C). transformers reads
+ * the score at each row's last token that is not pad_token_id, so that id must not occur inside
+ * the texts scored (the end-of-text id is usual).
+ */
+export function exportHfSequenceClassifier(
+  dir: string, cfg: ModelConfig, params: Map<string, Tensor>, score: Tensor, opts: HfExportOptions & { padTokenId: number },
+): void {
+  if (score.shape.length !== 2 || score.shape[0] !== 1 || score.shape[1] !== cfg.nEmbd) {
+    throw new LlmError(`cannot export: the score head has shape [${score.shape.join(', ')}], expected [1, ${cfg.nEmbd}]`);
+  }
   const config = hfConfig(cfg, opts);
-  mkdirSync(dir, { recursive: true });
+  config.architectures = [cfg.family === 'gpt2' ? 'GPT2ForSequenceClassification' : 'LlamaForSequenceClassification'];
+  Object.assign(config, { id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 }, pad_token_id: opts.padTokenId });
+  const tensors = hfTensors(cfg, params, (name) => name !== 'lm_head.weight');
+  tensors['score.weight'] = { dtype: 'F32', shape: [1, cfg.nEmbd], data: score.data };
+  writeHfDirectory(dir, config, tensors, opts.chatTemplate);
+}
+
+/** The config's parameters (those `keep` accepts) as float32 tensors to write; GPT-2 gets its zero biases. */
+function hfTensors(cfg: ModelConfig, params: Map<string, Tensor>, keep: (name: string) => boolean): Record<string, TensorToWrite> {
   const tensors: Record<string, TensorToWrite> = {};
   for (const spec of parameterSpecs(cfg)) {
+    if (!keep(spec.name)) continue;
     const t = params.get(spec.name);
     if (!t) throw new LlmError(`cannot export: parameter '${spec.name}' is missing`);
     tensors[spec.name] = { dtype: 'F32', shape: [...t.shape], data: t.data };
   }
   if (cfg.family === 'gpt2' && !cfg.bias) addZeroBiases(cfg, tensors); // GPT2LMHeadModel always has biases
+  return tensors;
+}
+
+function writeHfDirectory(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, chatTemplate: string | undefined): void {
+  mkdirSync(dir, { recursive: true });
   saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  if (opts.chatTemplate !== undefined) writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: opts.chatTemplate }, null, 2) + '\n');
+  if (chatTemplate !== undefined) writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: chatTemplate }, null, 2) + '\n');
 }
 
 function addZeroBiases(cfg: ModelConfig, tensors: Record<string, TensorToWrite>): void {

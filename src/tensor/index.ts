@@ -27,5 +27,6 @@ export { logSoftmax, logSoftmaxGather } from './ops/log-softmax.js';
 export type { LogSoftmaxGatherOptions } from './ops/log-softmax.js';
 export { exp, log, logsigmoid, clamp } from './ops/unary.js';
 export { minimum, maximum, where } from './ops/select.js';
+export { gather } from './ops/gather.js';
 export { dropout } from './ops/dropout.js';
 export { allocFloats, withFloat64Storage, withBufferScope, withStageScope, pooledBytes, clearBufferPool } from './storage.js';

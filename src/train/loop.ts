@@ -74,6 +74,13 @@ export interface Objective<B, E extends Record<string, number> = Record<string, 
    * skips the micro-batch. Without weight(), every micro-batch counts the same.
    */
   weight?(batch: B): number;
+  /**
+   * Work before each step that may be asynchronous and produces the data nextBatch will draw:
+   * PPO's rollouts (generate with the current policy, score with a reward model or a JavaScript
+   * reward). Runs in eval mode; draw randomness from `rng` only. The numbers it returns are logged
+   * with the step.
+   */
+  prepare?(model: Transformer, rng: Rng, step: number): Promise<Record<string, number> | void>;
   /** Forward pass and loss of one micro-batch, with autograd on (the loop calls backward). */
   loss(model: Transformer, batch: B): ObjectiveLoss;
   /**
@@ -246,9 +253,17 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
     try {
       while (this.step < o.maxIters) {
         const t0 = performance.now();
+        let prepared: Record<string, number> | void = undefined;
+        if (this.objective.prepare) {
+          this.model.eval();
+          prepared = await this.objective.prepare(this.model, this.dataRng, this.step);
+          this.model.train(this.dropoutRng);
+        }
         const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
         // one buffer scope per step: activations and intermediate gradients are recycled
-        const { loss, gradNorm, tokens, metrics } = withBufferScope(() => this.trainStep(lr));
+        const stepped = withBufferScope(() => this.trainStep(lr));
+        const { loss, gradNorm, tokens } = stepped;
+        const metrics = prepared ? { ...prepared, ...stepped.metrics } : stepped.metrics;
         checkMappedFiles(); // weights loaded from a mapped checkpoint that was truncated meanwhile
         this.step++;
         const seconds = (performance.now() - t0) / 1000;

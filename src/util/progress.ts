@@ -166,6 +166,13 @@ export class ProgressLine {
     if (this.tty && !this.finished) this.lastPrint = -Infinity;
   }
 
+  /** Stop without a final line (the work failed: its error is what should show); a TTY's line is cleared. */
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.tty) this.stream.write('\r\x1b[K');
+  }
+
   /** Finish: print `finalText`, or the last state, and end the line. */
   done(finalText?: string): void {
     if (this.finished) return;
