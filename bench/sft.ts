@@ -8,14 +8,16 @@
  * projection) both sides train the same model shape, float32, on the same examples: `rows`
  * synthetic token rows of T+1 ids with a response mask (a prompt of 30-70% of the row untrained,
  * the rest trained), B rows a step. Ours runs SftObjective's batches and loss through the steps of
- * TrainingLoop (zero grads, loss, backward, clip 1.0, AdamW); TRL runs SFTTrainer.train() in a
- * child process (bench/trl_sft.py). TRL is first probed in each of its settings (threads, loss
- * type, torch.compile) and its fastest is kept; then `rounds` rounds alternate the two sides
- * (ours first in even rounds, TRL first in odd ones), so load on the machine hits both. The table
- * shows the median step time over every timed step of every round. See bench/README.md.
+ * TrainingLoop (zero grads, loss, backward, clip 1.0, AdamW) in a child process of its own
+ * (this script with --worker); TRL runs SFTTrainer.train() in a child process (bench/trl_sft.py).
+ * Each side is first probed in each of its settings (ours: thread counts; TRL: threads, loss type,
+ * torch.compile) and its fastest is kept; then `rounds` rounds alternate the two sides (ours first
+ * in even rounds, TRL first in odd ones), so load on the machine hits both. The table shows the
+ * median step time over every timed step of every round; CPU time per step is noted too (on a
+ * loaded machine, CPU time at one thread is the steadier comparison). See bench/README.md.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +53,8 @@ const USAGE = `usage: node dist/bench/sft.js [options]
   --rounds N            alternating rounds of ours and TRL (default 3)
   --steps N             timed steps per side per round (default 4)
   --warmup N            untimed steps before timing, each run (default 2)
-  --probe-steps N       timed steps of each TRL setting in the probe (default 2; 0 skips the probe and uses the first)
+  --probe-steps N       timed steps of each setting in the probes (default 2; 0 skips the probes and uses the first)
+  --our-threads LIST    our thread counts to probe (LLMTS_THREADS), comma-separated (default: the CPU count, then 1)
   --trl-variants LIST   TRL settings to probe, THREADS:LOSS_TYPE:COMPILE each, comma-separated
                         (default: 2:chunked_nll:off,2:nll:off,1:chunked_nll:off)
   --lora-dropout P      LoRA dropout on both sides (default 0.05, llmts sft's and PEFT's usual)
@@ -71,6 +74,7 @@ interface Options {
   warmup: number;
   probeSteps: number;
   variants: TrlVariant[];
+  ourThreads: number[];
   loraDropout: number;
   bf16: boolean;
   python: string;
@@ -84,12 +88,16 @@ function parseOptions(argv: string[]): Options {
     options: {
       configs: { type: 'string' }, modes: { type: 'string' }, 'batch-size': { type: 'string' }, 'seq-len': { type: 'string' },
       rounds: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, 'probe-steps': { type: 'string' },
-      'trl-variants': { type: 'string' }, 'lora-dropout': { type: 'string' }, 'trl-bf16': { type: 'boolean' },
+      'trl-variants': { type: 'string' }, 'our-threads': { type: 'string' }, worker: { type: 'string' }, 'lora-dropout': { type: 'string' }, 'trl-bf16': { type: 'boolean' },
       python: { type: 'string' }, 'no-trl': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  if (values.worker !== undefined) {
+    worker(JSON.parse(values.worker) as WorkerJob);
     process.exit(0);
   }
   const int = (name: string, min: number, dflt: number): number => {
@@ -109,6 +117,10 @@ function parseOptions(argv: string[]): Options {
     }
     return { threads: Number(threads), lossType, compile } as TrlVariant;
   });
+  const ourThreads = list(values['our-threads'] ?? [...new Set([availableParallelism(), 1])].join(',')).map((t) => {
+    if (!/^\d+$/.test(t) || Number(t) < 1) throw new Error(`--our-threads: '${t}' is not a thread count`);
+    return Number(t);
+  });
   const loraDropout = Number(values['lora-dropout'] ?? 0.05);
   if (!(loraDropout >= 0 && loraDropout < 1)) throw new Error('--lora-dropout: give a number in [0, 1)');
   return {
@@ -121,6 +133,7 @@ function parseOptions(argv: string[]): Options {
     warmup: int('warmup', 0, 2),
     probeSteps: int('probe-steps', 0, 2),
     variants,
+    ourThreads,
     loraDropout,
     bf16: values['trl-bf16'] ?? false,
     python: values.python ?? '/tmp/venv-peft/bin/python',
@@ -161,21 +174,45 @@ function writeExamples(path: string, examples: RenderedExample[]): void {
   writeFileSync(path, Buffer.concat([Buffer.from(ids.buffer), Buffer.from(mask.buffer)]));
 }
 
-interface SideRun {
-  stepMs: number[];
-  firstLoss: number;
+/** What an our-side child process is asked to run (this script with --worker JSON). */
+interface WorkerJob {
+  cfg: ModelConfig;
+  mode: Mode;
+  data: { path: string; rows: number; length: number };
+  batchSize: number;
+  warmup: number;
+  steps: number;
+  loraDropout: number;
 }
 
-interface OurModel {
+/** What it prints (one JSON line). */
+interface OursJson {
+  ms_per_step: number;
+  step_ms: number[];
+  cpu_ms_per_step: number;
+  first_loss: number;
   params: number;
   trainable: number;
+  threads: string;
 }
 
-/** Our side: `warmup + steps` steps of SftObjective through TrainingLoop's step (gradAccum 1). */
-function runOurs(cfg: ModelConfig, mode: Mode, examples: RenderedExample[], o: Options): SideRun & OurModel {
+/** The examples of writeExamples back. */
+function readExamples(path: string, rows: number, length: number): RenderedExample[] {
+  const buf = readFileSync(path);
+  const ids = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + rows * length * 4));
+  const mask = new Uint8Array(buf.buffer.slice(buf.byteOffset + rows * length * 4, buf.byteOffset + rows * length * 5));
+  return Array.from({ length: rows }, (_, r) => ({
+    ids: ids.slice(r * length, (r + 1) * length), lossMask: mask.slice(r * length, (r + 1) * length), line: r + 1, key: String(r),
+  }));
+}
+
+/** Our side, in the child: `warmup + steps` steps of SftObjective through TrainingLoop's step (gradAccum 1). */
+function worker(job: WorkerJob): void {
+  const { cfg, mode } = job;
+  const examples = readExamples(job.data.path, job.data.rows, job.data.length);
   const model = mode === 'lora'
     ? new Transformer(cfg, new Rng(1337), {
-      layers: loraLayers({ r: LORA.r, alpha: LORA.alpha, dropout: o.loraDropout, targets: [...LORA_MODULES.llama], rng: new Rng(7) }),
+      layers: loraLayers({ r: LORA.r, alpha: LORA.alpha, dropout: job.loraDropout, targets: [...LORA_MODULES.llama], rng: new Rng(7) }),
     })
     : new Transformer(cfg, new Rng(1337));
   if (mode === 'lora') model.freeze((n) => !n.includes('.lora_'));
@@ -184,13 +221,16 @@ function runOurs(cfg: ModelConfig, mode: Mode, examples: RenderedExample[], o: O
   const opt = new AdamW(named.map((p) => ({ name: p.name, tensor: p.tensor, decay: p.decay })), {
     beta1: HYPER.beta1, beta2: HYPER.beta2, eps: HYPER.eps, weightDecay: HYPER.weightDecay,
   });
-  const objective = new SftObjective(examples, [], { batchSize: o.batchSize, seed: 1, padId: 0 });
+  const objective = new SftObjective(examples, [], { batchSize: job.batchSize, seed: 1, padId: 0 });
   const dataRng = new Rng(42);
   model.train(new Rng(43));
   const stepMs: number[] = [];
+  const cpuMs: number[] = [];
   let firstLoss = NaN;
-  for (let i = 0; i < o.warmup + o.steps; i++) {
+  const total = job.warmup + job.steps;
+  for (let i = 0; i < total; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const value = withBufferScope(() => {
       opt.zeroGrad();
       const batch = objective.nextBatch(dataRng);
@@ -203,16 +243,40 @@ function runOurs(cfg: ModelConfig, mode: Mode, examples: RenderedExample[], o: O
       return v;
     });
     const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
     if (i === 0) firstLoss = value;
-    if (i >= o.warmup) stepMs.push(ms);
-    process.stderr.write(`    ours ${i < o.warmup ? 'warmup' : 'step'} ${i + 1}/${o.warmup + o.steps}: ${ms.toFixed(0)} ms, loss ${value.toFixed(4)}\n`);
+    if (i >= job.warmup) {
+      stepMs.push(ms);
+      cpuMs.push((cpu.user + cpu.system) / 1000);
+    }
+    process.stderr.write(`    ours ${i < job.warmup ? 'warmup' : 'step'} ${i + 1}/${total}: ${ms.toFixed(0)} ms, loss ${value.toFixed(4)}\n`);
   }
   const counts = trainableParameterCount(model);
-  return { stepMs, firstLoss, params: counts.total, trainable: counts.trainable };
+  const out: OursJson = {
+    ms_per_step: median(stepMs), step_ms: stepMs.map((t) => Math.round(t)), cpu_ms_per_step: median(cpuMs), first_loss: firstLoss,
+    params: counts.total, trainable: counts.trainable, threads: describeBackend(),
+  };
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+/** Our side in a child process with LLMTS_THREADS=threads (its thread pool is sized at start). */
+function runOurs(o: Options, cfg: ModelConfig, mode: Mode, data: { path: string; rows: number; length: number }, threads: number, steps: number): OursJson | string {
+  const job: WorkerJob = { cfg, mode, data, batchSize: o.batchSize, warmup: o.warmup, steps, loraDropout: o.loraDropout };
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', JSON.stringify(job)], {
+    encoding: 'utf8', env: { ...process.env, LLMTS_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 16 << 20, timeout: 3_600_000,
+  });
+  if (r.status !== 0) return `exit ${r.status ?? r.signal}: ${(r.stdout || String(r.error)).trim().split('\n').slice(-3).join(' | ')}`;
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as OursJson;
+  } catch {
+    return `unreadable output: ${r.stdout.slice(0, 200)}`;
+  }
 }
 
 interface TrlJson {
   ms_per_step: number;
+  cpu_ms_per_step: number;
   tokens_per_sec: number;
   step_ms: number[];
   threads: number;
@@ -272,16 +336,18 @@ interface Case {
   cfg: ModelConfig;
   mode: Mode;
   data: { path: string; rows: number; length: number };
-  examples: RenderedExample[];
   trained: number;
+  /** timed step times (ms) of every round, and their CPU times */
   ours: number[];
+  oursCpu: number[];
   trl: number[];
+  trlCpu: number[];
   roundRatios: number[];
+  ourThreads: number | null;
   variant: TrlVariant | null;
   probe: string[];
-  oursModel: OurModel | null;
+  oursRun: OursJson | null;
   trlRun: TrlJson | null;
-  firstLoss: { ours: number; trl: number };
   bf16: string | null;
 }
 
@@ -296,13 +362,13 @@ function main(): void {
   const B = o.batchSize;
   const T = o.seqLen;
   const cases: Case[] = [];
+  const probing = o.probeSteps > 0;
   try {
     for (const name of o.configs) {
       const cfg = resolveConfig(name, { dropout: 0 });
       if (cfg.family !== 'llama') throw new Error(`--configs: ${name} is not a Llama shape (the TRL peer builds LlamaForCausalLM)`);
       if (T > cfg.blockSize) throw new Error(`--seq-len ${T} exceeds ${name}'s context of ${cfg.blockSize}`);
-      const perRun = o.warmup + Math.max(o.steps, o.probeSteps);
-      const rows = B * perRun;
+      const rows = B * (o.warmup + Math.max(o.steps, o.probeSteps));
       const examples = syntheticExamples(rows, T + 1, cfg.vocabSize, 2024);
       const path = join(dir, `${name}.bin`);
       writeExamples(path, examples);
@@ -310,34 +376,38 @@ function main(): void {
       for (const e of examples) for (let t = 1; t < e.lossMask.length; t++) trained += e.lossMask[t];
       for (const mode of o.modes) {
         cases.push({
-          name, cfg, mode, data: { path, rows, length: T + 1 }, examples, trained, ours: [], trl: [], roundRatios: [],
-          variant: null, probe: [], oursModel: null, trlRun: null, firstLoss: { ours: NaN, trl: NaN }, bf16: null,
+          name, cfg, mode, data: { path, rows, length: T + 1 }, trained, ours: [], oursCpu: [], trl: [], trlCpu: [], roundRatios: [],
+          ourThreads: o.ourThreads[0], variant: versions ? o.variants[0] : null, probe: [], oursRun: null, trlRun: null, bf16: null,
         });
       }
     }
 
-    // probe TRL's settings; the fastest is the peer
-    if (versions) {
-      for (const c of cases) {
-        if (o.probeSteps === 0 || o.variants.length === 1) {
-          c.variant = o.variants[0];
-          continue;
-        }
+    // probe each side's settings; the fastest of each is what the rounds run
+    for (const c of cases) {
+      if (probing && o.ourThreads.length > 1) {
         let best = Infinity;
+        for (const threads of o.ourThreads) {
+          process.stderr.write(`${c.name} ${c.mode}: probing ours, ${threads} thread${threads === 1 ? '' : 's'}\n`);
+          const r = runOurs(o, c.cfg, c.mode, c.data, threads, o.probeSteps);
+          if (typeof r === 'string') throw new Error(`our side failed: ${r}`);
+          c.probe.push(`ours ${threads} thread${threads === 1 ? '' : 's'}: ${fmt(r.ms_per_step)} ms`);
+          if (r.ms_per_step < best) [best, c.ourThreads] = [r.ms_per_step, threads];
+        }
+      }
+      if (versions && probing && o.variants.length > 1) {
+        let best = Infinity;
+        c.variant = null;
         for (const v of o.variants) {
           process.stderr.write(`${c.name} ${c.mode}: probing TRL ${variantLabel(v)}\n`);
           const r = runTrl(o, c.cfg, c.mode, c.data, v, o.probeSteps);
           if (typeof r === 'string') {
-            c.probe.push(`${variantLabel(v)}: failed (${r})`);
+            c.probe.push(`TRL ${variantLabel(v)}: failed (${r})`);
             process.stderr.write(`  failed: ${r}\n`);
             continue;
           }
-          c.probe.push(`${variantLabel(v)}: ${fmt(r.ms_per_step)} ms`);
+          c.probe.push(`TRL ${variantLabel(v)}: ${fmt(r.ms_per_step)} ms`);
           process.stderr.write(`  ${fmt(r.ms_per_step)} ms/step (steps ${r.step_ms.map((t) => t.toFixed(0)).join(', ')})\n`);
-          if (r.ms_per_step < best) {
-            best = r.ms_per_step;
-            c.variant = v;
-          }
+          if (r.ms_per_step < best) [best, c.variant] = [r.ms_per_step, v];
         }
       }
     }
@@ -348,12 +418,13 @@ function main(): void {
         let oursMs = NaN, trlMs = NaN;
         for (const side of sides) {
           if (side === 'ours') {
-            process.stderr.write(`${c.name} ${c.mode} round ${round + 1}/${o.rounds}: ours\n`);
-            const r = runOurs(c.cfg, c.mode, c.examples, o);
-            c.ours.push(...r.stepMs);
-            c.oursModel = { params: r.params, trainable: r.trainable };
-            if (round === 0) c.firstLoss.ours = r.firstLoss;
-            oursMs = median(r.stepMs);
+            process.stderr.write(`${c.name} ${c.mode} round ${round + 1}/${o.rounds}: ours, ${c.ourThreads} thread(s)\n`);
+            const r = runOurs(o, c.cfg, c.mode, c.data, c.ourThreads!, o.steps);
+            if (typeof r === 'string') throw new Error(`our side failed: ${r}`);
+            c.ours.push(...r.step_ms);
+            c.oursCpu.push(r.cpu_ms_per_step);
+            c.oursRun ??= r;
+            oursMs = r.ms_per_step;
           } else if (c.variant) {
             process.stderr.write(`${c.name} ${c.mode} round ${round + 1}/${o.rounds}: TRL ${variantLabel(c.variant)}\n`);
             const r = runTrl(o, c.cfg, c.mode, c.data, c.variant, o.steps);
@@ -364,7 +435,8 @@ function main(): void {
             }
             process.stderr.write(`  TRL ${fmt(r.ms_per_step)} ms/step (steps ${r.step_ms.map((t) => t.toFixed(0)).join(', ')})\n`);
             c.trl.push(...r.step_ms.slice(o.warmup));
-            c.trlRun = r;
+            c.trlCpu.push(r.cpu_ms_per_step);
+            c.trlRun ??= r;
             trlMs = r.ms_per_step;
           }
         }
@@ -387,9 +459,9 @@ function main(): void {
   for (const c of cases) {
     const ours = median(c.ours);
     const oursTok = (B * T * 1000) / ours;
-    const m = c.oursModel!;
+    const m = c.oursRun!;
     const trainedCell = c.mode === 'lora' ? `${fmtParams(m.trainable)} (${((100 * m.trainable) / m.params).toFixed(2)}%)` : fmtParams(m.trainable);
-    let peer = ['-', '-', '-', '-'];
+    let peer = ['-', '-', '-'];
     if (c.trl.length > 0) {
       const trl = median(c.trl);
       const trlTok = (B * T * 1000) / trl;
@@ -398,13 +470,15 @@ function main(): void {
       if (c.trlRun && c.trlRun.trainable !== m.trainable) notes.push(`WARNING ${c.name} ${c.mode}: TRL trains ${c.trlRun.trainable} parameters, ours ${m.trainable}.`);
       if (c.trlRun && c.trlRun.params !== m.params) notes.push(`WARNING ${c.name} ${c.mode}: TRL's model holds ${c.trlRun.params} parameters, ours ${m.params}.`);
     }
-    rowsOut.push(`| ${c.name} | ${c.mode === 'full' ? 'full SFT' : `LoRA r=${LORA.r}`} | ${trainedCell} | ${B}×${T} | ${fmt(ours)} | ${fmt(oursTok)} | ${peer.slice(0, 3).join(' | ')} |`);
-    if (c.variant) {
-      notes.push(`${c.name} ${c.mode}: TRL ${c.probe.length ? `probe [${c.probe.join('; ')}] -> ` : ''}${variantLabel(c.variant)}` +
-        `${c.trlRun ? `, optimizer ${c.trlRun.optim.replace('OptimizerNames.', '').toLowerCase()}, attention ${c.trlRun.attn}` : ''}; ` +
-        `first-step loss ours ${c.firstLoss.ours.toFixed(4)}, TRL mean train loss ${c.trlRun ? c.trlRun.train_loss.toFixed(4) : '-'} (ln V = ${Math.log(c.cfg.vocabSize).toFixed(4)})` +
-        `${c.bf16 ? `; TRL bfloat16 (informational): ${c.bf16}` : ''}.`);
-    }
+    rowsOut.push(`| ${c.name} | ${c.mode === 'full' ? 'full SFT' : `LoRA r=${LORA.r}`} | ${trainedCell} | ${B}×${T} | ${fmt(ours)} | ${fmt(oursTok)} | ${peer.join(' | ')} |`);
+    const cpu = c.trlCpu.length > 0
+      ? `CPU ms/step (median of rounds) ours ${fmt(median(c.oursCpu))}, TRL ${fmt(median(c.trlCpu))}: ${(median(c.trlCpu) / median(c.oursCpu)).toFixed(2)}x`
+      : `CPU ms/step ours ${fmt(median(c.oursCpu))}`;
+    notes.push(`${c.name} ${c.mode}: ours ${c.ourThreads} thread${c.ourThreads === 1 ? '' : 's'}` +
+      (c.variant ? `, TRL ${variantLabel(c.variant)}` : '') + (c.probe.length ? ` (probe: ${c.probe.join('; ')})` : '') +
+      (c.trlRun ? `; TRL optimizer ${c.trlRun.optim.replace('OptimizerNames.', '').toLowerCase()}, attention ${c.trlRun.attn}` : '') +
+      `; ${cpu}; first-step loss ours ${m.first_loss.toFixed(4)}, TRL mean train loss ${c.trlRun ? c.trlRun.train_loss.toFixed(4) : '-'} (ln V = ${Math.log(c.cfg.vocabSize).toFixed(4)})` +
+      `${c.bf16 ? `; TRL bfloat16 (informational): ${c.bf16}` : ''}.`);
   }
 
   const out: string[] = [];
@@ -416,7 +490,7 @@ function main(): void {
   out.push('');
   const c0 = cases[0];
   out.push(`- date: ${new Date().toISOString()}`);
-  out.push(`- ours: backend ${describeBackend()}, node ${process.version}`);
+  out.push(`- ours: ${c0?.oursRun?.threads ?? describeBackend()}, node ${process.version}`);
   out.push(`- TRL: ${versions ?? 'not run'}${versions ? ` via ${o.python}` : ''}`);
   out.push(`- data: ${c0 ? c0.data.rows : 0} synthetic rows of T+1 = ${T + 1} token ids per config, prompt 30-70% of each row untrained, ` +
     `${c0 ? ((100 * c0.trained) / (c0.data.rows * T)).toFixed(0) : '-'}% of the target positions trained; tok/s counts B·T positions per step`);

@@ -15,7 +15,8 @@ The step is the Trainer's own (data collation, forward with TRL's loss and its t
 entropy metrics, backward, clip_grad_norm_ 1.0, AdamW, scheduler); its time is the interval between
 consecutive `on_step_end` callbacks, so everything the trainer does per step counts. Prints
 {"ms_per_step": median of the timed steps, "tokens_per_sec": B*(length-1)*1000/median, ...}.
-Tokens are counted as predicted positions (length - 1 per row), as on our side.
+Tokens are counted as predicted positions (length - 1 per row), as on our side. cpu_ms_per_step
+is the median CPU time (process_time, all threads) of the same steps.
 """
 import argparse
 import json
@@ -121,14 +122,16 @@ def main():
     total = a.warmup + a.steps
     if total * a.batch_size > a.rows:
         sys.exit(f'{total} steps of {a.batch_size} need {total * a.batch_size} rows, the data has {a.rows}')
-    ends = []
+    ends, cpu_ends = [], []
 
     class StepTimes(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
         def on_step_end(self, args, state, control, **kw):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
     out_dir = tempfile.mkdtemp(prefix='trl-sft-bench-')
     args = SFTConfig(
@@ -149,6 +152,7 @@ def main():
     result = trainer.train()
     wall = time.perf_counter() - t0
     steps = [(ends[i + 1] - ends[i]) * 1000 for i in range(len(ends) - 1)]
+    cpu_steps = [(cpu_ends[i + 1] - cpu_ends[i]) * 1000 for i in range(len(cpu_ends) - 1)]
     timed = steps[a.warmup:]
     if len(steps) != total or not timed:
         sys.exit(f'expected {total} step times, got {len(steps)}')
@@ -158,6 +162,8 @@ def main():
         'ms_per_step': ms,
         'tokens_per_sec': positions * 1000 / ms,
         'step_ms': [round(t, 1) for t in steps],
+        'cpu_ms_per_step': statistics.median(cpu_steps[a.warmup:]),
+        'cpu_step_ms': [round(t, 1) for t in cpu_steps],
         'warmup': a.warmup,
         'threads': torch.get_num_threads(),
         'loss_type': args.loss_type,
