@@ -23,7 +23,7 @@
  * model decodes single tokens op by op (forwardCached); once merged the layer is its base weight
  * again and runs inside the decode program.
  */
-import { Tensor, add, dropout, isGradEnabled, linear, scale, type WeightLayout } from '../tensor/index.js';
+import { Tensor, addLowRank, dropout, isGradEnabled, linear, type WeightLayout } from '../tensor/index.js';
 import type { DecodeWeight } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
@@ -101,8 +101,8 @@ export class LoraLinear implements LinearLayer {
       return y;
     }
     const xd = dropout(x, this.opts.dropout, this.ctx.rng, this.ctx.training);
-    const delta = linear(linear(xd, this.A, null, 'out_in'), this.B, null, 'out_in'); // (..., r) -> (..., out)
-    return add(y, scale(delta, this.scaling));
+    const u = linear(xd, this.A, null, 'out_in'); // (..., r)
+    return addLowRank(y, u, this.B, this.scaling); // y + scaling · u Bᵀ, in y's buffer (y is this layer's own)
   }
 
   decodeWeight(): DecodeWeight | null {
