@@ -1,4 +1,5 @@
-/* Elementwise kernels and small reductions: add, mul, axpy, scale, addBias, sumRows, sumSquares.
+/* Elementwise kernels and small reductions: add, mul, axpy, scale, addBias, sumRows, sumSquares;
+ * and the dropout mask (dropoutMask: xoshiro128** draws, as src/util/rng.ts).
  *
  * Each kernel has an AVX-512 and an AVX2+FMA path (x86-64, chosen at run time by cpu_simd()) and a
  * portable C path. Large arrays are split over the thread pool. The two reductions are
@@ -430,8 +431,49 @@ static napi_value js_sumSquares(napi_env env, napi_callback_info info) {
   return make_number(env, s);
 }
 
+/* ---- dropout mask ---------------------------------------------------------------------------- */
+
+static inline uint32_t rotl32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+/* xoshiro128**: the next output, advancing s (as Rng.nextU32 in src/util/rng.ts) */
+static inline uint32_t xoshiro_next(uint32_t s[4]) {
+  const uint32_t result = rotl32(s[1] * 5u, 7) * 9u;
+  const uint32_t t = s[1] << 9;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl32(s[3], 11);
+  return result;
+}
+
+/* dropoutMask(out, n, p, keep, state): out[i] = (uniform() < p) ? 0 : keep, where uniform() is
+ * X / 2^53 with X = (next() >> 5) * 2^26 + (next() >> 6), as Rng.uniform(); X / 2^53 < p exactly
+ * when X < p * 2^53 (both sides exact in double). Sequential: one stream, one thread. */
+static napi_value js_dropoutMask(napi_env env, napi_callback_info info) {
+  const char *fn = "dropoutMask";
+  args_t a;
+  if (!args_init(&a, env, info, 5, fn)) return NULL;
+  int64_t n = size_arg(&a, 1, fn, "n");
+  float *out = arg_f32(&a, 0, (size_t)n, 0);
+  double p = arg_f64(&a, 2);
+  float keep = (float)arg_f64(&a, 3);
+  int32_t *state = arg_i32(&a, 4, 4);
+  if (a.failed) return NULL;
+  uint32_t s[4];
+  memcpy(s, state, sizeof s);
+  const double threshold = p * 9007199254740992.0;
+  for (int64_t i = 0; i < n; i++) {
+    const uint32_t hi = xoshiro_next(s) >> 5, lo = xoshiro_next(s) >> 6;
+    out[i] = (double)hi * 67108864.0 + (double)lo < threshold ? 0.0f : keep;
+  }
+  memcpy(state, s, sizeof s);
+  return make_undefined(env);
+}
+
 const export_t elementwise_exports[] = {
     {"add", js_add},         {"mul", js_mul},         {"axpy", js_axpy},
     {"scale", js_scale},     {"addBias", js_addBias}, {"sumRows", js_sumRows},
-    {"sumSquares", js_sumSquares}, {NULL, NULL},
+    {"sumSquares", js_sumSquares}, {"dropoutMask", js_dropoutMask}, {NULL, NULL},
 };

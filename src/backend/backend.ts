@@ -223,6 +223,14 @@ export interface Backend {
     ignoreIndex: number, scale: number, rowScales?: Float32Array | null,
   ): void;
 
+  // ---- dropout ------------------------------------------------------------------------
+  /**
+   * A dropout mask: out[i] = 0 where a uniform draw is below p, else keep, for i < n; the draws
+   * are those of Rng.uniform() (53 bits from two xoshiro128** outputs) from `state`, the
+   * generator's 4 state words (their bits), advanced in place past the 2n outputs used.
+   */
+  dropoutMask(out: Float32Array, n: number, p: number, keep: number, state: Int32Array): void;
+
   // ---- sampling (one vocabulary of logits, n floats) ------------------------------------
   /** First index of the largest value (greedy decoding). */
   argmax(x: Float32Array, n: number): number;

@@ -103,6 +103,7 @@ function makeBackend(addon: Addon): Backend {
     embeddingForward: pick('embeddingForward'), embeddingBackward: pick('embeddingBackward'),
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
     argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
+    dropoutMask: pick('dropoutMask'),
     compileDecode: pick('compileDecode', (fn) => (p) => {
       const handle = fn(p.buffers, p.code, p.consts, p.rowStrides ?? null);
       const run = addon.decodeRun as (h: unknown, token: number, pos: number) => void;

@@ -34,11 +34,16 @@
  * from attending to each other: a packed batch computes what its examples compute one by one.
  * Every batch reports the share of its (B, T) positions that are padding (metric `padding`).
  *
+ * The loss runs the LM head and the cross-entropy on the positions that have a target only (the
+ * trunk's hidden states of the others are never projected to the vocabulary): the same loss and
+ * gradients as projecting every position and masking, for a fraction of the head's work when the
+ * prompts are long (TRL's chunked_nll loss skips them too). See sftLoss.
+ *
  * Evaluation is deterministic: valLoss is the token-weighted mean loss over the held-out
  * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
  * batches of training examples picked by a generator seeded by (seed, step).
  */
-import { crossEntropy, IGNORE_INDEX } from '../tensor/index.js';
+import { crossEntropy, IGNORE_INDEX, selectRows, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { packedRows, type PackedRows } from '../model/packing.js';
 import { packBestFitDecreasing } from '../data/packing.js';
@@ -334,10 +339,9 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
 
   loss(model: Transformer, batch: SftBatch): ObjectiveLoss {
     if (batch.targetTokens === 0) this.weight(batch);
-    const { logits } = model.forward(batch.x, batch.B, batch.T, undefined, { packing: batch.packing ?? null });
     const positions = batch.B * batch.T;
     // tokens: the examples' own (tokens/s of data, padding excluded)
-    return { loss: crossEntropy(logits, batch.y), tokens: positions - batch.paddingTokens, metrics: { padding: batch.paddingTokens / positions } };
+    return { loss: sftLoss(model, batch, 'mean'), tokens: positions - batch.paddingTokens, metrics: { padding: batch.paddingTokens / positions } };
   }
 
   evaluate(model: Transformer, { step, iters }: EvalContext): SftEval {
@@ -378,6 +382,29 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
   }
 }
 
+/**
+ * The cross-entropy of a batch over its trained targets ('mean' or 'sum' over them): equal to
+ * crossEntropy(model.forward(x).logits, y), but the LM head and the cross-entropy run on the rows
+ * of the hidden states whose target is not IGNORE_INDEX only, (n, C) -> (n, V) instead of
+ * (B·T, V). Every position still runs through the trunk (attention needs them all).
+ */
+export function sftLoss(model: Transformer, batch: SftBatch, reduction: Exclude<CrossEntropyReduction, 'none'>): Tensor {
+  const h = model.hidden(batch.x, batch.B, batch.T, { packing: batch.packing ?? null }); // (B, T, C)
+  const y = batch.y;
+  let n = 0;
+  for (let i = 0; i < y.length; i++) if (y[i] !== IGNORE_INDEX) n++;
+  if (n === y.length) return crossEntropy(model.lmHead.forward(h), y, { reduction }); // every position trained
+  const rows = new Int32Array(n);
+  const targets = new Int32Array(n);
+  for (let i = 0, j = 0; i < y.length; i++) {
+    if (y[i] === IGNORE_INDEX) continue;
+    rows[j] = i;
+    targets[j++] = y[i];
+  }
+  const picked = selectRows(h, rows); // (n, C)
+  return crossEntropy(model.lmHead.forward(picked), targets, { reduction }); // (n, V) -> scalar
+}
+
 /** Token-weighted mean loss over the trained targets of `examples`, in batches of B (no autograd expected). */
 export function meanLoss(model: Transformer, examples: readonly RenderedExample[], B: number, padId: number): number {
   let sum = 0;
@@ -385,8 +412,7 @@ export function meanLoss(model: Transformer, examples: readonly RenderedExample[
   for (let i = 0; i < examples.length; i += B) {
     const batch = makeSftBatch(examples.slice(i, i + B), padId);
     if (batch.targetTokens === 0) continue;
-    const { logits } = model.forward(batch.x, batch.B, batch.T);
-    sum += crossEntropy(logits, batch.y, { reduction: 'sum' }).item();
+    sum += sftLoss(model, batch, 'sum').item();
     count += batch.targetTokens;
   }
   return count > 0 ? sum / count : NaN;

@@ -14,6 +14,7 @@ export { add, sub, mul, div, scale, addScalar } from './ops/elementwise.js';
 export { sum, mean } from './ops/reduce.js';
 export { reshape, narrow, splitLastDim, concatLastDim } from './ops/shape.js';
 export { embedding } from './ops/embedding.js';
+export { selectRows } from './ops/rows.js';
 export { layerNorm, rmsNorm } from './ops/norm.js';
 export { gelu, silu, swiglu } from './ops/activation.js';
 export { softmax } from './ops/softmax.js';

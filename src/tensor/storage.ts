@@ -5,7 +5,11 @@
  * intermediate gradients, saved statistics) is recorded, and when fn returns they all go back
  * to a pool keyed by length, to be handed out again by the next scope. A training step is one
  * scope, so after the first step the step allocates no new memory and resident memory stays
- * flat. Buffers that must outlive a step (parameters, their gradients, optimizer state) are
+ * flat. Steps whose sizes vary (SFT batches padded to their longest example, a loss over a
+ * varying number of trained positions) reuse buffers too: a request the pool has no buffer of
+ * that exact length for takes the smallest free one of up to twice the length and hands out a
+ * view of its first n floats (only when none fits is new memory allocated, which the first
+ * write then faults in page by page). Buffers that must outlive a step (parameters, their gradients, optimizer state) are
  * allocated outside any scope. Nothing allocated inside a scope may be used after it ends.
  *
  *   const loss = withBufferScope(() => { const l = model.forward(x, B, T, y).loss!; l.backward(); return l.item(); });
@@ -34,16 +38,27 @@ function take(n: number, zero: boolean): Float32Array {
   if (float64) return new Float64Array(n) as unknown as Float32Array;
   const scope = scopes[scopes.length - 1];
   if (!scope) return new Float32Array(n);
-  const free = pool.get(n);
-  let buf: Float32Array;
-  if (free && free.length > 0) {
-    buf = free.pop()!;
-    if (zero) buf.fill(0);
-  } else {
-    buf = new Float32Array(n);
+  const buf = takeFree(n);
+  if (!buf) {
+    const fresh = new Float32Array(n);
+    scope.push(fresh);
+    return fresh;
   }
-  scope.push(buf);
-  return buf;
+  scope.push(buf); // the whole buffer goes back to the pool with the scope
+  const view = buf.length === n ? buf : buf.subarray(0, n);
+  if (zero) view.fill(0);
+  return view;
+}
+
+/** A free pooled buffer of exactly n floats, else the smallest one of n..2n floats; null if none. */
+function takeFree(n: number): Float32Array | null {
+  const exact = pool.get(n);
+  if (exact && exact.length > 0) return exact.pop()!;
+  let best = 0;
+  for (const [length, free] of pool) {
+    if (free.length > 0 && length > n && length <= 2 * n && (best === 0 || length < best)) best = length;
+  }
+  return best === 0 ? null : pool.get(best)!.pop()!;
 }
 
 /** A zero-filled buffer that outlives buffer scopes (parameter gradients, optimizer state). */

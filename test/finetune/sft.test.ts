@@ -7,13 +7,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chatTemplate } from '../../src/chat/index.js';
 import type { SftExample } from '../../src/data/sft-examples.js';
-import { makeSftBatch, meanLoss, renderSftExamples, SftObjective, type RenderedExample } from '../../src/finetune/sft.js';
+import { makeSftBatch, meanLoss, renderSftExamples, SftObjective, sftLoss, type RenderedExample } from '../../src/finetune/sft.js';
 import { Transformer } from '../../src/model/transformer.js';
-import { IGNORE_INDEX, noGrad } from '../../src/tensor/index.js';
+import { crossEntropy, IGNORE_INDEX, noGrad } from '../../src/tensor/index.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { LlmError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
-import { tinyLlama } from '../helpers/tiny-model.js';
+import { tinyGpt2, tinyLlama } from '../helpers/tiny-model.js';
+import { LORA_MODULES, loraLayers } from '../../src/model/lora.js';
 
 const tok = CharTokenizer.fromText('QA: \nabcdefghreverse');
 const qa = chatTemplate('qa');
@@ -110,6 +111,56 @@ describe('SFT rendering and labels', () => {
     assert.equal(n, obj.weight(b));
     assert.ok(Math.abs(loss - sum / n) < 1e-5, `${loss} vs ${sum / n}`);
     assert.ok(Math.abs(noGrad(() => meanLoss(m, ex, 1, 0)) - sum / n) < 1e-5, 'meanLoss weights by tokens');
+  });
+
+  it('the head runs on the trained positions only, with the loss and gradients of the full logits', () => {
+    const ex = renderSftExamples([chat('reverse abcdef', 'fedcba'), chat('reverse ab', 'ba'), chat('reverse hgfe', 'efgh')], [1, 2, 3], tok, qa, { maxLength: 32 }).rendered;
+    const b = makeSftBatch(ex, 0);
+    assert.ok(b.targetTokens < b.B * b.T / 2, 'most positions are prompt or padding');
+    const sizes = { vocabSize: tok.vocabSize, blockSize: 32, nLayer: 2, nHead: 2, nKvHead: 1, nEmbd: 16, hiddenDim: 32 };
+    const cases: [string, () => Transformer][] = [
+      ['llama (untied head)', () => new Transformer(tinyLlama(sizes), new Rng(4))],
+      ['gpt2 (head tied to the embedding)', () => new Transformer(tinyGpt2({ ...sizes, nKvHead: 2 }), new Rng(4))],
+      ['llama + LoRA on every projection, base frozen', () => {
+        const m = new Transformer(tinyLlama(sizes), new Rng(4), { layers: loraLayers({ r: 4, alpha: 8, dropout: 0, targets: [...LORA_MODULES.llama], rng: new Rng(5) }) });
+        for (const p of m.namedParameters()) if (p.name.includes('lora_B')) for (let i = 0; i < p.tensor.size; i++) p.tensor.data[i] = 0.1 * Math.sin(i + 1);
+        m.freeze((n) => !n.includes('.lora_'));
+        return m;
+      }],
+    ];
+    for (const [label, make] of cases) {
+      const grads = (fn: (m: Transformer) => { loss: number; backward: () => void }) => {
+        const m = make();
+        m.train(new Rng(6));
+        const r = fn(m);
+        r.backward();
+        return { loss: r.loss, grads: m.namedParameters().filter((p) => p.trainable).map((p) => ({ name: p.name, g: Float64Array.from(p.tensor.grad!) })) };
+      };
+      const picked = grads((m) => {
+        const l = sftLoss(m, b, 'mean');
+        return { loss: l.item(), backward: () => l.backward() };
+      });
+      const full = grads((m) => {
+        const l = crossEntropy(m.forward(b.x, b.B, b.T).logits, b.y);
+        return { loss: l.item(), backward: () => l.backward() };
+      });
+      assert.ok(Math.abs(picked.loss - full.loss) <= 1e-6 * Math.abs(full.loss), `${label}: loss ${picked.loss} vs ${full.loss}`);
+      assert.equal(picked.grads.length, full.grads.length);
+      for (let i = 0; i < full.grads.length; i++) {
+        const a = picked.grads[i].g, e = full.grads[i].g;
+        let diff = 0, scale = 0;
+        for (let j = 0; j < e.length; j++) {
+          diff = Math.max(diff, Math.abs(a[j] - e[j]));
+          scale = Math.max(scale, Math.abs(e[j]));
+        }
+        assert.ok(scale > 0, `${label}: ${full.grads[i].name} has a gradient`);
+        assert.ok(diff <= 1e-5 * scale, `${label}: ${full.grads[i].name} differs by ${diff} (max |g| ${scale})`);
+      }
+      // 'sum' is the mean times the trained targets
+      const m = make();
+      const sumLoss = noGrad(() => sftLoss(m, b, 'sum').item());
+      assert.ok(Math.abs(sumLoss - picked.loss * b.targetTokens) <= 1e-5 * sumLoss, `${label}: sum ${sumLoss} vs ${picked.loss * b.targetTokens}`);
+    }
   });
 
   it('a batch with no trained target is an error naming its lines', () => {

@@ -57,3 +57,50 @@ describe('withStageScope', () => {
     assert.ok(eight < two * 1.6, `8 layers pooled ${eight} bytes against ${two} for 2 layers`);
   });
 });
+
+describe('buffer pool with varying sizes', () => {
+  it('a request with no buffer of its length takes the smallest free one of up to twice it, as a zeroed view', () => {
+    clearBufferPool();
+    let big: Float32Array | null = null, mid: Float32Array | null = null;
+    withBufferScope(() => {
+      big = allocFloats(1000).fill(3);
+      mid = allocFloats(700).fill(4);
+    });
+    withBufferScope(() => {
+      const a = allocFloats(600); // fits in 700 (smallest of 600..1200) rather than 1000
+      assert.equal(a.length, 600);
+      assert.equal(a.buffer, mid!.buffer);
+      assert.deepEqual([...new Set(a)], [0], 'zeroed');
+      const b = allocFloats(900);
+      assert.equal(b.buffer, big!.buffer);
+      const c = allocFloats(400); // nothing free of 400..800 is left: new memory
+      assert.ok(c.buffer !== big!.buffer && c.buffer !== mid!.buffer);
+      const d = allocFloats(300); // nor of 300..600: 1000 and 700 are taken; new as well
+      assert.equal(d.length, 300);
+    });
+    // the views went back as their whole buffers: 1000 + 700 + 400 + 300 floats, no more
+    assert.equal(pooledBytes(), (1000 + 700 + 400 + 300) * 4);
+    withBufferScope(() => {
+      assert.equal(allocFloats(2001).length, 2001); // more than twice any free buffer: new
+    });
+    clearBufferPool();
+  });
+
+  it('training steps of varying length reuse the longest step\'s buffers (the pool stays about one step)', () => {
+    const cfg = tinyLlama({ vocabSize: 50, blockSize: 64, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, hiddenDim: 64 });
+    const model = scaledModel(cfg, { gain: 1 });
+    const step = (T: number): void => withBufferScope(() => {
+      const x = Int32Array.from({ length: 2 * T }, (_, i) => (i * 7) % cfg.vocabSize);
+      const loss = model.forward(x, 2, T, x).loss!;
+      loss.backward();
+    });
+    clearBufferPool();
+    step(48);
+    const afterLongest = pooledBytes();
+    for (const T of [47, 40, 33, 45, 29, 38, 48, 26, 31, 44, 27, 36]) step(T);
+    // pooling by exact length only, each new length would add a step's worth of buffers (~12x);
+    // a few requests may still miss when the best fits were taken by others of the same step
+    assert.ok(pooledBytes() < afterLongest * 1.1, `pool grew from ${afterLongest} to ${pooledBytes()} bytes`);
+    clearBufferPool();
+  });
+});

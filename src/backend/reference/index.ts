@@ -16,6 +16,7 @@ import { rope } from './rope.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
 import { adamw } from './adamw.js';
+import { dropoutMask } from './dropout.js';
 import { matmulQuantized, matmulQuantizedTransposed } from './quant-matmul.js';
 import { argmax, logSumExp, topK, sampleSoftmax } from './sampling.js';
 import { compileDecode } from './decode-program.js';
@@ -34,6 +35,7 @@ export const referenceBackend: Backend = {
   embeddingForward, embeddingBackward,
   crossEntropyForward, crossEntropyBackward,
   argmax, logSumExp, topK, sampleSoftmax,
+  dropoutMask,
   compileDecode,
   adamw,
 };

@@ -1,6 +1,8 @@
 /**
  * Inverted dropout: during training each element is zeroed with probability p and the
  * survivors are scaled by 1/(1-p); at p = 0 or in evaluation the input passes through.
+ * The mask comes from the backend (Backend.dropoutMask: the draws of rng.uniform(), one per
+ * element, in order), and the generator continues after them.
  */
 import { allocFloats } from '../storage.js';
 import { backend } from '../../backend/index.js';
@@ -12,13 +14,20 @@ export function dropout(x: Tensor, p: number, rng: Rng, training = true): Tensor
   if (p < 0 || p >= 1) throw new Error(`dropout: probability ${p} must be in [0, 1)`);
   const keep = 1 / (1 - p);
   const mask = allocFloats(x.size);
-  for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < p ? 0 : keep;
   const be = backend();
+  const state = rng.getState();
+  const words = Int32Array.from(state.s, (w) => w | 0);
+  be.dropoutMask(mask, x.size, p, keep, words); // mask[i] = rng.uniform() < p ? 0 : keep
+  rng.setState({ s: [words[0] >>> 0, words[1] >>> 0, words[2] >>> 0, words[3] >>> 0], spare: state.spare });
   const out = Tensor.empty(x.shape);
   be.mul(x.data, mask, out.data, x.size);
   return record(out, [x], () => {
     const g = out.grad!;
-    const gx = x.ensureGrad();
+    if (x.grad === null) {
+      be.mul(g, mask, x.ensureGrad(), x.size); // a fresh gradient: written, not added to
+      return;
+    }
+    const gx = x.grad;
     for (let i = 0; i < g.length; i++) gx[i] += g[i] * mask[i];
   });
 }
