@@ -19,7 +19,7 @@ import { parseEvalSplit, splitTrainEval } from '../data/split.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
 import { loadAnyModel } from '../formats/load-model.js';
-import { SftObjective, renderSftExamples, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
+import { SftObjective, renderSftExamples, stepsForEpochs, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
 import { LORA_MODULES, loraLayers, mergeLora, trainableParameterCount } from '../model/lora.js';
 import { countParameters } from '../model/parameters.js';
 import type { Tensor } from '../tensor/index.js';
@@ -49,6 +49,8 @@ export interface SftOptions extends TrainOptions {
   lossOn: LossOn;
   /** --lora: train a LoRA adapter on the frozen base (absent: every weight trained) */
   lora?: SftLoraOptions;
+  /** --epochs: passes over the training examples, which set maxIters (absent: --max-iters did) */
+  epochs?: number;
 }
 
 /** The LoRA settings of an sft run (saved with the run, so --resume rebuilds the same layers). */
@@ -91,6 +93,7 @@ train; the finished run also writes DIR/adapter (PEFT) and DIR/merged (what llmt
     { name: 'lora-dropout', kind: 'number', min: 0, default: 0.05, help: "dropout on the adapters' input, in [0, 1)", group: L },
     { name: 'lora-targets', kind: 'string', value: 'LIST', defaultText: 'every attention and MLP projection', help: 'comma list of modules to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (Llama); c_attn,c_proj,c_fc (GPT-2)', group: L },
     { name: 'rslora', kind: 'boolean', help: 'rank-stabilised LoRA scaling alpha/sqrt(r)', group: L },
+    { name: 'epochs', kind: 'number', value: 'N', above: 0, defaultText: 'off: --max-iters steps', help: 'train N passes over the training examples: the step count becomes ceil(N x train examples / (batch size x grad accum)); give it or --max-iters, not both', group: 'Training loop' },
     ...trainLoopFlags({ maxIters: 200, batchSize: 8, lr: 2e-5, weightDecay: 0, beta2: 0.999, evalInterval: 50, evalIters: 10 }),
     THREADS_FLAG,
   ],
@@ -108,7 +111,7 @@ is the mean over its response tokens.
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'epochs', 'threads', 'debug']);
 
 interface Setup {
   model: Transformer;
@@ -136,6 +139,7 @@ async function sftCommand(f: Flags): Promise<void> {
   const report = badRowsReport(options.data, loaded);
   const { rendered, truncated, dropped } = renderSftExamples(loaded.examples, loaded.lines, tokenizer, template, { maxLength: options.maxLength, lossOn: options.lossOn });
   const split = splitTrainEval(rendered, { fraction: options.evalSplit, key: (r) => r.key });
+  const epochsNote = applyEpochs(f, options, split.train.length);
   const objective = new SftObjective(split.train, split.eval, { batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0 });
   const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss` });
 
@@ -157,6 +161,7 @@ async function sftCommand(f: Flags): Promise<void> {
   if (report) process.stderr.write(`llmts sft: ${report}\n`);
   if (dropped.length > 0) process.stderr.write(`llmts sft: warning: ${dropped.length} example${dropped.length === 1 ? '' : 's'} left out because --max-length ${options.maxLength} cuts their whole response (lines ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', ...' : ''}); raise --max-length\n`);
   log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; backend: ${describeBackend()}; run dir: ${outDir}`);
+  if (epochsNote) log(epochsNote);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
   const examplesPerStep = options.batchSize * options.gradAccum;
@@ -188,6 +193,22 @@ async function sftCommand(f: Flags): Promise<void> {
     return;
   }
   log(`try it: llmts chat ${outDir}`);
+}
+
+/**
+ * --epochs N: set options.maxIters to N passes over the training examples (a new run also takes
+ * the warmup and decay defaults that follow from it; a resumed run keeps its schedule, as with
+ * --max-iters). Returns the line that tells the user, or undefined without --epochs.
+ */
+function applyEpochs(f: Flags, options: SftOptions, trainExamples: number): string | undefined {
+  if (!f.has('epochs')) return undefined;
+  const epochs = f.number('epochs')!;
+  const perStep = options.batchSize * options.gradAccum;
+  const maxIters = stepsForEpochs(epochs, trainExamples, perStep);
+  if (f.bool('resume')) options.maxIters = maxIters;
+  else Object.assign(options, trainLoopOptions(f, options.maxLength, options.outDir, maxIters));
+  options.epochs = epochs;
+  return `--epochs ${epochs}: ${maxIters} steps of ${perStep} examples (${options.batchSize} x ${options.gradAccum} grad accum) over ${trainExamples} training examples`;
 }
 
 /** Fold the adapters into the base weights and save those alone (no optimizer state) at path. */
@@ -234,6 +255,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const data = resolve(dataFlag);
   if (!existsSync(data)) throw new LlmError(`data file not found: ${dataFlag} (pass --data with a local JSONL file)`);
   if (!statSync(data).isFile()) throw new LlmError(`--data ${dataFlag} is not a file`);
+  if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const format = parseSftFormat(f.string('format')!);
   const onBadRow = parseOnBadRow(f.string('on-bad-row')!);
   const evalSplit = parseEvalSplit(f.string('eval-split')!);
@@ -280,14 +302,15 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (RESUME_FLAGS.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters or --epochs can; start a new run in another --out)`);
   }
+  if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: SftOptions }).options;
   if (!saved || typeof saved.data !== 'string' || typeof saved.template !== 'string') {
     throw new LlmError(`--resume: ${path} holds no SFT run settings (it is not a checkpoint of llmts sft)`);
   }
-  const options: SftOptions = { ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
+  const options: SftOptions = { ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')!, epochs: undefined } : {}) };
   const tokenizer = tokenizerFromJSON(checkpoint.tokenizer);
   const template = options.template === 'jinja'
     ? jinjaChatTemplate(options.templateSource ?? '', tokenizer)
