@@ -10,12 +10,22 @@
  *
  *   const loss = withBufferScope(() => { const l = model.forward(x, B, T, y).loss!; l.backward(); return l.item(); });
  *
+ * Shapes that keep changing (SFT batches padded to their longest example, prompts of every
+ * length) would fill the pool with lengths that never come back, so it is bounded: when it holds
+ * more than twice the largest set of buffers one scope has handed back, the lengths used least
+ * recently are dropped. Steps of one shape reuse everything and drop nothing.
+ *
  * Float64 storage: gradient checks switch the engine to Float64Array buffers (the reference
  * kernels compute in float64 unchanged), which makes finite differences exact to ~1e-9.
  */
 let float64 = false;
+/** free buffers by length; the Map's order is least recently used first */
 const pool = new Map<number, Float32Array[]>();
 const scopes: Float32Array[][] = [];
+/** bytes in the pool */
+let pooled = 0;
+/** the most bytes one release has handed back (one scope's buffers): the pool keeps at most twice this */
+let largestRelease = 0;
 
 /** A zero-filled buffer of n floats (pooled inside a buffer scope). */
 export function allocFloats(n: number): Float32Array {
@@ -38,6 +48,9 @@ function take(n: number, zero: boolean): Float32Array {
   let buf: Float32Array;
   if (free && free.length > 0) {
     buf = free.pop()!;
+    pooled -= buf.byteLength;
+    pool.delete(n); // most recently used: to the end of the order
+    pool.set(n, free);
     if (zero) buf.fill(0);
   } else {
     buf = new Float32Array(n);
@@ -93,23 +106,33 @@ export function withStageScope<T>(fn: () => T, keep: (result: T) => Float32Array
 }
 
 function release(bufs: Float32Array[]): void {
+  let bytes = 0;
   for (const buf of bufs) {
     let free = pool.get(buf.length);
     if (!free) pool.set(buf.length, (free = []));
     free.push(buf);
+    bytes += buf.byteLength;
+  }
+  pooled += bytes;
+  largestRelease = Math.max(largestRelease, bytes);
+  // drop the least recently used lengths while the pool holds more than twice one scope's buffers
+  for (const [length, free] of pool) {
+    if (pooled <= 2 * largestRelease) break;
+    for (const buf of free) pooled -= buf.byteLength;
+    pool.delete(length);
   }
 }
 
 /** Bytes held by the pool (for tests and diagnostics). */
 export function pooledBytes(): number {
-  let n = 0;
-  for (const list of pool.values()) for (const b of list) n += b.byteLength;
-  return n;
+  return pooled;
 }
 
 /** Drop all pooled buffers (after a model is discarded). */
 export function clearBufferPool(): void {
   pool.clear();
+  pooled = 0;
+  largestRelease = 0;
 }
 
 /** Run fn with every tensor allocated as Float64Array (reference backend only; for tests). */

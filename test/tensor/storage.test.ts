@@ -57,3 +57,24 @@ describe('withStageScope', () => {
     assert.ok(eight < two * 1.6, `8 layers pooled ${eight} bytes against ${two} for 2 layers`);
   });
 });
+
+describe('the buffer pool', () => {
+  it('steps of one shape reuse the same buffers; shapes that keep changing stay within twice one step', () => {
+    clearBufferPool();
+    const step = (n: number): Float32Array[] => withBufferScope(() => [allocFloats(n), allocFloats(2 * n), allocFloats(n)]);
+    const first = step(1000);
+    const second = step(1000);
+    assert.deepEqual(new Set(second), new Set(first), 'the second step gets the first step\'s buffers');
+    assert.equal(pooledBytes(), 4 * 4000);
+    // padded SFT batches: every step a new length; without a bound the pool would keep them all
+    for (let n = 1001; n < 1200; n++) step(n);
+    const oneStep = 4 * 4 * 1199;
+    assert.ok(pooledBytes() <= 2 * oneStep, `pooled ${pooledBytes()} bytes after 200 lengths, one step holds ${oneStep}`);
+    // the lengths of the last step are the ones kept
+    const last = step(1199);
+    assert.ok(pooledBytes() >= oneStep);
+    assert.equal(step(1199)[1], last[1], 'the most recent length is still pooled');
+    clearBufferPool();
+    assert.equal(pooledBytes(), 0);
+  });
+});
