@@ -22,7 +22,7 @@ import { parseEvalSplit, splitTrainEval } from '../data/split.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
 import { loadAnyModel } from '../formats/load-model.js';
-import { SftObjective, renderSftExamples, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
+import { SftObjective, renderSftExamples, stepsForEpochs, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
 import { LORA_MODULES, loraLayers, mergeLora, mergedParameters, trainableParameterCount } from '../model/lora.js';
 import { quantizeBlockLinears, unquantizableLinear, type QuantizedWeight } from '../model/quantized.js';
 import type { QuantType } from '../backend/index.js';
@@ -58,6 +58,8 @@ export interface SftOptions extends TrainOptions {
   lora?: SftLoraOptions;
   /** --gradient-checkpointing (absent in runs saved before it: auto) */
   gradientCheckpointing?: CheckpointingMode;
+  /** --epochs: passes over the training examples, which set maxIters (absent: --max-iters did) */
+  epochs?: number;
 }
 
 /** Activation checkpointing: auto = on for a quantized base (QLoRA). */
@@ -111,6 +113,7 @@ adapter, in float32.`,
     { name: 'lora-targets', kind: 'string', value: 'LIST', defaultText: 'every attention and MLP projection', help: 'comma list of modules to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (Llama); c_attn,c_proj,c_fc (GPT-2)', group: L },
     { name: 'rslora', kind: 'boolean', help: 'rank-stabilised LoRA scaling alpha/sqrt(r)', group: L },
     { name: 'quantize-base', kind: 'string', choices: ['q4_0', 'q8_0'], help: "QLoRA: quantize the base's attention and MLP weights at load and keep them so, frozen (with --lora; their input features must be multiples of 32)", group: L },
+    { name: 'epochs', kind: 'number', value: 'N', above: 0, defaultText: 'off: --max-iters steps', help: 'train N passes over the training examples: the step count becomes ceil(N x train examples / (batch size x grad accum)); give it or --max-iters, not both', group: 'Training loop' },
     ...trainLoopFlags({ maxIters: 200, batchSize: 8, lr: 2e-5, weightDecay: 0, beta2: 0.999, evalInterval: 50, evalIters: 10 }),
     THREADS_FLAG,
   ],
@@ -130,7 +133,7 @@ of several examples instead, far less padding); the step's loss is the mean over
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'gradient-checkpointing']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'epochs', 'threads', 'debug', 'gradient-checkpointing']);
 
 interface Setup {
   model: Transformer;
@@ -165,6 +168,7 @@ async function sftCommand(f: Flags): Promise<void> {
   const objective = new SftObjective(split.train, split.eval, {
     batchSize: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0, ...(options.packing ? { packLength: options.maxLength } : {}),
   });
+  const epochsNote = applyEpochs(f, options, objective.epochSize, options.packing ? 'rows' : 'examples');
   const loop = new TrainingLoop<SftBatch, SftOptions, SftEval>(model, objective, options, { tokenizer, resume: setup.checkpoint, curveTitle: `${model.config.family} SFT loss`, chatTemplate: setup.chatTemplate });
 
   for (const name of setup.replace ?? []) rmSync(join(outDir, name), { force: true, recursive: true }); // --overwrite, now that the new run is ready
@@ -186,6 +190,7 @@ async function sftCommand(f: Flags): Promise<void> {
   if (dropped.length > 0) process.stderr.write(`llmts sft: warning: ${dropped.length} example${dropped.length === 1 ? '' : 's'} left out because --max-length ${options.maxLength} cuts their whole response (lines ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', ...' : ''}); raise --max-length\n`);
   log(batchesLine(objective, options));
   log(`template: ${setup.templateNote}; loss on: ${options.lossOn}; ${model.gradientCheckpointing ? 'activations recomputed in the backward pass (--gradient-checkpointing); ' : ''}backend: ${describeBackend()}; run dir: ${outDir}`);
+  if (epochsNote) log(epochsNote);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
 
   const t0 = performance.now();
@@ -232,6 +237,22 @@ function batchesLine(objective: SftObjective, options: SftOptions): string {
 
 function percent(fraction: number): string {
   return `${(100 * fraction).toFixed(1)}%`;
+}
+
+/**
+ * --epochs N: set options.maxIters to N passes over the training examples (packed: their rows) (a new run also takes
+ * the warmup and decay defaults that follow from it; a resumed run keeps its schedule, as with
+ * --max-iters). Returns the line that tells the user, or undefined without --epochs.
+ */
+function applyEpochs(f: Flags, options: SftOptions, epochItems: number, unit: string): string | undefined {
+  if (!f.has('epochs')) return undefined;
+  const epochs = f.number('epochs')!;
+  const perStep = options.batchSize * options.gradAccum;
+  const maxIters = stepsForEpochs(epochs, epochItems, perStep);
+  if (f.bool('resume')) options.maxIters = maxIters;
+  else Object.assign(options, trainLoopOptions(f, options.maxLength, options.outDir, maxIters));
+  options.epochs = epochs;
+  return `--epochs ${epochs}: ${maxIters} steps of ${perStep} ${unit} (${options.batchSize} x ${options.gradAccum} grad accum) over ${epochItems} training ${unit}`;
 }
 
 /**
@@ -323,6 +344,7 @@ async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const data = resolve(dataFlag);
   if (!existsSync(data)) throw new LlmError(`data file not found: ${dataFlag} (pass --data with a local JSONL file)`);
   if (!statSync(data).isFile()) throw new LlmError(`--data ${dataFlag} is not a file`);
+  if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const format = parseSftFormat(f.string('format')!);
   const onBadRow = parseOnBadRow(f.string('on-bad-row')!);
   const evalSplit = parseEvalSplit(f.string('eval-split')!);
@@ -373,15 +395,16 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (RESUME_FLAGS.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters and --gradient-checkpointing can; start a new run in another --out)`);
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters, --epochs and --gradient-checkpointing can; start a new run in another --out)`);
   }
+  if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: SftOptions }).options;
   if (!saved || typeof saved.data !== 'string' || typeof saved.template !== 'string') {
     throw new LlmError(`--resume: ${path} holds no SFT run settings (it is not a checkpoint of llmts sft)`);
   }
   const options: SftOptions = {
-    ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}),
+    ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')!, epochs: undefined } : {}),
     ...(f.has('gradient-checkpointing') ? { gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode } : {}),
   };
   const tokenizer = tokenizerFromJSON(checkpoint.tokenizer);

@@ -29,9 +29,11 @@ export function trainLoopFlags(d: Partial<TrainOptions> = {}): FlagDef[] {
   ];
 }
 
-/** TrainOptions from the loop flags (blockSize and outDir come from the command). */
-export function trainLoopOptions(f: Flags, blockSize: number, outDir: string): TrainOptions {
-  const maxIters = f.number('max-iters')!;
+/**
+ * TrainOptions from the loop flags (blockSize and outDir come from the command; maxIters too when
+ * the command computes the step count, as llmts sft --epochs does: the warmup and decay defaults follow it).
+ */
+export function trainLoopOptions(f: Flags, blockSize: number, outDir: string, maxIters: number = f.number('max-iters')!): TrainOptions {
   const lr = f.number('lr')!;
   return {
     maxIters,

@@ -422,6 +422,19 @@ function paddingStats(paddingTokens: number, batchTokens: number): PaddingStats 
   return { paddingTokens, batchTokens, fraction: batchTokens > 0 ? paddingTokens / batchTokens : 0 };
 }
 
+/**
+ * Optimizer steps for `epochs` passes over `trainExamples` examples when each step draws
+ * `examplesPerStep` of them (batch size x gradient accumulation), rounded up so the last pass is
+ * complete: stepsForEpochs(3, 950, 32) = 90 (89 steps would stop at 2.998 epochs).
+ */
+export function stepsForEpochs(epochs: number, trainExamples: number, examplesPerStep: number): number {
+  if (!(epochs > 0 && Number.isFinite(epochs))) throw new LlmError(`the number of epochs must be a positive number, not ${epochs}`);
+  if (!(Number.isInteger(trainExamples) && trainExamples >= 1)) throw new LlmError(`epochs need at least one training example, not ${trainExamples}`);
+  if (!(Number.isInteger(examplesPerStep) && examplesPerStep >= 1)) throw new LlmError(`the examples per step must be a positive integer, not ${examplesPerStep}`);
+  // the small tolerance keeps 3 x 100 / 10 from rounding up to 31 through float error
+  return Math.max(1, Math.ceil((epochs * trainExamples) / examplesPerStep - 1e-9));
+}
+
 /** A Fisher-Yates permutation of 0..n-1 from a seed. */
 export function permutation(n: number, seed: number): Uint32Array {
   const rng = new Rng(seed);

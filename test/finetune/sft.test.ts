@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chatTemplate } from '../../src/chat/index.js';
 import type { SftExample } from '../../src/data/sft-examples.js';
-import { makeSftBatch, meanLoss, renderSftExamples, SftObjective, sftLoss, type RenderedExample } from '../../src/finetune/sft.js';
+import { makeSftBatch, meanLoss, renderSftExamples, SftObjective, sftLoss, stepsForEpochs, type RenderedExample } from '../../src/finetune/sft.js';
 import { Transformer } from '../../src/model/transformer.js';
 import { crossEntropy, IGNORE_INDEX, noGrad } from '../../src/tensor/index.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
@@ -190,5 +190,24 @@ describe('SFT rendering and labels', () => {
     r2.setState(r1.getState());
     for (let i = 2; i < 7; i++) got.push(...second.nextBatch(r2).lines);
     assert.deepEqual(got, lines);
+  });
+
+  it('stepsForEpochs: the fewest steps whose batches complete the passes (llmts sft --epochs)', () => {
+    const rows = Array.from({ length: 7 }, (_, i) => chat(`reverse ${'abcdefg'[i]}b`, `b${'abcdefg'[i]}`));
+    const ex = renderSftExamples(rows, rows.map((_, i) => i + 1), tok, qa, { maxLength: 32 }).rendered;
+    for (const [epochs, batchSize, accum] of [[1, 3, 1], [2, 7, 1], [3, 2, 2], [0.5, 1, 1], [2.5, 4, 3]]) {
+      const steps = stepsForEpochs(epochs, ex.length, batchSize * accum);
+      const obj = new SftObjective(ex, [], { batchSize, seed: 1, padId: 0 });
+      const rng = new Rng(3);
+      const drawn: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        drawn.push(obj.epochs);
+        for (let a = 0; a < accum; a++) obj.nextBatch(rng);
+      }
+      assert.ok(obj.epochs >= epochs - 1e-12, `${epochs} epochs of ${batchSize}x${accum}: ${steps} steps reach only ${obj.epochs}`);
+      assert.ok(drawn.at(-1)! < epochs, `${epochs} epochs of ${batchSize}x${accum}: ${steps - 1} steps already reach ${drawn.at(-1)}`);
+    }
+    assert.equal(stepsForEpochs(3, 100, 10), 30);
+    assert.throws(() => stepsForEpochs(0, 100, 10), LlmError);
   });
 });
