@@ -43,7 +43,7 @@
  * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
  * batches of training examples picked by a generator seeded by (seed, step).
  */
-import { crossEntropy, IGNORE_INDEX, selectRows, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
+import { crossEntropy, IGNORE_INDEX, isGradEnabled, noGrad, selectRows, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { packedRows, type PackedRows } from '../model/packing.js';
 import { packBestFitDecreasing } from '../data/packing.js';
@@ -389,6 +389,7 @@ export class SftObjective implements Objective<SftBatch, SftEval> {
  * (B·T, V). Every position still runs through the trunk (attention needs them all).
  */
 export function sftLoss(model: Transformer, batch: SftBatch, reduction: Exclude<CrossEntropyReduction, 'none'>): Tensor {
+  if (model.reference && isGradEnabled()) return noGrad(() => sftLoss(model, batch, reduction)); // as model.forward
   const h = model.hidden(batch.x, batch.B, batch.T, { packing: batch.packing ?? null }); // (B, T, C)
   const y = batch.y;
   let n = 0;
