@@ -57,7 +57,7 @@ const RECIPE = {
     '-b', '16', '--lr', '2e-3', '--warmup-iters', '30', '--max-iters', '600', '--eval-interval', '200', '--eval-iters', '10', '--final-eval-iters', '20', '--sample-tokens', '0'],
   arithmetic: { heldOut: 500, seed: 1 },
   sftArithmetic: ['--epochs', '3', '-b', '32', '--lr', '1e-3', '--eval-interval', '100', '--eval-iters', '4'],
-  loraArithmetic: ['--lora', '--lora-r', '8', '--epochs', '5', '-b', '32', '--lr', '1e-2', '--eval-interval', '100', '--eval-iters', '4'],
+  loraArithmetic: ['--lora', '--lora-r', '8', '--epochs', '6', '-b', '32', '--lr', '3e-3', '--eval-interval', '100', '--eval-iters', '4'],
   alpaca: { heldOut: 100, seed: 1 },
   sftAlpaca: ['--epochs', '3', '-b', '16', '--lr', '1e-3', '--eval-interval', '50', '--eval-iters', '4'],
   /** the end-of-turn measurement: sampled answers to the held-out Alpaca prompts */
