@@ -54,6 +54,9 @@ import type { ChatTokenizer } from '../chat/encode.js';
 import type { SftExample } from '../data/sft-examples.js';
 import { LlmError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
+import { permutation } from '../train/epoch-order.js';
+
+export { permutation };
 
 /** One example ready for training. */
 export interface RenderedExample {
@@ -434,18 +437,4 @@ export function stepsForEpochs(epochs: number, trainExamples: number, examplesPe
   if (!(Number.isInteger(examplesPerStep) && examplesPerStep >= 1)) throw new LlmError(`the examples per step must be a positive integer, not ${examplesPerStep}`);
   // the small tolerance keeps 3 x 100 / 10 from rounding up to 31 through float error
   return Math.max(1, Math.ceil((epochs * trainExamples) / examplesPerStep - 1e-9));
-}
-
-/** A Fisher-Yates permutation of 0..n-1 from a seed. */
-export function permutation(n: number, seed: number): Uint32Array {
-  const rng = new Rng(seed);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-  return order;
 }
