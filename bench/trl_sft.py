@@ -11,6 +11,8 @@ examples of `length` token ids (int32, little-endian, row-major) followed by the
 loss-mask bytes (1 = trained token): the dataset is {input_ids, completion_mask}, which SFTTrainer
 turns into labels with -100 on the untrained tokens (completion-only loss), exactly our mask.
 
+Gradient checkpointing, on by default in TRL's SFTConfig (a memory saving that recomputes the
+forward in the backward pass), is off unless --gradient-checkpointing on: its fastest setting.
 The step is the Trainer's own (data collation, forward with TRL's loss and its token-accuracy /
 entropy metrics, backward, clip_grad_norm_ 1.0, AdamW, scheduler); its time is the interval between
 consecutive `on_step_end` callbacks, so everything the trainer does per step counts. Prints
@@ -98,6 +100,8 @@ def main():
     ap.add_argument('--lora-r', type=int, default=8)
     ap.add_argument('--lora-alpha', type=float, default=16)
     ap.add_argument('--lora-dropout', type=float, default=0.05)
+    ap.add_argument('--gradient-checkpointing', choices=['off', 'on'], default='off',
+                    help="SFTConfig.gradient_checkpointing (TRL's default is on: it recomputes activations in the backward pass, trading time for memory)")
     ap.add_argument('--bf16', action='store_true', help='train in bfloat16 autocast (informational; needs AMX / AVX512-BF16)')
     ap.add_argument('--seed', type=int, default=1337)
     a = ap.parse_args()
@@ -141,7 +145,7 @@ def main():
         logging_steps=10**9, save_strategy='no', eval_strategy='no', report_to=[], disable_tqdm=True,
         use_cpu=True, dataloader_num_workers=0, seed=a.seed, data_seed=a.seed,
         max_length=a.length, packing=False, completion_only_loss=True, loss_type=a.loss_type,
-        torch_compile=a.compile == 'on', bf16=a.bf16,
+        torch_compile=a.compile == 'on', bf16=a.bf16, gradient_checkpointing=a.gradient_checkpointing == 'on',
         dataset_num_proc=None,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=stand_in_tokenizer(),
@@ -168,6 +172,7 @@ def main():
         'threads': torch.get_num_threads(),
         'loss_type': args.loss_type,
         'compile': a.compile,
+        'gradient_checkpointing': args.gradient_checkpointing,
         'optim': str(args.optim),
         'bf16': a.bf16,
         'params': params,
