@@ -12,7 +12,7 @@
  *    base has learned to write) but no sums and no instructions. Tiny Shakespeare alone would
  *    leave the digits untrained, and LoRA, which cannot change the embeddings or the output
  *    layer, could then never write them (measured: held-out loss stuck at 3.9, answers "13");
- * 3. data: two-digit addition (src/eval/arithmetic.ts: "What is 23 + 45?" -> "68"; 500 held-out
+ * 3. data: two-digit addition (src/eval/tasks.ts: "What is 23 + 45?" -> "68"; 500 held-out
  *    questions, the other 7,600 to train on) and Alpaca Libre (the rows marked "ok" of
  *    ../shared/data/alpaca-libre, trimmed, deduplicated, those whose ChatML rendering fits the
  *    context; 100 held out);
@@ -38,7 +38,7 @@ import { parseArgs } from 'node:util';
 import { describeBackend } from '../src/backend/index.js';
 import { chatTemplate, type ChatMessage } from '../src/chat/index.js';
 import { loadSftExamples, sftExamplesFromRow, type SftExample } from '../src/data/sft-examples.js';
-import { additionTask, alpacaJsonl } from '../src/eval/arithmetic.js';
+import { additionTask, alpacaJsonl } from '../src/eval/tasks.js';
 import { answerPrompts, endOfTurnRate, exactMatch } from '../src/eval/exact-match.js';
 import { meanLoss, renderSftExamples } from '../src/finetune/sft.js';
 import { loadAnyModel } from '../src/formats/load-model.js';

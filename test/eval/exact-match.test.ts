@@ -1,14 +1,14 @@
 /**
- * The answers evaluation (src/eval/exact-match.ts) and the addition task (src/eval/arithmetic.ts):
+ * The answers evaluation (src/eval/exact-match.ts) and the addition task (src/eval/tasks.ts):
  * greedy answers are those of the uncached generation oracle cut at the end of turn; an
  * end-of-turn token or stop string ends an answer (ended), the cap does not; sampled answers
- * do not depend on the order of the prompts; exact match trims; the task's split is disjoint,
- * complete and seeded, and its answers are right.
+ * do not depend on the order of the prompts; exact match trims; the tasks' splits are disjoint,
+ * complete and seeded, and their answers are right.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chatTemplate, encodeChat, type ChatMessage } from '../../src/chat/index.js';
-import { additionTask, alpacaJsonl } from '../../src/eval/arithmetic.js';
+import { additionTask, alpacaJsonl, reversalTask } from '../../src/eval/tasks.js';
 import { answerPrompts, endOfTurnRate, exactMatch } from '../../src/eval/exact-match.js';
 import { generateTokensUncached } from '../../src/generate/generate.js';
 import { Transformer } from '../../src/model/transformer.js';
@@ -99,10 +99,23 @@ describe('additionTask', () => {
     }
     assert.deepEqual(additionTask({ heldOut: 500, seed: 3 }).heldOut, heldOut, 'same seed, same split');
     assert.notDeepEqual(additionTask({ heldOut: 500, seed: 4 }).heldOut, heldOut);
-    const small = additionTask({ heldOut: 10, train: 20, min: 0, max: 9, seed: 1 });
+    const small = additionTask({ heldOut: 10, train: 20, a: [0, 9], b: [0, 9], seed: 1 });
     assert.equal(small.train.length, 20);
     assert.ok(small.train.every((q) => !small.heldOut.some((h) => h.question === q.question)));
     assert.equal(alpacaJsonl(small.heldOut.slice(0, 1)), JSON.stringify({ instruction: small.heldOut[0].question, output: small.heldOut[0].answer }) + '\n');
-    assert.throws(() => additionTask({ heldOut: 100, min: 0, max: 9 }), LlmError);
+    assert.equal(additionTask({ heldOut: 10, a: [10, 99], b: [1, 9] }).train.length, 90 * 9 - 10);
+    assert.throws(() => additionTask({ heldOut: 100, a: [0, 9], b: [0, 9] }), LlmError);
+    assert.throws(() => additionTask({ heldOut: 1, b: [5, 4] }), LlmError);
+  });
+
+  it('reversalTask: every number of the given digits once, reversed', () => {
+    const { train, heldOut } = reversalTask({ heldOut: 100, digits: 3, seed: 2 });
+    assert.equal(train.length + heldOut.length, 900);
+    assert.equal(new Set([...train, ...heldOut].map((q) => q.question)).size, 900);
+    for (const { question, answer } of [...train, ...heldOut]) {
+      const n = /^Reverse the digits of (\d{3})\.$/.exec(question)![1];
+      assert.equal(answer, n[2] + n[1] + n[0], question);
+    }
+    assert.throws(() => reversalTask({ heldOut: 5, digits: 1 }), LlmError);
   });
 });
