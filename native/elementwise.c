@@ -433,42 +433,58 @@ static napi_value js_sumSquares(napi_env env, napi_callback_info info) {
 
 /* ---- dropout mask ---------------------------------------------------------------------------- */
 
-static inline uint32_t rotl32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
-
-/* xoshiro128**: the next output, advancing s (as Rng.nextU32 in src/util/rng.ts) */
-static inline uint32_t xoshiro_next(uint32_t s[4]) {
-  const uint32_t result = rotl32(s[1] * 5u, 7) * 9u;
-  const uint32_t t = s[1] << 9;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl32(s[3], 11);
-  return result;
+/* lowbias32 (see src/backend/reference/dropout.ts) */
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  return x ^ (x >> 16);
 }
 
-/* dropoutMask(out, n, p, keep, state): out[i] = (uniform() < p) ? 0 : keep, where uniform() is
- * X / 2^53 with X = (next() >> 5) * 2^26 + (next() >> 6), as Rng.uniform(); X / 2^53 < p exactly
- * when X < p * 2^53 (both sides exact in double). Sequential: one stream, one thread. */
+typedef struct {
+  float *out;
+  float keep;
+  uint64_t threshold;
+  uint32_t base, key1; /* base = offset + key0 */
+} mask_ctx;
+
+/* one body, compiled per target: each element independent, so the compiler vectorises it (the
+ * context is read into locals first: a float store could otherwise alias c->keep) */
+#define DROPOUT_MASK_BODY                                                   \
+  float *out = c->out;                                                      \
+  const float keep = c->keep;                                               \
+  const uint64_t threshold = c->threshold;                                  \
+  const uint32_t base = c->base, key1 = c->key1;                            \
+  for (int64_t i = lo; i < hi; i++) {                                       \
+    const uint32_t u = mix32(mix32(base + (uint32_t)i) ^ key1);             \
+    out[i] = (uint64_t)u < threshold ? 0.0f : keep;                         \
+  }
+
+static void mask_portable(const mask_ctx *c, int64_t lo, int64_t hi) { DROPOUT_MASK_BODY }
+#ifdef LLMTS_X86
+TARGET_AVX512 static void mask_avx512(const mask_ctx *c, int64_t lo, int64_t hi) { DROPOUT_MASK_BODY }
+TARGET_AVX2 static void mask_avx2(const mask_ctx *c, int64_t lo, int64_t hi) { DROPOUT_MASK_BODY }
+#endif
+SIMD_RANGE(mask_range, mask, mask_ctx)
+
+/* dropoutMask(out, n, p, keep, key0, key1, offset): out[i] = u < p * 2^32 ? 0 : keep with
+ * u = mix32(mix32(offset + i + key0) ^ key1): a counter-based hash, each element independent of
+ * the others, so the range is split over the pool's threads and vectorised. */
 static napi_value js_dropoutMask(napi_env env, napi_callback_info info) {
   const char *fn = "dropoutMask";
   args_t a;
-  if (!args_init(&a, env, info, 5, fn)) return NULL;
+  if (!args_init(&a, env, info, 7, fn)) return NULL;
   int64_t n = size_arg(&a, 1, fn, "n");
   float *out = arg_f32(&a, 0, (size_t)n, 0);
   double p = arg_f64(&a, 2);
   float keep = (float)arg_f64(&a, 3);
-  int32_t *state = arg_i32(&a, 4, 4);
+  const uint32_t key0 = (uint32_t)(int64_t)arg_f64(&a, 4), key1 = (uint32_t)(int64_t)arg_f64(&a, 5);
+  const uint32_t offset = (uint32_t)(int64_t)arg_f64(&a, 6);
   if (a.failed) return NULL;
-  uint32_t s[4];
-  memcpy(s, state, sizeof s);
-  const double threshold = p * 9007199254740992.0;
-  for (int64_t i = 0; i < n; i++) {
-    const uint32_t hi = xoshiro_next(s) >> 5, lo = xoshiro_next(s) >> 6;
-    out[i] = (double)hi * 67108864.0 + (double)lo < threshold ? 0.0f : keep;
-  }
-  memcpy(state, s, sizeof s);
+  /* u < p * 2^32 with u an integer: u < ceil(p * 2^32) (p in [0, 1), so at most 2^32) */
+  mask_ctx c = {out, keep, (uint64_t)ceil(p * 4294967296.0), offset + key0, key1};
+  parallel_for(mask_range, &c, n, 4, 64);
   return make_undefined(env);
 }
 

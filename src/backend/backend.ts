@@ -225,11 +225,13 @@ export interface Backend {
 
   // ---- dropout ------------------------------------------------------------------------
   /**
-   * A dropout mask: out[i] = 0 where a uniform draw is below p, else keep, for i < n; the draws
-   * are those of Rng.uniform() (53 bits from two xoshiro128** outputs) from `state`, the
-   * generator's 4 state words (their bits), advanced in place past the 2n outputs used.
+   * A dropout mask from a counter-based hash: out[i] = 0 where u < p · 2^32, else keep, for i < n,
+   * with u = mix(mix(offset + i + key0) ^ key1) in unsigned 32-bit arithmetic and mix the lowbias32
+   * finaliser (x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16). Each
+   * element's draw depends only on the key and its index, so a mask can be drawn in chunks, in
+   * parallel, and drawn again in the backward pass instead of being kept.
    */
-  dropoutMask(out: Float32Array, n: number, p: number, keep: number, state: Int32Array): void;
+  dropoutMask(out: Float32Array, n: number, p: number, keep: number, key0: number, key1: number, offset: number): void;
 
   // ---- sampling (one vocabulary of logits, n floats) ------------------------------------
   /** First index of the largest value (greedy decoding). */

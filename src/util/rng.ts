@@ -51,32 +51,6 @@ export class Rng {
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
-  /**
-   * A dropout mask: out[i] = 0 where a uniform() draw is below p, else `keep`. The very draws of
-   * out.length calls to uniform(), in order, in one loop over local state (no call per element):
-   * dropout layers draw millions of these a step.
-   */
-  fillDropoutMask(out: Float32Array | Float64Array, p: number, keep: number): void {
-    const st = this.s;
-    let s0 = st[0] | 0, s1 = st[1] | 0, s2 = st[2] | 0, s3 = st[3] | 0;
-    // uniform() = X / 2^53 with X an integer below 2^53: X / 2^53 < p exactly when X < p · 2^53
-    const threshold = p * 9007199254740992;
-    for (let i = 0; i < out.length; i++) {
-      // nextU32() twice (xoshiro128**), in int32 arithmetic
-      const r1 = Math.imul(rotl32(Math.imul(s1, 5), 7), 9);
-      let t = s1 << 9;
-      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl32(s3, 11);
-      const r2 = Math.imul(rotl32(Math.imul(s1, 5), 7), 9);
-      t = s1 << 9;
-      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl32(s3, 11);
-      out[i] = (r1 >>> 5) * 67108864 + (r2 >>> 6) < threshold ? 0 : keep;
-    }
-    st[0] = s0;
-    st[1] = s1;
-    st[2] = s2;
-    st[3] = s3;
-  }
-
   /** Integer in [0, n). */
   int(n: number): number {
     return Math.floor(this.uniform() * n);

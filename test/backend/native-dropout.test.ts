@@ -1,36 +1,64 @@
 /**
- * dropoutMask: the native kernel gives the reference's masks and state bit for bit, and both are
- * the draws of Rng.uniform(); the dropout op keeps its masks, its gradient and the generator's
- * stream (whichever backend runs it).
+ * dropoutMask: a counter-based hash of (key, index). The reference's masks have dropout's
+ * statistics (drop rate p, independent neighbours, independent keys), a mask drawn in chunks at
+ * offsets equals the mask drawn whole, and the native kernel gives the reference's masks bit for
+ * bit; the dropout op draws its key from the generator and routes its gradient through the mask
+ * (whichever backend runs it).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { backend, nativeBackendInfo, referenceBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { dropoutDraw, dropoutThreshold } from '../../src/backend/reference/dropout.js';
 import { dropout, sum, Tensor } from '../../src/tensor/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { native, nativeOrFail, nativeSkipReason } from '../helpers/native-under-test.js';
 
-const words = (rng: Rng): Int32Array => Int32Array.from(rng.getState().s, (w) => w | 0);
-
 describe('dropoutMask kernel', () => {
-  it('native equals reference: masks and advanced state, for several sizes and p', (t) => {
+  it('reference: drop rate p, neighbours and keys independent', () => {
+    const n = 200_000;
+    for (const p of [0.05, 0.3, 0.9]) {
+      const a = new Float32Array(n), b = new Float32Array(n);
+      referenceBackend.dropoutMask(a, n, p, 2, 12345, 678, 0);
+      referenceBackend.dropoutMask(b, n, p, 2, 12346, 678, 0); // a neighbouring key
+      const sd = Math.sqrt((p * (1 - p)) / n);
+      let dropped = 0, both = 0, sameIndex = 0;
+      for (let i = 0; i < n; i++) {
+        assert.ok(a[i] === 0 || a[i] === 2);
+        if (a[i] === 0) dropped++;
+        if (i > 0 && a[i] === 0 && a[i - 1] === 0) both++;
+        if (a[i] === 0 && b[i] === 0) sameIndex++;
+      }
+      assert.ok(Math.abs(dropped / n - p) < 5 * sd, `p ${p}: dropped ${dropped / n}`);
+      const pairSd = Math.sqrt((p * p * (1 - p * p)) / n);
+      assert.ok(Math.abs(both / (n - 1) - p * p) < 5 * pairSd, `p ${p}: neighbours both dropped ${both / (n - 1)}, want ${p * p}`);
+      assert.ok(Math.abs(sameIndex / n - p * p) < 5 * pairSd, `p ${p}: two keys agree on ${sameIndex / n}, want ${p * p}`);
+    }
+  });
+
+  it('reference: exact threshold, chunks at offsets equal the whole mask, counter wraps at 2^32', () => {
+    assert.equal(dropoutThreshold(0), 0);
+    assert.equal(dropoutThreshold(0.5), 2 ** 31);
+    const whole = new Float32Array(1000);
+    referenceBackend.dropoutMask(whole, 1000, 0.4, 5, 7, 9, 0);
+    const parts = new Float32Array(1000);
+    for (let at = 0; at < 1000; at += 333) referenceBackend.dropoutMask(parts.subarray(at), Math.min(333, 1000 - at), 0.4, 5, 7, 9, at);
+    assert.deepEqual(parts, whole);
+    for (let i = 0; i < 1000; i++) assert.equal(whole[i], dropoutDraw(7, 9, i) < dropoutThreshold(0.4) ? 0 : 5);
+    assert.equal(dropoutDraw(0xffffffff, 3, 1), dropoutDraw(0, 3, 0), 'index + key0 is taken mod 2^32');
+  });
+
+  it('native equals reference bit for bit: sizes, p, keys and offsets', (t) => {
     if (nativeSkipReason) return t.skip(nativeSkipReason);
     const be = nativeOrFail();
     assert.ok(nativeBackendInfo()?.nativeKernels.includes('dropoutMask'), 'dropoutMask is native');
-    for (const [n, p, seed] of [[1, 0.5, 1], [7, 0.05, 2], [1000, 0.1, 3], [300_001, 0.9, 4294967295]] as const) {
+    const cases = [[1, 0.5, 1, 2, 0], [7, 0.05, 0xffffffff, 0, 3], [1000, 0.1, 3, 0xdeadbeef, 0xfffffff0], [300_001, 0.9, 2 ** 31, 17, 123456]] as const;
+    for (const [n, p, k0, k1, offset] of cases) {
       const keep = 1 / (1 - p);
-      const rng = new Rng(seed);
-      const a = words(rng), b = words(rng);
       const ma = new Float32Array(n + 3).fill(-1), mb = new Float32Array(n + 3).fill(-1);
-      be.dropoutMask(ma, n, p, keep, a);
-      referenceBackend.dropoutMask(mb, n, p, keep, b);
+      be.dropoutMask(ma, n, p, keep, k0, k1, offset);
+      referenceBackend.dropoutMask(mb, n, p, keep, k0, k1, offset);
       assert.deepEqual(ma, mb, `n ${n} p ${p}`);
-      assert.deepEqual(a, b, `state after n ${n} p ${p}`);
       assert.equal(ma[n], -1, 'nothing written past n');
-      // and they are the draws of uniform()
-      const slow = Float32Array.from({ length: n }, () => (rng.uniform() < p ? 0 : keep));
-      assert.deepEqual(ma.subarray(0, n), slow);
-      assert.deepEqual(a, words(rng));
     }
   });
 });
@@ -38,7 +66,7 @@ describe('dropoutMask kernel', () => {
 describe('dropout op', () => {
   const backends: [string, Backend | null][] = [['reference', referenceBackend], ['native', native]];
   for (const [label, be] of backends) {
-    it(`${label}: mask of rng.uniform() draws, the rng continues after them, gradient through the mask`, (t) => {
+    it(`${label}: a key of two draws, the rng continues after them, gradient through the mask`, (t) => {
       if (!be) return t.skip(nativeSkipReason || 'native backend not available');
       const previous = backend();
       setBackend(be);
@@ -49,17 +77,19 @@ describe('dropout op', () => {
         rng.normal(); // a cached spare value must survive the mask
         twin.normal();
         const y = dropout(x, p, rng);
-        const mask = Array.from({ length: x.size }, () => (twin.uniform() < p ? 0 : keep));
+        const k0 = twin.nextU32(), k1 = twin.nextU32();
+        const mask = Array.from({ length: x.size }, (_, i) => (dropoutDraw(k0, k1, i) < dropoutThreshold(p) ? 0 : keep));
         for (let i = 0; i < x.size; i++) assert.equal(y.data[i], Math.fround(x.data[i] * Math.fround(mask[i])));
         assert.equal(rng.normal(), twin.normal(), 'the spare normal is kept');
-        assert.equal(rng.nextU32(), twin.nextU32(), 'the stream continues after the mask');
+        assert.equal(rng.nextU32(), twin.nextU32(), 'the stream continues after the key');
         // a gradient written fresh, then one added to an existing gradient
         sum(y).backward();
         for (let i = 0; i < x.size; i++) assert.equal(x.grad![i], Math.fround(mask[i]));
-        sum(dropout(x, p, new Rng(11))).backward(); // not the same mask (no normal() drawn first): adds its own
+        sum(dropout(x, p, new Rng(11))).backward(); // not the same key (no normal() drawn first): adds its own mask
         const again = new Rng(11);
+        const j0 = again.nextU32(), j1 = again.nextU32();
         for (let i = 0; i < x.size; i++) {
-          const m2 = again.uniform() < p ? 0 : keep;
+          const m2 = dropoutDraw(j0, j1, i) < dropoutThreshold(p) ? 0 : keep;
           assert.ok(Math.abs(x.grad![i] - (Math.fround(mask[i]) + Math.fround(m2))) < 1e-6);
         }
       } finally {

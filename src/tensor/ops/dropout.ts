@@ -1,8 +1,8 @@
 /**
  * Inverted dropout: during training each element is zeroed with probability p and the
  * survivors are scaled by 1/(1-p); at p = 0 or in evaluation the input passes through.
- * The mask comes from the backend (Backend.dropoutMask: the draws of rng.uniform(), one per
- * element, in order), and the generator continues after them.
+ * The mask comes from the backend (Backend.dropoutMask: a counter-based hash of a key and each
+ * element's index); the key is two draws of the generator (nextU32), which continues after them.
  */
 import { allocFloats } from '../storage.js';
 import { backend } from '../../backend/index.js';
@@ -15,10 +15,8 @@ export function dropout(x: Tensor, p: number, rng: Rng, training = true): Tensor
   const keep = 1 / (1 - p);
   const mask = allocFloats(x.size);
   const be = backend();
-  const state = rng.getState();
-  const words = Int32Array.from(state.s, (w) => w | 0);
-  be.dropoutMask(mask, x.size, p, keep, words); // mask[i] = rng.uniform() < p ? 0 : keep
-  rng.setState({ s: [words[0] >>> 0, words[1] >>> 0, words[2] >>> 0, words[3] >>> 0], spare: state.spare });
+  const key0 = rng.nextU32(), key1 = rng.nextU32();
+  be.dropoutMask(mask, x.size, p, keep, key0, key1, 0); // mask[i] = hash(key, i) < p ? 0 : keep
   const out = Tensor.empty(x.shape);
   be.mul(x.data, mask, out.data, x.size);
   return record(out, [x], () => {

@@ -7,12 +7,15 @@
  * its float mask (rows x in each), then x Aᵀ Bᵀ, its scaled copy and the sum (rows x out each),
  * and their gradients: more than the base layer's own activations (LoRA on every projection of a
  * 110M Llama then needed more memory than full fine-tuning). Here the branch keeps only
- * h = drop(x) · Aᵀ (rows x r) and the dropout mask as bits: drop(x) is formed CHUNK rows at a time in
- * a scratch buffer, and h · Bᵀ is added into y's buffer, which the result takes over (y must be a
- * fresh output that nothing else reads: the base layer's), its gradient passed to y as it is.
+ * h = drop(x) · Aᵀ (rows x r) and a two-word key: the dropout mask (Backend.dropoutMask, a
+ * counter-based hash of the key and each element's index) is drawn a chunk of rows at a time into
+ * scratch, and drawn again in the backward pass, so it costs no memory and no per-element
+ * JavaScript. h · Bᵀ
+ * is added into y's buffer, which the result takes over (y must be a fresh output that nothing
+ * else reads: the base layer's), its gradient passed to y as it is.
  *
- * Dropout draws its mask as dropout() does (rng.uniform() per element, in element order), so the
- * result equals the separate ops' up to float rounding.
+ * Dropout draws its key and mask as dropout() does, so the result equals the separate ops' up to
+ * float rounding, and the generator continues after the key.
  *
  *   backward:  dB += s · doutᵀ h      dh = s · dout · B
  *              dA += dhᵀ · drop(x)    dx += drop'(dh · A)      dy = dout
@@ -22,16 +25,20 @@ import type { Rng } from '../../util/rng.js';
 import { allocFloats } from '../storage.js';
 import { Tensor, record, shapeError, shapeToString } from '../tensor.js';
 
-/** rows of drop(x) formed at a time */
-const CHUNK = 64;
+/** elements of drop(x) formed at a time (whole rows; at least one row) */
+const CHUNK_ELEMENTS = 1 << 18;
 
-let scratch = new Float32Array(0);
+let scratchX = new Float32Array(0);
+let scratchMask = new Float32Array(0);
 
-/** A scratch buffer of n floats of x's kind (float64 storage in gradient checks). */
-function scratchFor(x: Float32Array, n: number): Float32Array {
-  if (!(x instanceof Float32Array)) return new Float64Array(n) as unknown as Float32Array;
-  if (scratch.length < n) scratch = new Float32Array(n);
-  return scratch;
+/** Scratch buffers of n floats of x's kind (float64 storage in gradient checks): [values, mask]. */
+function scratchFor(x: Float32Array, n: number): [Float32Array, Float32Array] {
+  if (!(x instanceof Float32Array)) return [new Float64Array(n) as unknown as Float32Array, new Float64Array(n) as unknown as Float32Array];
+  if (scratchX.length < n) {
+    scratchX = new Float32Array(n);
+    scratchMask = new Float32Array(n);
+  }
+  return [scratchX, scratchMask];
 }
 
 export interface LoraDropout {
@@ -51,32 +58,23 @@ export function loraBranch(y: Tensor, x: Tensor, A: Tensor, B: Tensor, scaling: 
   const rows = x.size / inDim;
   const be = backend();
   const h = allocFloats(rows * r); // (rows, r)
-  let bits: Uint8Array | null = null;
   const keep = drop ? 1 / (1 - drop.p) : 1;
+  const chunkRows = Math.max(1, Math.floor(CHUNK_ELEMENTS / inDim));
+  let maskKey: [number, number] | null = null; // the dropout mask's key
   if (!drop) {
     be.gemm({ M: rows, N: r, K: inDim, a: x.data, b: A.data, c: h, transB: true });
   } else {
-    bits = new Uint8Array(Math.ceil((rows * inDim) / 8));
-    const xd = scratchFor(x.data, CHUNK * inDim);
-    for (let r0 = 0; r0 < rows; r0 += CHUNK) {
-      const n = Math.min(CHUNK, rows - r0);
-      const base = r0 * inDim;
-      for (let i = 0; i < n * inDim; i++) {
-        const kept = !(drop.rng.uniform() < drop.p);
-        if (kept) bits[(base + i) >> 3] |= 1 << ((base + i) & 7);
-        xd[i] = kept ? x.data[base + i] * keep : 0;
-      }
-      be.gemm({ M: n, N: r, K: inDim, a: xd, b: A.data, c: h, cOffset: r0 * r, transB: true });
+    maskKey = [drop.rng.nextU32(), drop.rng.nextU32()];
+    const [xd, mask] = scratchFor(x.data, Math.min(rows, chunkRows) * inDim);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0) * inDim;
+      be.dropoutMask(mask, n, drop.p, keep, maskKey[0], maskKey[1], r0 * inDim); // 0 or keep
+      be.mul(x.data.subarray(r0 * inDim, r0 * inDim + n), mask, xd, n);
+      be.gemm({ M: n / inDim, N: r, K: inDim, a: xd, b: A.data, c: h, cOffset: r0 * r, transB: true });
     }
   }
   be.gemm({ M: rows, N: outDim, K: r, a: h, b: B.data, c: y.data, transB: true, alpha: scaling, beta: 1 }); // y += s · h Bᵀ
   const out = new Tensor(y.data, y.shape);
-
-  /** drop(x) rows r0 .. r0+n into dst (n x in) */
-  const dropped = (r0: number, n: number, dst: Float32Array): void => {
-    const base = r0 * inDim;
-    for (let i = 0; i < n * inDim; i++) dst[i] = (bits![(base + i) >> 3] >> ((base + i) & 7)) & 1 ? x.data[base + i] * keep : 0;
-  };
 
   return record(out, [y, x, A, B], () => {
     const g = out.grad!; // (rows, out)
@@ -88,24 +86,28 @@ export function loraBranch(y: Tensor, x: Tensor, A: Tensor, B: Tensor, scaling: 
     if (!A.requiresGrad && !x.requiresGrad) return;
     const dh = allocFloats(rows * r);
     be.gemm({ M: rows, N: r, K: outDim, a: g, b: B.data, c: dh, alpha: scaling }); // (rows, r)
-    if (!bits) {
+    if (!maskKey) {
       if (A.requiresGrad) be.gemm({ M: r, N: inDim, K: rows, a: dh, b: x.data, c: A.ensureGrad(), transA: true, beta: 1 });
       if (x.requiresGrad) be.gemm({ M: rows, N: inDim, K: r, a: dh, b: A.data, c: x.ensureGrad(), beta: 1 });
       return;
     }
-    const tmp = scratchFor(x.data, CHUNK * inDim);
+    const key = maskKey; // the forward pass's mask, drawn again
+    const [tmp, mask] = scratchFor(x.data, Math.min(rows, chunkRows) * inDim);
     const gA = A.requiresGrad ? A.ensureGrad() : null;
     const gx = x.requiresGrad ? x.ensureGrad() : null;
-    for (let r0 = 0; r0 < rows; r0 += CHUNK) {
-      const n = Math.min(CHUNK, rows - r0);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0) * inDim;
+      const m = n / inDim;
+      be.dropoutMask(mask, n, drop!.p, keep, key[0], key[1], r0 * inDim);
       if (gA) {
-        dropped(r0, n, tmp);
-        be.gemm({ M: r, N: inDim, K: n, a: dh, aOffset: r0 * r, b: tmp, c: gA, transA: true, beta: 1 });
+        be.mul(x.data.subarray(r0 * inDim, r0 * inDim + n), mask, tmp, n); // drop(x) rows
+        be.gemm({ M: r, N: inDim, K: m, a: dh, aOffset: r0 * r, b: tmp, c: gA, transA: true, beta: 1 });
       }
       if (gx) {
-        be.gemm({ M: n, N: inDim, K: r, a: dh, aOffset: r0 * r, b: A.data, c: tmp }); // (n, in)
-        const base = r0 * inDim;
-        for (let i = 0; i < n * inDim; i++) if ((bits[(base + i) >> 3] >> ((base + i) & 7)) & 1) gx[base + i] += tmp[i] * keep;
+        be.gemm({ M: m, N: inDim, K: r, a: dh, aOffset: r0 * r, b: A.data, c: tmp }); // (m, in)
+        be.mul(tmp, mask, tmp, n);
+        const gxRows = gx.subarray(r0 * inDim, r0 * inDim + n);
+        be.add(gxRows, tmp, gxRows, n);
       }
     }
   });
