@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { chatTemplate, chooseModelChatTemplate, jinjaChatTemplate, type ChatTemplate, type ChatTemplateName } from '../chat/index.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
-import { LORA_MODULES, mergeLora } from '../model/lora.js';
+import { LORA_MODULES, mergeLora, mergedParameters } from '../model/lora.js';
 import { Transformer } from '../model/transformer.js';
 import { loadAnyModel } from '../formats/load-model.js';
 import { buildRunModel, frozenCopy, restoreRegistered } from '../finetune/lora-model.js';
@@ -108,7 +108,9 @@ export function checkResumeFlags(f: Flags, allowed: ReadonlySet<string>): void {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (allowed.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);
+    const changeable = [...allowed].filter((name) => !['resume', 'out', 'threads', 'debug'].includes(name)).map((name) => `--${name}`);
+    const only = changeable.length <= 1 ? `only ${changeable[0] ?? '--max-iters'} can` : `only ${changeable.slice(0, -1).join(', ')} and ${changeable[changeable.length - 1]} can`;
+    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (${only}; start a new run in another --out)`);
   }
 }
 
@@ -135,17 +137,25 @@ export function openRun<O>(dirOrFile: string, command: string, valid: (o: Partia
 
 /**
  * What a finished LoRA run leaves besides its checkpoint: DIR/adapter (PEFT's layout) and
- * DIR/merged/ckpt.safetensors (the adapters folded into the base; no optimizer state), so llmts
- * run/chat can load the result directly. Merging changes the model's base weights: call it last.
+ * DIR/merged/ckpt.safetensors (the adapters folded into the base; no optimizer state; the model's
+ * own chat template kept), so llmts run/chat can load the result directly. A quantized base
+ * (QLoRA) is widened to float32 first (the adapter added to Q4_0/Q8_0 blocks would mostly round
+ * away). Merging changes the model's base weights: call it last.
  */
-export function writeLoraOutputs(model: Transformer, tokenizer: Tokenizer, outDir: string, basePath: string, command: string): { adapterDir: string; mergedPath: string } {
+export function writeLoraOutputs(
+  model: Transformer, tokenizer: Tokenizer, outDir: string, basePath: string, command: string, chatTemplate?: string,
+): { adapterDir: string; mergedPath: string } {
   const adapterDir = join(outDir, 'adapter');
   saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: basePath });
   const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
-  mergeLora(model);
-  const params = new Map<string, Tensor>(model.params); // the base only: no adapters, no value head
+  let params: Map<string, Tensor>;
+  if (model.quantized.size > 0) params = new Map(mergedParameters(model));
+  else {
+    mergeLora(model);
+    params = new Map<string, Tensor>(model.params); // the base only: no adapters, no value head
+  }
   mkdirSync(dirname(mergedPath), { recursive: true });
-  saveCheckpoint(mergedPath, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: `llmts ${command} --lora` } });
+  saveCheckpoint(mergedPath, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: `llmts ${command} --lora` }, chatTemplate });
   return { adapterDir, mergedPath };
 }
 

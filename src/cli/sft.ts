@@ -12,23 +12,21 @@
  *   llmts sft -m out/base --data alpaca.jsonl -o out/sft
  *   llmts chat out/sft
  */
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describeBackend } from '../backend/index.js';
-import { CHAT_TEMPLATE_NAMES, chatTemplate, chooseModelChatTemplate, jinjaChatTemplate, type ChatTemplate, type ChatTemplateName } from '../chat/index.js';
+import { CHAT_TEMPLATE_NAMES, type ChatTemplate } from '../chat/index.js';
 import { loadSftExamples, parseSftFormat, SFT_FORMATS, type SftFormat } from '../data/sft-examples.js';
 import { badRowsReport, ON_BAD_ROW_CHOICES, parseOnBadRow, type OnBadRow } from '../data/rows.js';
 import { parseEvalSplit, splitTrainEval } from '../data/split.js';
-import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
-import { saveLoraAdapter } from '../formats/peft.js';
+import { loadCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { loadAnyModel } from '../formats/load-model.js';
 import { SftObjective, renderSftExamples, stepsForEpochs, type LossOn, type SftBatch, type SftEval } from '../finetune/sft.js';
-import { LORA_MODULES, loraLayers, mergeLora, mergedParameters, trainableParameterCount } from '../model/lora.js';
+import { LORA_MODULES, trainableParameterCount } from '../model/lora.js';
 import { quantizeBlockLinears, unquantizableLinear, type QuantizedWeight } from '../model/quantized.js';
 import type { QuantType } from '../backend/index.js';
 import { countParameters } from '../model/parameters.js';
 import type { Tensor } from '../tensor/index.js';
-import { Rng } from '../util/rng.js';
 import { Transformer } from '../model/transformer.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { TrainingLoop, type EvalRecord, type StepRecord, type TrainResult } from '../train/loop.js';
@@ -39,6 +37,8 @@ import type { CommandSpec, Flags } from './flags.js';
 import { runLoopInTerminal } from './loop-progress.js';
 import { modelPath, THREADS_FLAG } from './shared-flags.js';
 import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
+import { checkResumeFlags, checkRunDir, chooseTemplate, dataFile, loraFlagDefs, loraOptions, savedTemplate, writeLoraOutputs } from './finetune-setup.js';
+import { buildRunModel, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
 
 /** The loop's options plus what a resumed run needs to rebuild the same data. */
 export interface SftOptions extends TrainOptions {
@@ -66,19 +66,12 @@ export interface SftOptions extends TrainOptions {
 export type CheckpointingMode = 'auto' | 'on' | 'off';
 
 /** The LoRA settings of an sft run (saved with the run, so --resume rebuilds the same layers). */
-export interface SftLoraOptions {
-  r: number;
-  alpha: number;
-  dropout: number;
-  targets: string[];
-  rslora: boolean;
+export interface SftLoraOptions extends RunLoraOptions {
   /** --quantize-base: the base's linear weights quantized at load and kept so, frozen (QLoRA) */
   quantizeBase?: QuantType;
 }
 
 const D = 'Data and output';
-const L = 'LoRA';
-const LORA_FLAGS = ['lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'rslora', 'quantize-base'];
 
 const SFT_SPEC: CommandSpec = {
   name: 'sft',
@@ -106,13 +99,8 @@ adapter, in float32.`,
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'run directory: checkpoint, metrics.jsonl, loss.svg (required)', group: D },
     { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint (same losses as an uninterrupted run); raise --max-iters to train a finished run further', group: D },
     { name: 'overwrite', kind: 'boolean', help: 'replace the run already in --out', group: D },
-    { name: 'lora', kind: 'boolean', help: 'train a LoRA adapter on the frozen model instead of every weight; also writes DIR/adapter (PEFT) and DIR/merged', group: L },
-    { name: 'lora-r', kind: 'integer', min: 1, default: 8, help: 'LoRA rank', group: L },
-    { name: 'lora-alpha', kind: 'number', above: 0, default: 16, help: 'LoRA scaling numerator (scaling alpha/r)', group: L },
-    { name: 'lora-dropout', kind: 'number', min: 0, default: 0.05, help: "dropout on the adapters' input, in [0, 1)", group: L },
-    { name: 'lora-targets', kind: 'string', value: 'LIST', defaultText: 'every attention and MLP projection', help: 'comma list of modules to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (Llama); c_attn,c_proj,c_fc (GPT-2)', group: L },
-    { name: 'rslora', kind: 'boolean', help: 'rank-stabilised LoRA scaling alpha/sqrt(r)', group: L },
-    { name: 'quantize-base', kind: 'string', choices: ['q4_0', 'q8_0'], help: "QLoRA: quantize the base's attention and MLP weights at load and keep them so, frozen (with --lora; their input features must be multiples of 32)", group: L },
+    ...loraFlagDefs('; also writes DIR/adapter (PEFT) and DIR/merged'),
+    { name: 'quantize-base', kind: 'string', choices: ['q4_0', 'q8_0'], help: "QLoRA: quantize the base's attention and MLP weights at load and keep them so, frozen (with --lora; their input features must be multiples of 32)", group: 'LoRA' },
     { name: 'epochs', kind: 'number', value: 'N', above: 0, defaultText: 'off: --max-iters steps', help: 'train N passes over the training examples: the step count becomes ceil(N x train examples / (batch size x grad accum)); give it or --max-iters, not both', group: 'Training loop' },
     ...trainLoopFlags({ maxIters: 200, batchSize: 8, lr: 2e-5, weightDecay: 0, beta2: 0.999, evalInterval: 50, evalIters: 10 }),
     THREADS_FLAG,
@@ -214,10 +202,7 @@ async function sftCommand(f: Flags): Promise<void> {
   const drawn = objective.paddingDrawn();
   log(`padding: ${percent(drawn.fraction)} of the ${drawn.batchTokens} batch tokens of this run's ${loop.step - step0} steps`);
   if (options.lora) {
-    const adapterDir = join(outDir, 'adapter');
-    saveLoraAdapter(adapterDir, model, { baseModelNameOrPath: options.model });
-    const mergedPath = join(outDir, 'merged', 'ckpt.safetensors');
-    writeMerged(model, tokenizer, mergedPath, setup.chatTemplate);
+    const { adapterDir, mergedPath } = writeLoraOutputs(model, tokenizer, outDir, options.model, 'sft', setup.chatTemplate);
     log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}${model.quantized.size > 0 ? ' (float32: the dequantized base plus the adapter)' : ''}`);
     log(`try it: llmts chat ${join(outDir, 'merged')}   (${outDir} itself holds the base weights and the adapter; llmts run ${outDir} runs the base only)`);
     return;
@@ -255,44 +240,14 @@ function applyEpochs(f: Flags, options: SftOptions, epochItems: number, unit: st
   return `--epochs ${epochs}: ${maxIters} steps of ${perStep} ${unit} (${options.batchSize} x ${options.gradAccum} grad accum) over ${epochItems} training ${unit}`;
 }
 
-/**
- * Fold the adapters into the base weights and save those alone (no optimizer state) at path. A
- * quantized base (QLoRA) is widened to float32 first (mergedParameters): the adapter added to
- * Q4_0/Q8_0 blocks would mostly round away.
- */
-function writeMerged(model: Transformer, tokenizer: Tokenizer, path: string, chatTemplate: string | undefined): void {
-  const params = new Map<string, Tensor>();
-  if (model.quantized.size > 0) {
-    for (const [name, t] of mergedParameters(model)) params.set(name, t);
-  } else {
-    mergeLora(model);
-    for (const p of model.namedParameters()) if (!p.name.includes('.lora_')) params.set(p.name, p.tensor);
+/** The --lora flags as saved options, with --quantize-base (undefined without --lora). */
+function sftLoraOptions(f: Flags, family: keyof typeof LORA_MODULES): SftLoraOptions | undefined {
+  if (!f.bool('lora') && f.has('quantize-base')) {
+    throw new LlmError(`${f.typed('quantize-base')} ${f.string('quantize-base')} keeps the base quantized and frozen, so only adapters can train: give --lora too (full fine-tuning needs float weights)`);
   }
-  mkdirSync(dirname(path), { recursive: true });
-  saveCheckpoint(path, { config: model.config, params, tokenizer: tokenizer.toJSON(), trainer: { merged: 'llmts sft --lora' }, chatTemplate });
-}
-
-/** The --lora flags as saved options (undefined without --lora; LoRA flags without it are refused). */
-function loraOptions(f: Flags, family: keyof typeof LORA_MODULES): SftLoraOptions | undefined {
-  if (!f.bool('lora')) {
-    if (f.has('quantize-base')) {
-      throw new LlmError(`${f.typed('quantize-base')} ${f.string('quantize-base')} keeps the base quantized and frozen, so only adapters can train: give --lora too (full fine-tuning needs float weights)`);
-    }
-    const stray = LORA_FLAGS.find((name) => f.has(name));
-    if (stray !== undefined) throw new LlmError(`${f.typed(stray)} sets up LoRA training: give --lora too`);
-    return undefined;
-  }
-  const dropout = f.number('lora-dropout')!;
-  if (!(dropout < 1)) throw new LlmError(`${f.typed('lora-dropout')} ${dropout}: give a dropout in [0, 1)`);
-  const list = f.string('lora-targets');
-  const targets = list === undefined ? [...LORA_MODULES[family]] : [...new Set(list.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
-  if (targets.length === 0) throw new LlmError(`${f.typed('lora-targets')}: give at least one module, e.g. ${LORA_MODULES[family].join(',')}`);
-  const known = LORA_MODULES[family];
-  const other = targets.find((t) => !known.includes(t));
-  if (other !== undefined) throw new LlmError(`${f.typed('lora-targets')}: '${other}' is not a linear module of a ${family} model (its modules: ${known.join(', ')})`);
-  const options: SftLoraOptions = { r: f.number('lora-r')!, alpha: f.number('lora-alpha')!, dropout, targets, rslora: f.bool('rslora') };
+  const options: SftLoraOptions | undefined = loraOptions(f, family);
   const quantizeBase = f.string('quantize-base') as QuantType | undefined;
-  if (quantizeBase !== undefined) options.quantizeBase = quantizeBase;
+  if (options && quantizeBase !== undefined) options.quantizeBase = quantizeBase;
   return options;
 }
 
@@ -321,82 +276,42 @@ function quantizedNote(model: Transformer): string {
   return `; base: ${model.quantized.size} weights kept in ${types} (frozen)`;
 }
 
-/**
- * The model over these base weights (and quantized ones: a QLoRA base), with LoRA layers when the
- * run has them (base frozen, adapters seeded by the run's seed).
- */
-function buildModel(
-  config: CheckpointData['config'], params: Map<string, Tensor>, lora: SftLoraOptions | undefined, seed: number, quantized?: Map<string, QuantizedWeight>,
-): Transformer {
-  if (!lora) return new Transformer(config, params);
-  const { quantizeBase: _, ...layers } = lora;
-  const model = new Transformer(config, params, { quantized, layers: loraLayers({ ...layers, rng: new Rng(seed) }) });
-  model.freeze((n) => !n.includes('.lora_'));
-  return model;
-}
-
 export const SFT: CommandModule = { spec: SFT_SPEC, run: sftCommand };
 
 async function newRun(f: Flags, outDir: string): Promise<Setup> {
   const path = modelPath(f, 'llmts sft -m MODEL --data FILE -o DIR');
-  const dataFlag = f.string('data');
-  if (dataFlag === undefined) throw new LlmError('give the training data: --data FILE (JSONL or a JSON array of examples)');
-  const data = resolve(dataFlag);
-  if (!existsSync(data)) throw new LlmError(`data file not found: ${dataFlag} (pass --data with a local JSONL file)`);
-  if (!statSync(data).isFile()) throw new LlmError(`--data ${dataFlag} is not a file`);
+  const data = dataFile(f.string('data'), 'training data');
   if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const format = parseSftFormat(f.string('format')!);
   const onBadRow = parseOnBadRow(f.string('on-bad-row')!);
   const evalSplit = parseEvalSplit(f.string('eval-split')!);
-  const existing = RUN_FILES.filter((name) => existsSync(join(outDir, name)));
-  if (existing.length > 0 && !f.bool('overwrite')) {
-    throw new LlmError(`${outDir} already holds a run (${existing.join(', ')}): continue it with --resume, replace it with --overwrite, or choose another --out`);
-  }
+  const replace = checkRunDir(f, outDir, RUN_FILES);
   // LoRA trains on a quantized GGUF's blocks as they are (QLoRA); full fine-tuning needs float weights
   const loaded = await loadAnyModel(path, { keepQuantized: f.bool('lora') });
   if (!loaded.tokenizer) throw new LlmError(`${path} carries no tokenizer; fine-tuning needs the model's tokenizer (give a checkpoint, GGUF or Hugging Face directory with one)`);
   const tokenizer = loaded.tokenizer;
-  const lora = loraOptions(f, loaded.config.family);
+  const lora = sftLoraOptions(f, loaded.config.family);
   let base = { params: loaded.params, quantized: loaded.quantized ?? new Map<string, QuantizedWeight>() };
   if (lora?.quantizeBase) base = quantizedBase(path, loaded.config, base.params, base.quantized, lora.quantizeBase);
-  const model = buildModel(loaded.config, base.params, lora, f.number('seed')!, base.quantized);
+  const model = buildRunModel(loaded.config, base.params, lora, f.number('seed')!, base.quantized);
   const context = model.config.blockSize;
   const maxLength = f.number('max-length') ?? context;
   if (maxLength > context) throw new LlmError(`${f.typed('max-length')} ${maxLength}: the model's context holds ${context} tokens; give at most that`);
-  const named = f.string('template') as ChatTemplateName | undefined;
-  let template: ChatTemplate;
-  let templateName: string;
-  let templateSource: string | undefined;
-  let note: string;
-  if (named !== undefined) {
-    template = chatTemplate(named);
-    templateName = named;
-    note = `${named} (--template)`;
-  } else {
-    const chosen = chooseModelChatTemplate(tokenizer, loaded.chatTemplate);
-    template = chosen.template;
-    templateName = chosen.name;
-    if (chosen.name === 'jinja') templateSource = loaded.chatTemplate;
-    note = `${chosen.name}: ${chosen.reason}; --template chooses another`;
-  }
+  const chosen = chooseTemplate(f, tokenizer, loaded.chatTemplate);
   const options: SftOptions = {
     ...trainLoopOptions(f, maxLength, outDir),
-    model: path, data, format, onBadRow, template: templateName, templateSource, maxLength, evalSplit,
+    model: path, data, format, onBadRow, template: chosen.name, templateSource: chosen.source, maxLength, evalSplit,
     lossOn: f.string('loss-on') as LossOn, gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode,
   };
   if (f.bool('packing')) options.packing = true;
   if (lora) options.lora = lora;
-  return { model, tokenizer, template, templateNote: note, options, replace: existing, chatTemplate: loaded.chatTemplate };
+  return { model, tokenizer, template: chosen.template, templateNote: chosen.note, options, replace, chatTemplate: loaded.chatTemplate };
 }
 
 async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   const path = join(outDir, 'ckpt.safetensors');
   if (!existsSync(path)) throw new LlmError(`--resume: no checkpoint at ${path}; start the run without --resume first`);
-  if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
-  for (const flag of f.given()) {
-    if (RESUME_FLAGS.has(flag)) continue;
-    throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters, --epochs and --gradient-checkpointing can; start a new run in another --out)`);
-  }
+  checkResumeFlags(f, RESUME_FLAGS);
   if (f.has('epochs') && f.has('max-iters')) throw new LlmError(`${f.typed('epochs')} sets the step count from the data and ${f.typed('max-iters')} sets it directly: give one of the two`);
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: SftOptions }).options;
@@ -408,18 +323,8 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
     ...(f.has('gradient-checkpointing') ? { gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode } : {}),
   };
   const tokenizer = tokenizerFromJSON(checkpoint.tokenizer);
-  const template = options.template === 'jinja'
-    ? jinjaChatTemplate(options.templateSource ?? '', tokenizer)
-    : chatTemplate(options.template as ChatTemplateName);
-  const model = buildModel(checkpoint.config, checkpoint.params, options.lora, options.seed, checkpoint.quantized); // a QLoRA base: its very blocks
-  if (options.lora) {
-    // the adapters come back from the checkpoint's extras, by name, bit for bit
-    for (const p of model.namedParameters()) {
-      if (checkpoint.params.has(p.name)) continue;
-      const saved = checkpoint.extras.get(p.name);
-      if (!saved || saved.size !== p.tensor.size) throw new LlmError(`--resume: ${path} lacks the LoRA tensor '${p.name}' of its run (or holds it in another shape)`);
-      p.tensor.data.set(saved.data);
-    }
-  }
+  const template = savedTemplate(options.template, options.templateSource, tokenizer);
+  const model = buildRunModel(checkpoint.config, checkpoint.params, options.lora, options.seed, checkpoint.quantized); // a QLoRA base: its very blocks
+  restoreRegistered(model, checkpoint.params, checkpoint.extras, `--resume: ${path}`); // the adapters, bit for bit
   return { model, tokenizer, template, templateNote: `${options.template} (saved with the run)`, options, checkpoint, chatTemplate: checkpoint.chatTemplate };
 }

@@ -8,6 +8,7 @@
  */
 import type { ModelConfig } from '../model/config.js';
 import { loraLayers } from '../model/lora.js';
+import type { QuantizedWeight } from '../model/quantized.js';
 import { Transformer } from '../model/transformer.js';
 import { Tensor as TensorClass, type Tensor } from '../tensor/index.js';
 import { LlmError } from '../util/errors.js';
@@ -22,10 +23,16 @@ export interface RunLoraOptions {
   rslora: boolean;
 }
 
-/** The model over these base weights, with LoRA layers when the run has them (base frozen, adapters seeded by the run's seed). */
-export function buildRunModel(config: ModelConfig, params: Map<string, Tensor>, lora: RunLoraOptions | undefined, seed: number): Transformer {
+/**
+ * The model over these base weights, with LoRA layers when the run has them (base frozen, adapters
+ * seeded by the run's seed). `quantized`: frozen GGUF blocks of a QLoRA base, kept as they are.
+ */
+export function buildRunModel(
+  config: ModelConfig, params: Map<string, Tensor>, lora: RunLoraOptions | undefined, seed: number, quantized?: Map<string, QuantizedWeight>,
+): Transformer {
   if (!lora) return new Transformer(config, params);
-  const model = new Transformer(config, params, { layers: loraLayers({ ...lora, rng: new Rng(seed) }) });
+  const { r, alpha, dropout, targets, rslora } = lora;
+  const model = new Transformer(config, params, { quantized, layers: loraLayers({ r, alpha, dropout, targets, rslora, rng: new Rng(seed) }) });
   model.freeze((n) => !n.includes('.lora_'));
   return model;
 }
