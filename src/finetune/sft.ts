@@ -43,7 +43,7 @@
  * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
  * batches of training examples picked by a generator seeded by (seed, step).
  */
-import { crossEntropy, IGNORE_INDEX, isGradEnabled, noGrad, selectRows, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
+import { crossEntropy, IGNORE_INDEX, isGradEnabled, noGrad, selectRows, withBufferScope, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { packedRows, type PackedRows } from '../model/packing.js';
 import { packBestFitDecreasing } from '../data/packing.js';
@@ -416,7 +416,8 @@ export function meanLoss(model: Transformer, examples: readonly RenderedExample[
   for (let i = 0; i < examples.length; i += B) {
     const batch = makeSftBatch(examples.slice(i, i + B), padId);
     if (batch.targetTokens === 0) continue;
-    sum += sftLoss(model, batch, 'sum').item();
+    // no graph kept, and each batch's buffers go back to the pool for the next
+    sum += noGrad(() => withBufferScope(() => sftLoss(model, batch, 'sum').item()));
     count += batch.targetTokens;
   }
   return count > 0 ? sum / count : NaN;

@@ -9,8 +9,11 @@
  * varying number of trained positions) reuse buffers too: a request the pool has no buffer of
  * that exact length for takes the smallest free one of up to twice the length and hands out a
  * view of its first n floats (only when none fits is new memory allocated, which the first
- * write then faults in page by page). Buffers that must outlive a step (parameters, their gradients, optimizer state) are
- * allocated outside any scope. Nothing allocated inside a scope may be used after it ends.
+ * write then faults in page by page). A free buffer that no step has taken for IDLE_STEPS
+ * outermost scopes is dropped, so a run whose sizes drift (short batches, then long ones) holds
+ * what its recent steps use, not every size it ever saw. Buffers that must outlive a step
+ * (parameters, their gradients, optimizer state) are allocated outside any scope. Nothing
+ * allocated inside a scope may be used after it ends.
  *
  *   const loss = withBufferScope(() => { const l = model.forward(x, B, T, y).loss!; l.backward(); return l.item(); });
  *
@@ -18,8 +21,17 @@
  * kernels compute in float64 unchanged), which makes finite differences exact to ~1e-9.
  */
 let float64 = false;
-const pool = new Map<number, Float32Array[]>();
+/** a free buffer and the outermost scope count when it was released */
+interface FreeBuffer {
+  buf: Float32Array;
+  released: number;
+}
+const pool = new Map<number, FreeBuffer[]>();
 const scopes: Float32Array[][] = [];
+/** outermost scopes ended so far */
+let generation = 0;
+/** a free buffer idle for this many outermost scopes is dropped */
+const IDLE_STEPS = 8;
 
 /** A zero-filled buffer of n floats (pooled inside a buffer scope). */
 export function allocFloats(n: number): Float32Array {
@@ -53,12 +65,12 @@ function take(n: number, zero: boolean): Float32Array {
 /** A free pooled buffer of exactly n floats, else the smallest one of n..2n floats; null if none. */
 function takeFree(n: number): Float32Array | null {
   const exact = pool.get(n);
-  if (exact && exact.length > 0) return exact.pop()!;
+  if (exact && exact.length > 0) return exact.pop()!.buf;
   let best = 0;
   for (const [length, free] of pool) {
     if (free.length > 0 && length > n && length <= 2 * n && (best === 0 || length < best)) best = length;
   }
-  return best === 0 ? null : pool.get(best)!.pop()!;
+  return best === 0 ? null : pool.get(best)!.pop()!.buf;
 }
 
 /** A zero-filled buffer that outlives buffer scopes (parameter gradients, optimizer state). */
@@ -75,6 +87,7 @@ export function withBufferScope<T>(fn: () => T): T {
   } finally {
     scopes.pop();
     release(scope);
+    if (scopes.length === 0) endOfStep();
   }
 }
 
@@ -111,14 +124,28 @@ function release(bufs: Float32Array[]): void {
   for (const buf of bufs) {
     let free = pool.get(buf.length);
     if (!free) pool.set(buf.length, (free = []));
-    free.push(buf);
+    free.push({ buf, released: generation });
+  }
+}
+
+/** An outermost scope ended: drop the free buffers no step has taken for IDLE_STEPS of them. */
+function endOfStep(): void {
+  generation++;
+  if (generation % IDLE_STEPS !== 0) return;
+  const oldest = generation - IDLE_STEPS;
+  for (const [length, free] of pool) {
+    // each list is a stack: the buffers released longest ago are at its bottom
+    let idle = 0;
+    while (idle < free.length && free[idle].released < oldest) idle++;
+    if (idle === free.length) pool.delete(length);
+    else if (idle > 0) free.splice(0, idle);
   }
 }
 
 /** Bytes held by the pool (for tests and diagnostics). */
 export function pooledBytes(): number {
   let n = 0;
-  for (const list of pool.values()) for (const b of list) n += b.byteLength;
+  for (const list of pool.values()) for (const b of list) n += b.buf.byteLength;
   return n;
 }
 

@@ -103,4 +103,20 @@ describe('buffer pool with varying sizes', () => {
     assert.ok(pooledBytes() < afterLongest * 1.1, `pool grew from ${afterLongest} to ${pooledBytes()} bytes`);
     clearBufferPool();
   });
+
+  it('a free buffer no step has taken for 8 steps is dropped: a run whose sizes drift holds its recent steps\' buffers', () => {
+    clearBufferPool();
+    withBufferScope(() => void allocFloats(100));
+    withBufferScope(() => void allocFloats(5000)); // a long step, then short ones only
+    const both = pooledBytes();
+    assert.equal(both, (100 + 5000) * 4);
+    for (let i = 0; i < 16; i++) withBufferScope(() => void allocFloats(100));
+    assert.equal(pooledBytes(), 100 * 4, 'the long step\'s buffer went, the short one, taken every step, stayed');
+    // nested scopes are one step: the inner scope's buffers stay pooled while the outer one runs
+    withBufferScope(() => {
+      for (let i = 0; i < 20; i++) withBufferScope(() => void allocFloats(3000));
+      assert.equal(pooledBytes(), (100 + 3000) * 4);
+    });
+    clearBufferPool();
+  });
 });
