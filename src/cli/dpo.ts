@@ -108,7 +108,7 @@ async function dpoCommand(f: Flags): Promise<void> {
   const objective = new DpoObjective(reference, data.train, data.held, {
     pairsPerBatch: options.batchSize, seed: options.seed, padId: tokenizer.eosId ?? 0, beta: options.beta, lossType: options.loss,
   });
-  const loop = new TrainingLoop<DpoBatch, DpoOptions, DpoEval>(model, objective, options, { tokenizer, resume, curveTitle: `${model.config.family} DPO loss` });
+  const loop = new TrainingLoop<DpoBatch, DpoOptions, DpoEval>(model, objective, options, { tokenizer, resume, curveTitle: `${model.config.family} DPO loss`, chatTemplate: setup.chatTemplate });
   for (const name of replace) rmSync(join(outDir, name), { force: true, recursive: true });
   if (loop.step >= options.maxIters) {
     log(`nothing to do: the run in ${outDir} finished at step ${loop.step} of ${options.maxIters}; raise --max-iters to train it further, e.g. --max-iters ${loop.step * 2}`);
@@ -135,7 +135,7 @@ async function dpoCommand(f: Flags): Promise<void> {
   });
   if (result.interrupted) return;
   if (options.lora) {
-    const { adapterDir, mergedPath } = writeLoraOutputs(model, tokenizer, outDir, options.model, 'dpo');
+    const { adapterDir, mergedPath } = writeLoraOutputs(model, tokenizer, outDir, options.model, 'dpo', setup.chatTemplate);
     log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}`);
     log(`try it: llmts chat ${join(outDir, 'merged')}`);
     return;

@@ -179,6 +179,8 @@ export interface PolicySetup {
   template: ChatTemplate;
   /** the banner's template note */
   note: string;
+  /** the model's own chat template (Jinja), kept in the run's checkpoints and merged model */
+  chatTemplate?: string;
 }
 
 /**
@@ -198,7 +200,9 @@ export async function startPolicyRun(
   const model = buildRunModel(loaded.config, loaded.params, lora, f.number('seed')!);
   addHeads?.(model);
   const chosen = chooseTemplate(f, loaded.tokenizer, loaded.chatTemplate);
-  return { path, lora, model, reference, tokenizer: loaded.tokenizer, template: chosen.template, note: chosen.note, chosen, replace };
+  return {
+    path, lora, model, reference, tokenizer: loaded.tokenizer, template: chosen.template, note: chosen.note, chosen, replace, chatTemplate: loaded.chatTemplate,
+  };
 }
 
 /**
@@ -224,7 +228,7 @@ export async function resumePolicyRun<O extends PolicyRunOptions>(
     reference = new Transformer(start.config, start.params, { reference: true });
   }
   return {
-    options, model, reference, tokenizer: run.tokenizer, checkpoint: run.checkpoint,
+    options, model, reference, tokenizer: run.tokenizer, checkpoint: run.checkpoint, chatTemplate: run.checkpoint.chatTemplate,
     template: savedTemplate(options.template, options.templateSource, run.tokenizer), note: `${options.template} (saved with the run)`,
   };
 }

@@ -220,7 +220,7 @@ async function ppoCommand(f: Flags): Promise<void> {
   const objective = new RlObjective(reference, valueHead, split.train, split.eval, reward, tokenizer, {
     ...options, stopTokens, padId: tokenizer.eosId ?? 0, seed: options.seed,
   });
-  const loop = new TrainingLoop<RlMinibatch, PpoRunOptions, RlEval>(policy, objective, options, { tokenizer, resume, curveTitle: `${policy.config.family} ${options.algo.toUpperCase()} loss` });
+  const loop = new TrainingLoop<RlMinibatch, PpoRunOptions, RlEval>(policy, objective, options, { tokenizer, resume, curveTitle: `${policy.config.family} ${options.algo.toUpperCase()} loss`, chatTemplate: setup.chatTemplate });
   for (const name of replace) rmSync(join(outDir, name), { force: true, recursive: true });
   if (loop.step >= options.maxIters) {
     log(`nothing to do: the run in ${outDir} finished at step ${loop.step} of ${options.maxIters}; raise --max-iters to train it further, e.g. --max-iters ${loop.step * 2}`);
@@ -245,7 +245,7 @@ async function ppoCommand(f: Flags): Promise<void> {
   });
   if (result.interrupted) return;
   if (options.lora) {
-    const { adapterDir, mergedPath } = writeLoraOutputs(policy, tokenizer, outDir, options.model, 'ppo');
+    const { adapterDir, mergedPath } = writeLoraOutputs(policy, tokenizer, outDir, options.model, 'ppo', setup.chatTemplate);
     log(`adapter (PEFT): ${adapterDir}; merged model: ${mergedPath}`);
     log(`try it: llmts chat ${join(outDir, 'merged')}`);
     return;

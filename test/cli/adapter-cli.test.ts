@@ -191,6 +191,15 @@ describe("the model's own chat template survives llmts sft, its merged model and
     assert.match(ca.stderr, jinjaNotice);
     assert.equal(ca.stdout, cm.stdout);
 
+    // DPO with --lora: its checkpoint and merged model keep the template as well
+    const pairs = join(dir, 'pairs.jsonl');
+    writeFileSync(pairs, ['abc', 'bad', 'fed', 'hag'].map((w) => JSON.stringify({ prompt: `reverse ${w}`, chosen: [...w].reverse().join(''), rejected: w })).join('\n') + '\n');
+    const dpo = join(dir, 'dpo-lora');
+    s = runCli(['dpo', '-m', hf, '--data', pairs, '--max-iters', '2', '-b', '2', '--eval-split', '0', '--lora', '--lora-r', '2', '-t', '1', '-o', dpo]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(loadCheckpoint(join(dpo, 'ckpt.safetensors')).chatTemplate, TEMPLATE);
+    assert.equal(loadCheckpoint(join(dpo, 'merged', 'ckpt.safetensors')).chatTemplate, TEMPLATE);
+
     // llmts merge of the run's adapter onto the HF base, in each format
     const outs = { llmts: join(dir, 'm-llmts'), hf: join(dir, 'm-hf'), gguf: join(dir, 'm.gguf') };
     for (const [to, out] of Object.entries(outs)) {
