@@ -93,6 +93,8 @@ export interface Matchup<O, P, V> {
   ours: (threads: number, steps: number) => Timed<O> | string;
   /** null: ours only */
   peer: ((v: V, steps: number) => Timed<P> | string) | null;
+  /** the peer's settings to probe, when not CompareOptions.variants */
+  variants?: V[];
 }
 
 export interface MatchupResult<O, P, V> {
@@ -131,7 +133,7 @@ const say = (s: string): void => void process.stderr.write(s + '\n');
 export function runMatchups<O, P, V>(matchups: Matchup<O, P, V>[], o: CompareOptions<V>): MatchupResult<O, P, V>[] {
   const results: MatchupResult<O, P, V>[] = matchups.map((m) => ({
     label: m.label, ours: [], oursCpu: [], peer: [], peerCpu: [], roundRatios: [], ourThreads: o.ourThreads[0],
-    variant: m.peer ? o.variants[0] ?? null : null, probe: [], oursRun: null, peerRun: null, notes: [],
+    variant: m.peer ? (m.variants ?? o.variants)[0] ?? null : null, probe: [], oursRun: null, peerRun: null, notes: [],
   }));
   const probing = o.probeSteps > 0;
   matchups.forEach((m, i) => {
@@ -146,10 +148,11 @@ export function runMatchups<O, P, V>(matchups: Matchup<O, P, V>[], o: CompareOpt
         if (r.ms < best) [best, c.ourThreads] = [r.ms, threads];
       }
     }
-    if (m.peer && probing && o.variants.length > 1) {
+    const variants = m.variants ?? o.variants;
+    if (m.peer && probing && variants.length > 1) {
       let best = Infinity;
       c.variant = null;
-      for (const v of o.variants) {
+      for (const v of variants) {
         say(`${m.label}: probing TRL ${o.variantLabel(v)}`);
         const r = m.peer(v, o.probeSteps);
         if (typeof r === 'string') {
