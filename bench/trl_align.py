@@ -34,32 +34,16 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
 import warnings
 
 import numpy as np
 import torch
 
+from trl_common import StepClock, llama_config, timing_fields, trainer_args
+
 EOS_ID = 2
-
-
-def hf_config(cfg, **extra):
-    from transformers import LlamaConfig
-
-    if cfg['family'] != 'llama':
-        sys.exit('bench/trl_align.py: only llama configs are supported')
-    hf = LlamaConfig(
-        vocab_size=cfg['vocabSize'], hidden_size=cfg['nEmbd'], intermediate_size=cfg['hiddenDim'],
-        num_hidden_layers=cfg['nLayer'], num_attention_heads=cfg['nHead'], num_key_value_heads=cfg['nKvHead'],
-        max_position_embeddings=cfg['blockSize'], rms_norm_eps=cfg['normEps'], rope_theta=cfg['ropeTheta'],
-        tie_word_embeddings=cfg['tiedEmbeddings'], attention_bias=False, mlp_bias=False,
-        attention_dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=EOS_ID, **extra,
-    )
-    hf._attn_implementation = 'sdpa'
-    return hf
 
 
 def stand_in_tokenizer(vocab_size):
@@ -128,7 +112,6 @@ def main():
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import TrainerCallback
 
     transformers.logging.set_verbosity_error()
     if a.threads > 0:
@@ -152,26 +135,8 @@ def main():
         if max_steps * a.batch_size > a.rows:
             sys.exit(f'{max_steps} steps of {a.batch_size} pairs need {max_steps * a.batch_size}, the data has {a.rows}')
 
-    ends, cpu_ends = [], []
-
-    class StepTimes(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            ends.append(time.perf_counter())
-            cpu_ends.append(time.process_time())
-
-        def on_step_end(self, args, state, control, **kw):
-            ends.append(time.perf_counter())
-            cpu_ends.append(time.process_time())
-
-    out_dir = tempfile.mkdtemp(prefix=f'trl-{a.task}-bench-')
-    common = dict(
-        output_dir=out_dir, per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=1,
-        max_steps=max_steps, learning_rate=a.lr, lr_scheduler_type='constant', warmup_steps=0,
-        adam_beta1=a.beta1, adam_beta2=a.beta2, weight_decay=a.weight_decay, max_grad_norm=a.grad_clip,
-        logging_steps=10**9, save_strategy='no', eval_strategy='no', report_to=[], disable_tqdm=True,
-        use_cpu=True, dataloader_num_workers=0, seed=a.seed, data_seed=a.seed, bf16=False,
-        torch_compile=a.compile == 'on', gradient_checkpointing=a.gradient_checkpointing == 'on',
-    )
+    clock = StepClock()
+    common = trainer_args(a, f'trl-{a.task}-bench-', max_steps, bf16=False)
     precompute_ms = 0.0
     if a.task in ('reward', 'dpo'):
         n, lp, la = a.rows, a.prompt_len, a.answer_len
@@ -188,9 +153,9 @@ def main():
                 'chosen_ids': np.concatenate([prompt, chosen, eos], 1).tolist(),
                 'rejected_ids': np.concatenate([prompt, rejected, eos], 1).tolist(),
             })
-            model = LlamaForSequenceClassification(hf_config(cfg, num_labels=1, use_cache=False)).to(torch.float32)
+            model = LlamaForSequenceClassification(llama_config(cfg, num_labels=1, use_cache=False)).to(torch.float32)
             args = RewardConfig(**common, max_length=lp + la + 1, dataset_num_proc=None)
-            trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[StepTimes()])
+            trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock.callback()])
         else:
             from transformers import LlamaForCausalLM
             from trl import DPOConfig, DPOTrainer
@@ -202,7 +167,7 @@ def main():
                 'chosen': [' ' + words(c) + ' ' for c in chosen],
                 'rejected': [' ' + words(r) + ' ' for r in rejected],
             })
-            model = LlamaForCausalLM(hf_config(cfg, use_cache=False)).to(torch.float32)
+            model = LlamaForCausalLM(llama_config(cfg, use_cache=False)).to(torch.float32)
             ref = copy.deepcopy(model)
             for p in ref.parameters():
                 p.requires_grad_(False)
@@ -219,7 +184,7 @@ def main():
 
             DPOTrainer._precompute_ref_logps = timed_precompute
             trainer = DPOTrainer(model=model, ref_model=None if a.precompute_ref == 'on' else ref, args=args,
-                                 train_dataset=dataset, processing_class=tokenizer, callbacks=[StepTimes()])
+                                 train_dataset=dataset, processing_class=tokenizer, callbacks=[clock.callback()])
             # the dataset must tokenise back to our ids
             row = trainer.train_dataset[0]
             want = prompt[0].tolist() + chosen[0].tolist() + [EOS_ID]
@@ -231,7 +196,7 @@ def main():
         flat = read_ints(a.data, a.rows * a.prompt_len)
         prompts = flat.reshape(a.rows, a.prompt_len)
         dataset = Dataset.from_dict({'prompt': [words(p) for p in prompts]})
-        model = LlamaForCausalLM(hf_config(cfg, use_cache=True)).to(torch.float32)
+        model = LlamaForCausalLM(llama_config(cfg, use_cache=True)).to(torch.float32)
 
         def reward_even(completions, **kw):
             return [even_share(c) for c in completions]
@@ -247,35 +212,23 @@ def main():
 
             args = GRPOConfig(**common, **rl_common)
             trainer = GRPOTrainer(model=model, reward_funcs=reward_even, args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, callbacks=[StepTimes()])
+                                  processing_class=tokenizer, callbacks=[clock.callback()])
         else:
             from trl import RLOOConfig, RLOOTrainer
 
             args = RLOOConfig(**common, **rl_common)
             trainer = RLOOTrainer(model=model, reward_funcs=reward_even, args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, callbacks=[StepTimes()])
+                                  processing_class=tokenizer, callbacks=[clock.callback()])
 
     params = sum(p.numel() for p in trainer.model.parameters())
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     t0 = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - t0
-    steps = [(ends[i + 1] - ends[i]) * 1000 for i in range(len(ends) - 1)]
-    cpu_steps = [(cpu_ends[i + 1] - cpu_ends[i]) * 1000 for i in range(len(cpu_ends) - 1)]
-    if len(steps) != max_steps:
-        sys.exit(f'expected {max_steps} step times, got {len(steps)}')
-    # an iteration: steps_per_iter consecutive steps (1 for reward/dpo)
-    iters = [sum(steps[i:i + steps_per_iter]) for i in range(0, len(steps), steps_per_iter)]
-    cpu_iters = [sum(cpu_steps[i:i + steps_per_iter]) for i in range(0, len(cpu_steps), steps_per_iter)]
-    timed = iters[a.warmup:]
-    ms = statistics.median(timed)
+    iters, cpu_iters = clock.steps(max_steps, steps_per_iter)  # an iteration: steps_per_iter consecutive steps (1 for reward/dpo)
     print(json.dumps({
-        'ms_per_step': ms,
-        'step_ms': [round(t, 1) for t in iters],
-        'cpu_ms_per_step': statistics.median(cpu_iters[a.warmup:]),
-        'cpu_step_ms': [round(t, 1) for t in cpu_iters],
+        **timing_fields(iters, cpu_iters, a.warmup),
         'precompute_ms': precompute_ms,
-        'warmup': a.warmup,
         'threads': torch.get_num_threads(),
         'compile': a.compile,
         'precompute_ref': a.precompute_ref,
