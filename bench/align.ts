@@ -45,6 +45,7 @@ import { withBufferScope } from '../src/tensor/index.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { TrainingLoop, type LoopOptions, type Objective } from '../src/train/loop.js';
 import { Rng } from '../src/util/rng.js';
+import { timeKernels } from './kernel-timer.js';
 import {
   cpuNote, fmt, intOption, list, machineLine, median, roundsNote, runMatchups, runPython, runWorker, threadCounts, threadsLabel, trlVersions,
   type Matchup, type Timed,
@@ -84,6 +85,8 @@ const USAGE = `usage: node dist/bench/align.js [options]
   --our-threads LIST    our thread counts to probe (LLMTS_THREADS), comma-separated (default: the CPU count, then 1)
   --trl-variants LIST   TRL settings to probe, THREADS:COMPILE[:precompute] each, comma-separated
                         (default: 2:off,1:off,2:off:precompute; :precompute only applies to DPO)
+  --profile             ours only, one run per config and task at the first of --our-threads: time per kernel
+                        (bench/kernel-timer.ts) of the timed steps, to stderr; no table
   --python PATH         interpreter with torch, transformers and trl (default /tmp/venv-peft/bin/python)
   --no-trl              our side only
   -h, --help            this text
@@ -109,6 +112,7 @@ interface Options {
   ourThreads: number[];
   python: string;
   trl: boolean;
+  profile: boolean;
 }
 
 function parseOptions(argv: string[]): Options | null {
@@ -120,7 +124,7 @@ function parseOptions(argv: string[]): Options | null {
       'rl-prompt-len': { type: 'string' }, 'new-tokens': { type: 'string' }, group: { type: 'string' }, rollout: { type: 'string' }, minibatch: { type: 'string' },
       'kl-coef': { type: 'string' }, rounds: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, 'probe-steps': { type: 'string' },
       'trl-variants': { type: 'string' }, 'our-threads': { type: 'string' }, worker: { type: 'string' },
-      python: { type: 'string' }, 'no-trl': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      python: { type: 'string' }, 'no-trl': { type: 'boolean' }, profile: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -163,6 +167,7 @@ function parseOptions(argv: string[]): Options | null {
     ourThreads: threadCounts(values['our-threads']),
     python: values.python ?? '/tmp/venv-peft/bin/python',
     trl: !values['no-trl'],
+    profile: values.profile ?? false,
   };
   if (o.rollout % o.group !== 0 || o.rollout % o.minibatch !== 0) throw new Error(`--rollout ${o.rollout} must be a multiple of --group ${o.group} and --minibatch ${o.minibatch}`);
   return o;
@@ -230,7 +235,7 @@ interface WorkerJob {
   task: Task;
   cfg: ModelConfig;
   data: DataFile;
-  o: Pick<Options, 'pairs' | 'newTokens' | 'group' | 'rollout' | 'minibatch' | 'klCoef' | 'warmup'>;
+  o: Pick<Options, 'pairs' | 'newTokens' | 'group' | 'rollout' | 'minibatch' | 'klCoef' | 'warmup' | 'profile'>;
   steps: number;
 }
 
@@ -262,6 +267,7 @@ function loopOptions(maxIters: number): LoopOptions {
  */
 async function worker(job: WorkerJob): Promise<void> {
   const { task, cfg, o } = job;
+  const timer = o.profile ? timeKernels() : null;
   const model = new Transformer(cfg, new Rng(1337));
   const reference = (): Transformer => new Transformer(cfg, new Rng(1337), { reference: true });
   const tokenizer = standInTokenizer(cfg.vocabSize);
@@ -315,6 +321,7 @@ async function worker(job: WorkerJob): Promise<void> {
     }
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(c0);
+    if (i + 1 === o.warmup) timer?.clear();
     if (i >= o.warmup) {
       iterMs.push(ms);
       cpuMs.push((cpu.user + cpu.system) / 1000);
@@ -322,6 +329,11 @@ async function worker(job: WorkerJob): Promise<void> {
     }
     const what = stepsPerIter > 1 ? 'iteration' : 'step';
     process.stderr.write(`    ours ${i < o.warmup ? 'warmup' : what} ${i + 1}/${total}: ${ms.toFixed(0)} ms${prepMs ? ` (rollout ${prepMs.toFixed(0)})` : ''}, loss ${loss.toFixed(4)}\n`);
+  }
+  if (timer) {
+    const mean = iterMs.reduce((a, b) => a + b, 0) / iterMs.length;
+    const roll = rolloutMs.reduce((a, b) => a + b, 0) / rolloutMs.length;
+    process.stderr.write(`\n${cfg.nLayer} layers, dim ${cfg.nEmbd}, ${task}: ${fmt(mean)} ms per ${stepsPerIter > 1 ? `iteration (rollout phase ${fmt(roll)} ms)` : 'step'}, ${describeBackend()}\n${timer.table(mean, iterMs.length)}\n\n`);
   }
   const counts = trainableParameterCount(model);
   const out: OursJson = {
@@ -334,7 +346,7 @@ async function worker(job: WorkerJob): Promise<void> {
 function runOurs(o: Options, task: Task, cfg: ModelConfig, data: DataFile, threads: number, steps: number): Timed<OursJson> | string {
   const job: WorkerJob = {
     task, cfg, data, steps,
-    o: { pairs: o.pairs, newTokens: o.newTokens, group: o.group, rollout: o.rollout, minibatch: o.minibatch, klCoef: o.klCoef, warmup: o.warmup },
+    o: { pairs: o.pairs, newTokens: o.newTokens, group: o.group, rollout: o.rollout, minibatch: o.minibatch, klCoef: o.klCoef, warmup: o.warmup, profile: o.profile },
   };
   const r = runWorker<OursJson>(fileURLToPath(import.meta.url), job, threads);
   return typeof r === 'string' ? r : { run: r, ms: r.ms_per_step, timed: r.step_ms, cpuMs: r.cpu_ms_per_step };
@@ -424,6 +436,13 @@ async function main(): Promise<void> {
         const rl = task !== 'reward' && task !== 'dpo';
         cases.push({ task, name, cfg, data: rl ? prompts : pairs, tokens: rl ? o.rollout * (o.rlPromptLen + o.newTokens) : 2 * o.pairs * T });
       }
+    }
+    if (o.profile) {
+      for (const c of cases) {
+        const r = runOurs(o, c.task, c.cfg, c.data, o.ourThreads[0], o.steps);
+        if (typeof r === 'string') throw new Error(`our side failed: ${r}`);
+      }
+      return;
     }
     const matchups: Matchup<OursJson, TrlJson, TrlVariant>[] = cases.map((c) => ({
       label: `${c.name} ${c.task}`,
