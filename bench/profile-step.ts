@@ -11,7 +11,7 @@
  * only them (dropout 0.05). --gemm-shapes lists matrix products by shape (M x N x K, transposes).
  */
 import { parseArgs } from 'node:util';
-import { backend, describeBackend, setBackend, type Backend } from '../src/backend/index.js';
+import { describeBackend } from '../src/backend/index.js';
 import { resolveConfig } from '../src/model/config.js';
 import { LORA_MODULES, loraLayers } from '../src/model/lora.js';
 import { Transformer } from '../src/model/transformer.js';
@@ -19,6 +19,7 @@ import { SftObjective, type RenderedExample } from '../src/finetune/sft.js';
 import { withBufferScope } from '../src/tensor/index.js';
 import { AdamW, clipGradNorm } from '../src/train/adamw.js';
 import { Rng } from '../src/util/rng.js';
+import { timeKernels } from './kernel-timer.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,28 +33,7 @@ const B = Number(values['batch-size'] ?? 12);
 const T = Number(values['block-size'] ?? Math.min(64, cfg.blockSize));
 const steps = Number(values.steps ?? 20);
 
-/** --gemm-shapes: gemm calls keyed by M x N x K and transposes */
-const byShape = values['gemm-shapes'] ?? false;
-interface GemmArgs { M: number; N: number; K: number; transA?: boolean; transB?: boolean }
-const gemmKey = (g: GemmArgs): string => `gemm ${g.M}x${g.N}x${g.K}${g.transA ? ' tA' : ''}${g.transB ? ' tB' : ''}`;
-const totals = new Map<string, { ms: number; calls: number }>();
-const inner = backend();
-const timed = Object.fromEntries(
-  Object.entries(inner).map(([name, fn]) => {
-    if (typeof fn !== 'function') return [name, fn];
-    return [name, (...args: unknown[]) => {
-      const t0 = performance.now();
-      const r = (fn as (...a: unknown[]) => unknown)(...args);
-      const key = byShape && name === 'gemm' ? gemmKey(args[0] as GemmArgs) : name;
-      const entry = totals.get(key) ?? { ms: 0, calls: 0 };
-      entry.ms += performance.now() - t0;
-      entry.calls++;
-      totals.set(key, entry);
-      return r;
-    }];
-  }),
-) as unknown as Backend;
-setBackend(timed);
+const timer = timeKernels({ byShape: values['gemm-shapes'] ?? false }); // --gemm-shapes: gemm calls by M x N x K and transposes
 
 const lora = values.lora ?? false;
 const sft = values.sft ?? false;
@@ -85,15 +65,9 @@ const step = (): void => withBufferScope(() => {
   opt.step(1e-3);
 });
 for (let i = 0; i < 3; i++) step();
-totals.clear();
+timer.clear();
 const t0 = performance.now();
 for (let i = 0; i < steps; i++) step();
 const wall = (performance.now() - t0) / steps;
-let kernels = 0;
 console.log(`${preset}${sft ? ' SFT' : ''}${lora ? ' LoRA r=8' : ''} B=${B} T=${T}, backend ${describeBackend()}: ${wall.toFixed(2)} ms/step, ${Math.round((B * T * 1000) / wall)} tokens/s\n`);
-console.log('| kernel | calls/step | ms/step | % |\n| --- | ---: | ---: | ---: |');
-for (const [name, { ms, calls }] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
-  kernels += ms / steps;
-  console.log(`| ${name} | ${(calls / steps).toFixed(0)} | ${(ms / steps).toFixed(2)} | ${((100 * ms) / steps / wall).toFixed(1)} |`);
-}
-console.log(`| (outside kernels) | | ${(wall - kernels).toFixed(2)} | ${((100 * (wall - kernels)) / wall).toFixed(1)} |`);
+console.log(timer.table(wall, steps));

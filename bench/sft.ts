@@ -16,9 +16,8 @@
  * median step time over every timed step of every round; CPU time per step is noted too (on a
  * loaded machine, CPU time at one thread is the steadier comparison). See bench/README.md.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,6 +29,10 @@ import { SftObjective, type RenderedExample } from '../src/finetune/sft.js';
 import { withBufferScope } from '../src/tensor/index.js';
 import { AdamW, clipGradNorm } from '../src/train/adamw.js';
 import { Rng } from '../src/util/rng.js';
+import {
+  cpuNote, fmt, fmtParams, intOption, list, machineLine, median, roundsNote, runMatchups, runPython, runWorker, threadCounts, threadsLabel, trlVersions,
+  type Timed,
+} from './compare.js';
 
 type Mode = 'full' | 'lora';
 
@@ -100,14 +103,7 @@ function parseOptions(argv: string[]): Options {
     worker(JSON.parse(values.worker) as WorkerJob);
     process.exit(0);
   }
-  const int = (name: string, min: number, dflt: number): number => {
-    const raw = (values as Record<string, unknown>)[name];
-    if (raw === undefined) return dflt;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < min) throw new Error(`--${name} ${String(raw)}: must be an integer >= ${min}`);
-    return v;
-  };
-  const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const int = (name: string, min: number, dflt: number): number => intOption(values, name, min, dflt);
   const modes = list(values.modes ?? 'full,lora');
   for (const m of modes) if (m !== 'full' && m !== 'lora') throw new Error(`--modes: '${m}' is neither full nor lora`);
   const variants = list(values['trl-variants'] ?? '2:chunked_nll:off,2:nll:off,1:chunked_nll:off').map((v) => {
@@ -117,10 +113,7 @@ function parseOptions(argv: string[]): Options {
     }
     return { threads: Number(threads), lossType, compile } as TrlVariant;
   });
-  const ourThreads = list(values['our-threads'] ?? [...new Set([availableParallelism(), 1])].join(',')).map((t) => {
-    if (!/^\d+$/.test(t) || Number(t) < 1) throw new Error(`--our-threads: '${t}' is not a thread count`);
-    return Number(t);
-  });
+  const ourThreads = threadCounts(values['our-threads']);
   const loraDropout = Number(values['lora-dropout'] ?? 0.05);
   if (!(loraDropout >= 0 && loraDropout < 1)) throw new Error('--lora-dropout: give a number in [0, 1)');
   return {
@@ -139,12 +132,6 @@ function parseOptions(argv: string[]): Options {
     python: values.python ?? '/tmp/venv-peft/bin/python',
     trl: !values['no-trl'],
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /**
@@ -260,18 +247,11 @@ function worker(job: WorkerJob): void {
 }
 
 /** Our side in a child process with LLMTS_THREADS=threads (its thread pool is sized at start). */
-function runOurs(o: Options, cfg: ModelConfig, mode: Mode, data: { path: string; rows: number; length: number }, threads: number, steps: number): OursJson | string {
+/** Our side in a child process with LLMTS_THREADS=threads (its thread pool is sized at start). */
+function runOurs(o: Options, cfg: ModelConfig, mode: Mode, data: { path: string; rows: number; length: number }, threads: number, steps: number): Timed<OursJson> | string {
   const job: WorkerJob = { cfg, mode, data, batchSize: o.batchSize, warmup: o.warmup, steps, loraDropout: o.loraDropout };
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', JSON.stringify(job)], {
-    encoding: 'utf8', env: { ...process.env, LLMTS_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 16 << 20, timeout: 3_600_000,
-  });
-  if (r.status !== 0) return `exit ${r.status ?? r.signal}: ${(r.stdout || String(r.error)).trim().split('\n').slice(-3).join(' | ')}`;
-  try {
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as OursJson;
-  } catch {
-    return `unreadable output: ${r.stdout.slice(0, 200)}`;
-  }
+  const r = runWorker<OursJson>(fileURLToPath(import.meta.url), job, threads);
+  return typeof r === 'string' ? r : { run: r, ms: r.ms_per_step, timed: r.step_ms, cpuMs: r.cpu_ms_per_step };
 }
 
 interface TrlJson {
@@ -293,12 +273,12 @@ interface TrlJson {
   attn: string | null;
 }
 
-const variantLabel = (v: TrlVariant): string => `${v.threads} thread${v.threads === 1 ? '' : 's'}, loss_type ${v.lossType}, torch.compile ${v.compile}`;
+const variantLabel = (v: TrlVariant): string => `${threadsLabel(v.threads)}, loss_type ${v.lossType}, torch.compile ${v.compile}`;
 
 function runTrl(
   o: Options, cfg: ModelConfig, mode: Mode, data: { path: string; rows: number; length: number },
   v: TrlVariant, steps: number, bf16 = false,
-): TrlJson | string {
+): Timed<TrlJson> | string {
   const script = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'trl_sft.py');
   const args = [
     script, '--config', JSON.stringify(cfg), '--data', data.path, '--rows', String(data.rows), '--length', String(data.length),
@@ -309,27 +289,9 @@ function runTrl(
     '--lora-r', String(LORA.r), '--lora-alpha', String(LORA.alpha), '--lora-dropout', String(o.loraDropout),
   ];
   if (bf16) args.push('--bf16');
-  const env = { ...process.env };
-  delete env.OMP_NUM_THREADS; // torch.set_num_threads decides
-  delete env.MKL_NUM_THREADS;
-  const r = spawnSync(o.python, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, timeout: 3_600_000 });
-  if (r.status !== 0) return `exit ${r.status ?? r.signal}: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').slice(-3).join(' | ')}`;
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TrlJson;
-  } catch {
-    return `unreadable output: ${line.slice(0, 200)}`;
-  }
+  const r = runPython<TrlJson>(o.python, args);
+  return typeof r === 'string' ? r : { run: r, ms: r.ms_per_step, timed: r.step_ms.slice(o.warmup), cpuMs: r.cpu_ms_per_step };
 }
-
-function trlVersions(python: string): string | null {
-  const r = spawnSync(python, ['-c', 'import torch, transformers, trl, peft; print(f"TRL {trl.__version__}, PEFT {peft.__version__}, transformers {transformers.__version__}, torch {torch.__version__}")'],
-    { encoding: 'utf8', timeout: 300_000 });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
-
-const fmt = (x: number, digits = 0): string => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const fmtParams = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}K`);
 
 interface Case {
   name: string;
@@ -337,18 +299,6 @@ interface Case {
   mode: Mode;
   data: { path: string; rows: number; length: number };
   trained: number;
-  /** timed step times (ms) of every round, and their CPU times */
-  ours: number[];
-  oursCpu: number[];
-  trl: number[];
-  trlCpu: number[];
-  roundRatios: number[];
-  ourThreads: number | null;
-  variant: TrlVariant | null;
-  probe: string[];
-  oursRun: OursJson | null;
-  trlRun: TrlJson | null;
-  bf16: string | null;
 }
 
 function main(): void {
@@ -362,7 +312,8 @@ function main(): void {
   const B = o.batchSize;
   const T = o.seqLen;
   const cases: Case[] = [];
-  const probing = o.probeSteps > 0;
+  const bf16 = new Map<Case, string>();
+  let results;
   try {
     for (const name of o.configs) {
       const cfg = resolveConfig(name, { dropout: 0 });
@@ -374,112 +325,48 @@ function main(): void {
       writeExamples(path, examples);
       let trained = 0;
       for (const e of examples) for (let t = 1; t < e.lossMask.length; t++) trained += e.lossMask[t];
-      for (const mode of o.modes) {
-        cases.push({
-          name, cfg, mode, data: { path, rows, length: T + 1 }, trained, ours: [], oursCpu: [], trl: [], trlCpu: [], roundRatios: [],
-          ourThreads: o.ourThreads[0], variant: versions ? o.variants[0] : null, probe: [], oursRun: null, trlRun: null, bf16: null,
-        });
-      }
+      for (const mode of o.modes) cases.push({ name, cfg, mode, data: { path, rows, length: T + 1 }, trained });
     }
-
-    // probe each side's settings; the fastest of each is what the rounds run
-    for (const c of cases) {
-      if (probing && o.ourThreads.length > 1) {
-        let best = Infinity;
-        for (const threads of o.ourThreads) {
-          process.stderr.write(`${c.name} ${c.mode}: probing ours, ${threads} thread${threads === 1 ? '' : 's'}\n`);
-          const r = runOurs(o, c.cfg, c.mode, c.data, threads, o.probeSteps);
-          if (typeof r === 'string') throw new Error(`our side failed: ${r}`);
-          c.probe.push(`ours ${threads} thread${threads === 1 ? '' : 's'}: ${fmt(r.ms_per_step)} ms`);
-          if (r.ms_per_step < best) [best, c.ourThreads] = [r.ms_per_step, threads];
-        }
-      }
-      if (versions && probing && o.variants.length > 1) {
-        let best = Infinity;
-        c.variant = null;
-        for (const v of o.variants) {
-          process.stderr.write(`${c.name} ${c.mode}: probing TRL ${variantLabel(v)}\n`);
-          const r = runTrl(o, c.cfg, c.mode, c.data, v, o.probeSteps);
-          if (typeof r === 'string') {
-            c.probe.push(`TRL ${variantLabel(v)}: failed (${r})`);
-            process.stderr.write(`  failed: ${r}\n`);
-            continue;
-          }
-          c.probe.push(`TRL ${variantLabel(v)}: ${fmt(r.ms_per_step)} ms`);
-          process.stderr.write(`  ${fmt(r.ms_per_step)} ms/step (steps ${r.step_ms.map((t) => t.toFixed(0)).join(', ')})\n`);
-          if (r.ms_per_step < best) [best, c.variant] = [r.ms_per_step, v];
-        }
-      }
-    }
-
-    for (let round = 0; round < o.rounds; round++) {
-      for (const c of cases) {
-        const sides: ('ours' | 'trl')[] = round % 2 === 0 ? ['ours', 'trl'] : ['trl', 'ours'];
-        let oursMs = NaN, trlMs = NaN;
-        for (const side of sides) {
-          if (side === 'ours') {
-            process.stderr.write(`${c.name} ${c.mode} round ${round + 1}/${o.rounds}: ours, ${c.ourThreads} thread(s)\n`);
-            const r = runOurs(o, c.cfg, c.mode, c.data, c.ourThreads!, o.steps);
-            if (typeof r === 'string') throw new Error(`our side failed: ${r}`);
-            c.ours.push(...r.step_ms);
-            c.oursCpu.push(r.cpu_ms_per_step);
-            c.oursRun ??= r;
-            oursMs = r.ms_per_step;
-          } else if (c.variant) {
-            process.stderr.write(`${c.name} ${c.mode} round ${round + 1}/${o.rounds}: TRL ${variantLabel(c.variant)}\n`);
-            const r = runTrl(o, c.cfg, c.mode, c.data, c.variant, o.steps);
-            if (typeof r === 'string') {
-              notes.push(`${c.name} ${c.mode} round ${round + 1}: TRL failed (${r})`);
-              process.stderr.write(`  failed: ${r}\n`);
-              continue;
-            }
-            process.stderr.write(`  TRL ${fmt(r.ms_per_step)} ms/step (steps ${r.step_ms.map((t) => t.toFixed(0)).join(', ')})\n`);
-            c.trl.push(...r.step_ms.slice(o.warmup));
-            c.trlCpu.push(r.cpu_ms_per_step);
-            c.trlRun ??= r;
-            trlMs = r.ms_per_step;
-          }
-        }
-        if (Number.isFinite(oursMs) && Number.isFinite(trlMs)) c.roundRatios.push(trlMs / oursMs);
-      }
-    }
-
+    results = runMatchups(cases.map((c) => ({
+      label: `${c.name} ${c.mode}`,
+      ours: (threads: number, steps: number) => runOurs(o, c.cfg, c.mode, c.data, threads, steps),
+      peer: versions ? (v: TrlVariant, steps: number) => runTrl(o, c.cfg, c.mode, c.data, v, steps) : null,
+    })), { rounds: o.rounds, steps: o.steps, probeSteps: o.probeSteps, ourThreads: o.ourThreads, variants: o.variants, variantLabel });
     if (o.bf16 && versions) {
-      for (const c of cases) {
-        if (!c.variant) continue;
-        const r = runTrl(o, c.cfg, c.mode, c.data, c.variant, o.steps, true);
-        c.bf16 = typeof r === 'string' ? `failed (${r})` : `${fmt(r.ms_per_step)} ms/step, ${fmt(r.tokens_per_sec)} tok/s`;
-      }
+      results.forEach((res, i) => {
+        if (!res.variant) return;
+        const r = runTrl(o, cases[i].cfg, cases[i].mode, cases[i].data, res.variant, o.steps, true);
+        bf16.set(cases[i], typeof r === 'string' ? `failed (${r})` : `${fmt(r.ms)} ms/step, ${fmt(r.run.tokens_per_sec)} tok/s`);
+      });
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 
   const rowsOut: string[] = [];
-  for (const c of cases) {
-    const ours = median(c.ours);
+  results.forEach((res, i) => {
+    const c = cases[i];
+    notes.push(...res.notes);
+    const ours = median(res.ours);
     const oursTok = (B * T * 1000) / ours;
-    const m = c.oursRun!;
+    const m = res.oursRun!;
     const trainedCell = c.mode === 'lora' ? `${fmtParams(m.trainable)} (${((100 * m.trainable) / m.params).toFixed(2)}%)` : fmtParams(m.trainable);
     let peer = ['-', '-', '-'];
-    if (c.trl.length > 0) {
-      const trl = median(c.trl);
+    if (res.peer.length > 0) {
+      const trl = median(res.peer);
       const trlTok = (B * T * 1000) / trl;
-      const spread = c.roundRatios.length > 1 ? ` (rounds ${c.roundRatios.map((r) => r.toFixed(2)).join(', ')})` : '';
-      peer = [fmt(trl), fmt(trlTok), `**${(oursTok / trlTok).toFixed(2)}x**${spread}`];
-      if (c.trlRun && c.trlRun.trainable !== m.trainable) notes.push(`WARNING ${c.name} ${c.mode}: TRL trains ${c.trlRun.trainable} parameters, ours ${m.trainable}.`);
-      if (c.trlRun && c.trlRun.params !== m.params) notes.push(`WARNING ${c.name} ${c.mode}: TRL's model holds ${c.trlRun.params} parameters, ours ${m.params}.`);
+      peer = [fmt(trl), fmt(trlTok), `**${(oursTok / trlTok).toFixed(2)}x**${roundsNote(res.roundRatios)}`];
+      if (res.peerRun && res.peerRun.trainable !== m.trainable) notes.push(`WARNING ${c.name} ${c.mode}: TRL trains ${res.peerRun.trainable} parameters, ours ${m.trainable}.`);
+      if (res.peerRun && res.peerRun.params !== m.params) notes.push(`WARNING ${c.name} ${c.mode}: TRL's model holds ${res.peerRun.params} parameters, ours ${m.params}.`);
     }
     rowsOut.push(`| ${c.name} | ${c.mode === 'full' ? 'full SFT' : `LoRA r=${LORA.r}`} | ${trainedCell} | ${B}×${T} | ${fmt(ours)} | ${fmt(oursTok)} | ${peer.join(' | ')} |`);
-    const cpu = c.trlCpu.length > 0
-      ? `CPU ms/step (median of rounds) ours ${fmt(median(c.oursCpu))}, TRL ${fmt(median(c.trlCpu))}: ${(median(c.trlCpu) / median(c.oursCpu)).toFixed(2)}x`
-      : `CPU ms/step ours ${fmt(median(c.oursCpu))}`;
-    notes.push(`${c.name} ${c.mode}: ours ${c.ourThreads} thread${c.ourThreads === 1 ? '' : 's'}` +
-      (c.variant ? `, TRL ${variantLabel(c.variant)}` : '') + (c.probe.length ? ` (probe: ${c.probe.join('; ')})` : '') +
-      (c.trlRun ? `; TRL optimizer ${c.trlRun.optim.replace('OptimizerNames.', '').toLowerCase()}, attention ${c.trlRun.attn}` : '') +
-      `; ${cpu}; first-step loss ours ${m.first_loss.toFixed(4)}, TRL mean train loss ${c.trlRun ? c.trlRun.train_loss.toFixed(4) : '-'} (ln V = ${Math.log(c.cfg.vocabSize).toFixed(4)})` +
-      `${c.bf16 ? `; TRL bfloat16 (informational): ${c.bf16}` : ''}.`);
-  }
+    const half = bf16.get(c);
+    notes.push(`${c.name} ${c.mode}: ours ${threadsLabel(res.ourThreads)}` +
+      (res.variant ? `, TRL ${variantLabel(res.variant)}` : '') + (res.probe.length ? ` (probe: ${res.probe.join('; ')})` : '') +
+      (res.peerRun ? `; TRL optimizer ${res.peerRun.optim.replace('OptimizerNames.', '').toLowerCase()}, attention ${res.peerRun.attn}` : '') +
+      `; ${cpuNote(res)}; first-step loss ours ${m.first_loss.toFixed(4)}, TRL mean train loss ${res.peerRun ? res.peerRun.train_loss.toFixed(4) : '-'} (ln V = ${Math.log(c.cfg.vocabSize).toFixed(4)})` +
+      `${half ? `; TRL bfloat16 (informational): ${half}` : ''}.`);
+  });
 
   const out: string[] = [];
   out.push('## Fine-tuning throughput: llm.ts vs TRL SFTTrainer (+ PEFT), float32, CPU');
@@ -490,15 +377,14 @@ function main(): void {
   out.push('');
   const c0 = cases[0];
   out.push(`- date: ${new Date().toISOString()}`);
-  out.push(`- ours: ${c0?.oursRun?.threads ?? describeBackend()}, node ${process.version}`);
+  out.push(`- ours: ${results[0]?.oursRun?.threads ?? describeBackend()}, node ${process.version}`);
   out.push(`- TRL: ${versions ?? 'not run'}${versions ? ` via ${o.python}` : ''}`);
   out.push(`- data: ${c0 ? c0.data.rows : 0} synthetic rows of T+1 = ${T + 1} token ids per config, prompt 30-70% of each row untrained, ` +
     `${c0 ? ((100 * c0.trained) / (c0.data.rows * T)).toFixed(0) : '-'}% of the target positions trained; tok/s counts B·T positions per step`);
   out.push(`- both sides: float32, AdamW (lr ${HYPER.lr}, betas ${HYPER.beta1}/${HYPER.beta2}, weight decay ${HYPER.weightDecay}), grad clip ${HYPER.gradClip}, ` +
     `LoRA r ${LORA.r}, alpha ${LORA.alpha}, dropout ${o.loraDropout} on q,k,v,o,gate,up,down; ${o.warmup} warmup steps per run excluded; ` +
     `${o.rounds} alternating rounds of ${o.steps} timed steps a side, median over all timed steps (per-round TRL/ours ratios in brackets)`);
-  out.push(`- machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} logical CPUs; load average at start ` +
-    `${loadAtStart.map((x) => x.toFixed(2)).join(' / ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min): other load on the machine is not controlled`);
+  out.push(`- ${machineLine(loadAtStart)}`);
   for (const n of notes) out.push(`- ${n}`);
   process.stdout.write(out.join('\n') + '\n');
 }

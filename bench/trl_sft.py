@@ -23,29 +23,20 @@ is the median CPU time (process_time, all threads) of the same steps.
 import argparse
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
 import warnings
 
 import numpy as np
 import torch
 
+from trl_common import StepClock, llama_config, timing_fields, trainer_args
+
 
 def build_model(cfg, mode, lora_r, lora_alpha, lora_dropout):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    if cfg['family'] != 'llama':
-        sys.exit('bench/trl_sft.py: only llama configs are supported')
-    hf = LlamaConfig(
-        vocab_size=cfg['vocabSize'], hidden_size=cfg['nEmbd'], intermediate_size=cfg['hiddenDim'],
-        num_hidden_layers=cfg['nLayer'], num_attention_heads=cfg['nHead'], num_key_value_heads=cfg['nKvHead'],
-        max_position_embeddings=cfg['blockSize'], rms_norm_eps=cfg['normEps'], rope_theta=cfg['ropeTheta'],
-        tie_word_embeddings=cfg['tiedEmbeddings'], attention_bias=False, mlp_bias=False,
-        attention_dropout=0.0, use_cache=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-    )
-    hf._attn_implementation = 'sdpa'
+    hf = llama_config(cfg, use_cache=False)
     model = LlamaForCausalLM(hf).to(torch.float32)
     peft_model = None
     if mode == 'lora':
@@ -111,7 +102,6 @@ def main():
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     transformers.logging.set_verbosity_error()
@@ -126,49 +116,24 @@ def main():
     total = a.warmup + a.steps
     if total * a.batch_size > a.rows:
         sys.exit(f'{total} steps of {a.batch_size} need {total * a.batch_size} rows, the data has {a.rows}')
-    ends, cpu_ends = [], []
-
-    class StepTimes(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            ends.append(time.perf_counter())
-            cpu_ends.append(time.process_time())
-
-        def on_step_end(self, args, state, control, **kw):
-            ends.append(time.perf_counter())
-            cpu_ends.append(time.process_time())
-
-    out_dir = tempfile.mkdtemp(prefix='trl-sft-bench-')
-    args = SFTConfig(
-        output_dir=out_dir, per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=1,
-        max_steps=total, learning_rate=a.lr, lr_scheduler_type='constant', warmup_steps=0,
-        adam_beta1=a.beta1, adam_beta2=a.beta2, weight_decay=a.weight_decay, max_grad_norm=a.grad_clip,
-        logging_steps=10**9, save_strategy='no', eval_strategy='no', report_to=[], disable_tqdm=True,
-        use_cpu=True, dataloader_num_workers=0, seed=a.seed, data_seed=a.seed,
-        max_length=a.length, packing=False, completion_only_loss=True, loss_type=a.loss_type,
-        torch_compile=a.compile == 'on', bf16=a.bf16, gradient_checkpointing=a.gradient_checkpointing == 'on',
-        dataset_num_proc=None,
-    )
+    clock = StepClock()
+    args = SFTConfig(**trainer_args(
+        a, 'trl-sft-bench-', total, max_length=a.length, packing=False, completion_only_loss=True, loss_type=a.loss_type,
+        bf16=a.bf16, dataset_num_proc=None,
+    ))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=stand_in_tokenizer(),
-                         peft_config=peft_config, callbacks=[StepTimes()])
+                         peft_config=peft_config, callbacks=[clock.callback()])
     params = sum(p.numel() for p in trainer.model.parameters())
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     t0 = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - t0
-    steps = [(ends[i + 1] - ends[i]) * 1000 for i in range(len(ends) - 1)]
-    cpu_steps = [(cpu_ends[i + 1] - cpu_ends[i]) * 1000 for i in range(len(cpu_ends) - 1)]
-    timed = steps[a.warmup:]
-    if len(steps) != total or not timed:
-        sys.exit(f'expected {total} step times, got {len(steps)}')
-    ms = statistics.median(timed)
+    steps, cpu_steps = clock.steps(total)
+    timing = timing_fields(steps, cpu_steps, a.warmup)
     positions = a.batch_size * (a.length - 1)
     print(json.dumps({
-        'ms_per_step': ms,
-        'tokens_per_sec': positions * 1000 / ms,
-        'step_ms': [round(t, 1) for t in steps],
-        'cpu_ms_per_step': statistics.median(cpu_steps[a.warmup:]),
-        'cpu_step_ms': [round(t, 1) for t in cpu_steps],
-        'warmup': a.warmup,
+        **timing,
+        'tokens_per_sec': positions * 1000 / timing['ms_per_step'],
         'threads': torch.get_num_threads(),
         'loss_type': args.loss_type,
         'compile': a.compile,

@@ -1,19 +1,44 @@
 /**
- * Log-probabilities of answers under a model, the quantity DPO compares with its reference:
+ * Log-probabilities of answers under a model, the quantity DPO compares with its reference and
+ * PPO/GRPO turn into ratios:
  *
  *   const lp = answerLogProbs(model, batch);              // (2P,) Σ_t log π(answer_t | prefix), chosen rows then rejected
+ *   const { logp, at } = targetLogProbs(model, h, targets, temperature);   // log π at each target, and where each position's is
  *
- * The logits of every position are computed and log-softmax-gathered at the answer tokens only
- * (targets IGNORE_INDEX elsewhere give 0), then summed per row, as TRL's selective_log_softmax +
- * masked sum.
+ * The LM head and the log-softmax run only on the positions that have a target (an answer token
+ * to predict), (n, C) -> (n, V) instead of (rows·T, V): the prompt's positions go through the trunk
+ * (attention needs them) but never through the head, as sftLoss. The same numbers as TRL's
+ * selective_log_softmax over every position + masked sum.
  */
-import { logSoftmaxGather, reshape, sum, type Tensor } from '../tensor/index.js';
+import { IGNORE_INDEX, gather, logSoftmaxGather, scale, selectRows, sum, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import type { PairBatch } from './pairs.js';
 
+/**
+ * log π(target) at the positions of h (rows, T, C) whose target (flat (rows·T)) is not IGNORE_INDEX,
+ * from logits / temperature: logp (n + 1,), the last entry 0 (a position without a target; no
+ * gradient), and `at` (rows·T): each position's entry in logp (n where it has no target).
+ */
+export function targetLogProbs(model: Transformer, h: Tensor, targets: Int32Array, temperature = 1): { logp: Tensor; at: Int32Array } {
+  let n = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX) n++;
+  const rows = new Int32Array(n + 1); // the last: position 0 again, with no target (log π 0)
+  const picked = new Int32Array(n + 1).fill(IGNORE_INDEX);
+  const at = new Int32Array(targets.length).fill(n);
+  for (let i = 0, j = 0; i < targets.length; i++) {
+    if (targets[i] === IGNORE_INDEX) continue;
+    rows[j] = i;
+    picked[j] = targets[i];
+    at[i] = j++;
+  }
+  const logits = model.lmHead.forward(selectRows(h, rows)); // (n + 1, V)
+  const scaled = temperature > 0 && temperature !== 1 ? scale(logits, 1 / temperature) : logits;
+  return { logp: logSoftmaxGather(scaled, picked), at }; // (n + 1,)
+}
+
 export function answerLogProbs(model: Transformer, batch: PairBatch): Tensor {
   const rows = 2 * batch.P;
-  const { logits } = model.forward(batch.x, rows, batch.T); // (2P, T, V)
-  const perToken = reshape(logSoftmaxGather(logits, batch.targets), [rows, batch.T]); // (2P, T)
-  return sum(perToken, [1]); // (2P,)
+  const h = model.hidden(batch.x, rows, batch.T); // (2P, T, C)
+  const { logp, at } = targetLogProbs(model, h, batch.targets);
+  return sum(gather(logp, at, [rows, batch.T]), [1]); // (2P,)
 }

@@ -15,7 +15,9 @@
  *         loss = clipped policy loss + vfCoef · clipped value loss.
  *   GRPO  advantage of completion i = (s_i - mean_group) / (std_group + 1e-4), on every token;
  *   RLOO  advantage = s_i - mean of the other K-1 samples of its prompt;
- *         loss = clipped policy loss (+ β · k3 KL to the reference per token when β > 0).
+ *         loss = clipped policy loss (+ β · k3 KL to the reference per token when β > 0);
+ *         with β = 0 the reference is never run in the rollout phase (TRL loads none then), so
+ *         its metrics carry no objective/kl (the evaluation still measures the KL).
  * Then `ppoEpochs` passes over the rollout in shuffled minibatches: each loop step is one
  * minibatch's update. With `targetKl`, β adapts after each rollout as Ziegler et al.'s controller:
  * β *= 1 + clip(KL / target - 1, ±0.2) · rows / horizon (horizon 10000).
@@ -140,15 +142,17 @@ export class RlObjective implements Objective<RlMinibatch, RlEval> {
     const scores = this.scores(rollouts, this.prompts);
     const batch = makeResponseBatch(rollouts, o.padId);
     const { R, L, mask } = batch;
+    // GRPO/RLOO without a KL term never read the reference: its forward pass is skipped (as TRL with beta 0)
+    const useReference = o.algo === 'ppo' || this.klCoef > 0;
     const { oldLogp, oldValues, refLogp } = noGrad(() => {
       const pol = responseOutputs(model, batch, o.temperature, this.valueHead);
-      const ref = responseOutputs(this.reference, batch, o.temperature);
-      return { oldLogp: Float32Array.from(pol.logp.data), oldValues: Float32Array.from(pol.values?.data ?? new Float32Array(R * L)), refLogp: Float32Array.from(ref.logp.data) };
+      const ref = useReference ? Float32Array.from(responseOutputs(this.reference, batch, o.temperature).logp.data) : new Float32Array(0);
+      return { oldLogp: Float32Array.from(pol.logp.data), oldValues: Float32Array.from(pol.values?.data ?? new Float32Array(R * L)), refLogp: ref };
     });
     for (let i = 0; i < R * L; i++) if (!mask[i]) oldValues[i] = 0;
     // per-sequence KL (k1, summed over the response) and the advantages
     const klSeq = new Float32Array(R);
-    for (let b = 0; b < R; b++) for (let j = 0; j < L; j++) if (mask[b * L + j]) klSeq[b] += oldLogp[b * L + j] - refLogp[b * L + j];
+    if (useReference) for (let b = 0; b < R; b++) for (let j = 0; j < L; j++) if (mask[b * L + j]) klSeq[b] += oldLogp[b * L + j] - refLogp[b * L + j];
     let advantages: Float32Array, returns: Float32Array;
     if (o.algo === 'ppo') {
       const rewards = new Float32Array(R * L);
@@ -179,9 +183,10 @@ export class RlObjective implements Objective<RlMinibatch, RlEval> {
       if (rollouts[b].ended) ended++;
     }
     const metrics: Record<string, number> = {
-      'objective/scores': scoreSum / R, 'objective/kl': klSum / R, 'objective/rlhf_reward': (scoreSum - this.klCoef * klSum) / R,
+      'objective/scores': scoreSum / R, 'objective/rlhf_reward': (scoreSum - this.klCoef * klSum) / R,
       'objective/kl_coef': this.klCoef, 'val/response_length': lenSum / R, 'val/num_eos_tokens': ended,
     };
+    if (useReference) metrics['objective/kl'] = klSum / R; // (the evaluation measures it either way)
     if (o.targetKl !== undefined && o.algo === 'ppo') {
       const err = Math.max(-0.2, Math.min(0.2, klSum / R / o.targetKl - 1));
       this.klCoef *= 1 + (err * R) / 10000;

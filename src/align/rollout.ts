@@ -12,11 +12,12 @@
  * position p_r + j of the sequence (p_r the prompt length) and is predicted at position p_r + j - 1,
  * where its log-probability and its value are read.
  */
-import { gather, logSoftmaxGather, reshape, scale, IGNORE_INDEX, type Tensor } from '../tensor/index.js';
+import { gather, reshape, IGNORE_INDEX, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import type { ScalarHead } from '../model/heads.js';
 import { generateBatch } from '../generate/generate-batch.js';
 import { LlmError } from '../util/errors.js';
+import { targetLogProbs } from './log-probs.js';
 
 export interface Rollout {
   /** index of the prompt in the prompt set */
@@ -104,12 +105,12 @@ export function makeResponseBatch(rollouts: readonly Rollout[], padId: number, w
 /**
  * From one trunk pass: (R, L) log π(response token | prefix) at the sampling temperature
  * (logits / T, as TRL; 0 at padding), and with a value head its (R, L) values at the same positions.
+ * The LM head runs on the positions that predict a response token only (targetLogProbs).
  */
 export function responseOutputs(model: Transformer, batch: ResponseBatch, temperature: number, valueHead: ScalarHead | null = null): { logp: Tensor; values: Tensor | null } {
   const h = model.hidden(batch.x, batch.R, batch.T); // (R, T, C)
-  const logits = model.lmHead.forward(h); // (R, T, V)
-  const scaled = temperature > 0 && temperature !== 1 ? scale(logits, 1 / temperature) : logits;
-  const logp = reshape(gather(logSoftmaxGather(scaled, batch.targets), batch.index), [batch.R, batch.L]);
+  const { logp: picked, at } = targetLogProbs(model, h, batch.targets, temperature); // the LM head on the response positions only
+  const logp = gather(picked, Int32Array.from(batch.index, (i) => at[i]), [batch.R, batch.L]);
   const values = valueHead ? reshape(gather(valueHead.forward(h), batch.index), [batch.R, batch.L]) : null;
   return { logp, values };
 }

@@ -240,7 +240,7 @@ async function ppoCommand(f: Flags): Promise<void> {
   const result = await runLoopInTerminal<StepRecord, EvalRecord<RlEval>, TrainResult<EvalRecord<RlEval>>>({
     command: 'ppo', outDir, maxIters: options.maxIters, initialStep: loop.step, metricsPath: loop.metricsPath,
     run: (hooks) => loop.run(hooks),
-    stepFields: (r) => ({ loss: r.loss.toFixed(4), score: (r.metrics?.['objective/scores'] ?? NaN).toFixed(3), kl: (r.metrics?.['objective/kl'] ?? NaN).toFixed(3), lr: r.lr.toExponential(2) }),
+    stepFields: (r) => ({ loss: r.loss.toFixed(4), score: (r.metrics?.['objective/scores'] ?? NaN).toFixed(3), kl: r.metrics?.['objective/kl']?.toFixed(3) ?? '-', lr: r.lr.toExponential(2) }),
     evalLine: (e) => `step ${e.step}: held-out reward ${e.reward.toFixed(4)}, KL to start ${e.kl.toFixed(3)}, length ${e.length.toFixed(1)}, ended ${(100 * e.ended).toFixed(0)}%`,
   });
   if (result.interrupted) return;
