@@ -11,7 +11,14 @@
  * (renderPromptCompletion: answer + end-of-turn are the "completion"); with none, plain text
  * prompt + answer + EOS. A pair with either side longer than maxLength is left out and counted, as
  * TRL's RewardTrainer filters rather than truncates (a cut answer would be scored on what it is
- * not). A pair whose two renderings are the same token ids is an error naming its line.
+ * not). With truncatePrompt, such a pair is kept by cutting its prompt from the left instead (the
+ * oldest turns go; a leading BOS stays): the same number of prompt tokens from both sides, so
+ * both answers follow the same most recent context, and the answers whole. Only a pair whose
+ * longer answer alone does not fit is then left out. A pair whose two renderings are the same
+ * token ids is an error naming its line.
+ *
+ *   renderPreferencePairs(examples, lines, tokenizer, template, { maxLength: 256, truncatePrompt: true });
+ *   // { pairs, tooLong: lines whose answer alone is too long, truncated: lines whose prompt was cut }
  */
 import { IGNORE_INDEX, gather, type Tensor } from '../tensor/index.js';
 import { renderPromptCompletion } from '../chat/render.js';
@@ -39,6 +46,15 @@ export interface RenderPairsResult {
   pairs: RenderedPair[];
   /** lines of the pairs left out because a side is longer than maxLength */
   tooLong: number[];
+  /** lines of the pairs kept by cutting their prompt (truncatePrompt) */
+  truncated: number[];
+}
+
+export interface RenderPairsOptions {
+  /** tokens per rendered side at most */
+  maxLength: number;
+  /** cut a long pair's prompt from the left instead of leaving the pair out */
+  truncatePrompt?: boolean;
 }
 
 /** One answer after its prompt; with no template the prompt must be a single user turn (plain text). */
@@ -56,11 +72,12 @@ export function renderAnswer(tokenizer: ChatTokenizer, template: ChatTemplate | 
 
 /** Every pair rendered; see the file comment. */
 export function renderPreferencePairs(
-  examples: readonly PreferenceExample[], lines: readonly number[], tokenizer: ChatTokenizer, template: ChatTemplate | null, opts: { maxLength: number },
+  examples: readonly PreferenceExample[], lines: readonly number[], tokenizer: ChatTokenizer, template: ChatTemplate | null, opts: RenderPairsOptions,
 ): RenderPairsResult {
   if (!(Number.isInteger(opts.maxLength) && opts.maxLength >= 2)) throw new LlmError(`the maximum length must be an integer >= 2 tokens, not ${opts.maxLength}`);
   const pairs: RenderedPair[] = [];
   const tooLong: number[] = [];
+  const truncated: number[] = [];
   examples.forEach((example, i) => {
     const line = lines[i] ?? i + 1;
     let chosen: RenderedAnswer, rejected: RenderedAnswer;
@@ -73,12 +90,45 @@ export function renderPreferencePairs(
     }
     if (sameIds(chosen.ids, rejected.ids)) throw new LlmError(`line ${line}: the chosen and rejected answers render to the same tokens; a pair must differ`);
     if (chosen.ids.length > opts.maxLength || rejected.ids.length > opts.maxLength) {
-      tooLong.push(line);
-      return;
+      const cut = opts.truncatePrompt ? cutPrompts(chosen, rejected, opts.maxLength, tokenizer.bosId) : null;
+      if (cut === null) {
+        tooLong.push(line);
+        return;
+      }
+      [chosen, rejected] = cut;
+      truncated.push(line);
     }
     pairs.push({ chosen, rejected, line, key: JSON.stringify(example) });
   });
-  return { pairs, tooLong };
+  return { pairs, tooLong, truncated };
+}
+
+/** Where a rendered side's answer starts: its first answer token (the answer runs to the end). */
+function answerStart(r: RenderedAnswer): number {
+  const i = r.answerMask.indexOf(1);
+  return i < 0 ? r.ids.length : i;
+}
+
+/**
+ * Both sides with the same number of prompt tokens cut after an optional leading BOS, so that the
+ * longer side fits maxLength; null when the answers alone (with the BOS) do not fit.
+ */
+function cutPrompts(chosen: RenderedAnswer, rejected: RenderedAnswer, maxLength: number, bosId: number | undefined): [RenderedAnswer, RenderedAnswer] | null {
+  const head = bosId !== undefined && chosen.ids[0] === bosId && rejected.ids[0] === bosId ? 1 : 0;
+  const excess = Math.max(chosen.ids.length, rejected.ids.length) - maxLength;
+  const cut = (r: RenderedAnswer): RenderedAnswer | null => {
+    if (answerStart(r) - head < excess) return null; // the prompt is too short to give up that many tokens
+    const keep = (a: Int32Array | Uint8Array): typeof a => {
+      const out = a.slice(0, a.length - excess);
+      out.set(a.subarray(0, head), 0);
+      out.set(a.subarray(head + excess), head);
+      return out;
+    };
+    return { ids: keep(r.ids) as Int32Array, answerMask: keep(r.answerMask) as Uint8Array };
+  };
+  const c = cut(chosen);
+  const r = cut(rejected);
+  return c === null || r === null ? null : [c, r];
 }
 
 function sameIds(a: Int32Array, b: Int32Array): boolean {

@@ -35,5 +35,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   reward: async () => import('./reward.js').then((m) => m.REWARD),
   dpo: async () => import('./dpo.js').then((m) => m.DPO),
   ppo: async () => import('./ppo.js').then((m) => m.PPO),
+  data: async () => import('./data.js').then((m) => m.DATA),
 };
 

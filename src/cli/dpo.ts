@@ -102,6 +102,7 @@ async function dpoCommand(f: Flags): Promise<void> {
       beta: f.number('beta')!, loss: f.string('loss') as DpoLossType,
     };
     if (s.lora) options.lora = s.lora;
+    if (f.bool('truncate-prompt')) options.truncatePrompt = true;
   }
   const { model, reference, tokenizer, template, note } = setup;
   const data = loadPairData(options, tokenizer, template);

@@ -20,6 +20,8 @@ export interface PairDataOptions {
   onBadRow: OnBadRow;
   maxLength: number;
   evalSplit: number;
+  /** keep a pair longer than maxLength by cutting its prompt from the left (absent: leave it out) */
+  truncatePrompt?: boolean;
 }
 
 export function pairDataFlags(group: string, evalSplit: string): FlagDef[] {
@@ -29,6 +31,7 @@ export function pairDataFlags(group: string, evalSplit: string): FlagDef[] {
     { name: 'on-bad-row', kind: 'string', choices: ON_BAD_ROW_CHOICES, default: 'skip', help: 'a row that does not fit the format: skip it (reported with its line) or stop with an error', group },
     { name: 'template', kind: 'string', choices: CHAT_TEMPLATE_NAMES, defaultText: "the model's own, else chatml for a tokenizer with ChatML tokens, else qa", help: 'chat template that renders prompt and answer', group },
     { name: 'max-length', kind: 'integer', min: 2, defaultText: "the model's context", help: 'tokens per rendered answer at most: a pair with a longer side is left out (counted), not cut', group },
+    { name: 'truncate-prompt', kind: 'boolean', help: 'keep a pair longer than --max-length by cutting its prompt from the left (oldest turns first, the same tokens from both sides, answers whole); only a pair whose answer alone is too long is left out', group },
     { name: 'eval-split', kind: 'string', value: 'FRACTION', default: evalSplit, help: 'share of the pairs held out for evaluation (chosen by content; 0 = none)', group },
   ];
 }
@@ -44,16 +47,17 @@ export interface PairData {
 
 export function loadPairData(o: PairDataOptions, tokenizer: Tokenizer, template: ChatTemplate): PairData {
   const loaded = loadPreferenceExamples(o.data, { format: o.format, onBadRow: o.onBadRow });
-  const { pairs, tooLong } = renderPreferencePairs(loaded.examples, loaded.lines, tokenizer, template, { maxLength: o.maxLength });
+  const { pairs, tooLong, truncated } = renderPreferencePairs(loaded.examples, loaded.lines, tokenizer, template, { maxLength: o.maxLength, truncatePrompt: o.truncatePrompt === true });
   const split = splitTrainEval(pairs, { fraction: o.evalSplit, key: (p) => p.key });
   const warnings: string[] = [];
   const report = badRowsReport(o.data, loaded);
   if (report) warnings.push(report);
   if (tooLong.length > 0) {
-    warnings.push(`left out ${tooLong.length} pair${tooLong.length === 1 ? '' : 's'} with an answer longer than --max-length ${o.maxLength} tokens ` +
-      `(lines ${tooLong.slice(0, 5).join(', ')}${tooLong.length > 5 ? ', ...' : ''}); raise --max-length to keep them`);
+    warnings.push(`left out ${tooLong.length} pair${tooLong.length === 1 ? '' : 's'} with ${o.truncatePrompt ? 'an answer alone' : 'an answer'} longer than --max-length ${o.maxLength} tokens ` +
+      `(lines ${tooLong.slice(0, 5).join(', ')}${tooLong.length > 5 ? ', ...' : ''}); raise --max-length to keep them${o.truncatePrompt ? '' : ', or cut their prompts with --truncate-prompt'}`);
   }
   const summary = `${o.data}: ${loaded.format}, ${loaded.rows} rows, ${loaded.bad.length} bad; ${pairs.length} pairs: ` +
-    `${split.train.length} train / ${split.eval.length} eval; ${tooLong.length} longer than ${o.maxLength} tokens left out`;
+    `${split.train.length} train / ${split.eval.length} eval; ${tooLong.length} longer than ${o.maxLength} tokens left out` +
+    (o.truncatePrompt ? `, ${truncated.length} with the prompt cut to fit` : '');
   return { train: split.train, held: split.eval, summary, warnings };
 }

@@ -166,6 +166,7 @@ async function trainReward(f: Flags): Promise<void> {
       format: parsePreferenceFormat(f.string('format')!), onBadRow: parseOnBadRow(f.string('on-bad-row')!), maxLength,
       evalSplit: parseEvalSplit(f.string('eval-split')!), template: t.name, templateSource: t.source, centerRewards: f.number('center-rewards')!,
     };
+    if (f.bool('truncate-prompt')) options.truncatePrompt = true;
     if (lora) options.lora = lora;
     built = { model, head, tokenizer: loaded.tokenizer, template: t.template, note: t.note };
   }
@@ -209,7 +210,7 @@ async function evalReward(f: Flags): Promise<void> {
   const data = dataFile(f.string('data'), 'preference pairs');
   const pairData = loadPairData({
     data, format: parsePreferenceFormat(f.string('format')!), onBadRow: parseOnBadRow(f.string('on-bad-row')!),
-    maxLength: f.number('max-length') ?? rm.model.config.blockSize, evalSplit: 0,
+    maxLength: f.number('max-length') ?? rm.model.config.blockSize, evalSplit: 0, truncatePrompt: f.bool('truncate-prompt'),
   }, rm.tokenizer, rm.template);
   for (const w of pairData.warnings) process.stderr.write(`llmts reward eval: ${w}\n`);
   if (pairData.train.length === 0) throw new LlmError(`${data}: no pairs to evaluate`);
