@@ -60,9 +60,11 @@ const RECIPE = {
   /** pair sampling: K answers per prompt, the SFT recipe's sampling, answers capped at maxNewTokens */
   pairs: { samples: 8, pairsPerPrompt: 2, maxNewTokens: 64, temperature: 0.8, topK: 40, topP: 0.95, seed: 11 },
   reward: ['--max-iters', '150', '-b', '16', '--lr', '1e-3', '--eval-interval', '50', '--eval-iters', '10', '--eval-split', '0.05'],
-  ppo: ['--max-iters', '200', '-b', '8', '--rollout-prompts', '16', '--ppo-epochs', '2', '--lr', '1e-4', '--kl-coef', '0.05', '--target-kl', '4',
-    '--max-new-tokens', '64', '--temperature', '0.8', '--eval-interval', '50', '--eval-iters', '4'],
-  dpo: ['--max-iters', '200', '-b', '8', '--lr', '1e-4', '--beta', '0.1', '--eval-interval', '50', '--eval-iters', '4'],
+  ppo: ['--max-iters', '120', '-b', '8', '--rollout-prompts', '16', '--ppo-epochs', '2', '--lr', '1e-4', '--kl-coef', '0.05', '--target-kl', '6',
+    '--missing-eos-penalty', '5', '--max-new-tokens', '64', '--temperature', '0.8', '--eval-interval', '40', '--eval-iters', '4'],
+  ppoRule: ['--max-iters', '120', '-b', '8', '--rollout-prompts', '16', '--ppo-epochs', '2', '--lr', '1e-4', '--kl-coef', '0.05', '--target-kl', '6',
+    '--max-new-tokens', '64', '--temperature', '0.8', '--eval-interval', '40', '--eval-iters', '4'],
+  dpo: ['--max-iters', '120', '-b', '8', '--lr', '1e-4', '--beta', '0.1', '--eval-interval', '40', '--eval-iters', '4'],
   /** held-out scoring: S answers per held-out prompt */
   score: { samples: 4, maxNewTokens: 64, temperature: 0.8, seed: 1001 },
   scoreSftSampling: { topK: 40, topP: 0.95 },
@@ -154,9 +156,13 @@ async function main(): Promise<void> {
   if (evalRm.status !== 0) throw new Error(`llmts reward eval failed (exit ${evalRm.status})`);
   const rmAccuracy = Number(/accuracy ([\d.]+)\s*$/.exec(evalRm.stdout)?.[1]);
 
-  // 3. PPO against the reward model; 4. DPO on the pairs
+  // 3. PPO against the reward model, and against the rule itself (a JavaScript reward); 4. DPO on the pairs
   const ppo = join(dir, 'ppo');
   run('PPO', join(ppo, 'ckpt.safetensors'), ['ppo', '-m', sft, '--reward', rm, '--prompts', trainPrompts, ...RECIPE.ppo, '-o', ppo, '--overwrite']);
+  const ruleModule = join(dir, 'data', 'rule-reward.mjs');
+  writeFileSync(ruleModule, `// 1 when ${RULE.text}, else 0 (written by bench/rlhf-learn.ts)\nexport function reward(prompt, completion) {\n  return (${RULE.test.toString()})(completion) ? 1 : 0;\n}\n`);
+  const ppoRule = join(dir, 'ppo-rule');
+  run('PPO rule', join(ppoRule, 'ckpt.safetensors'), ['ppo', '-m', sft, '--reward', ruleModule, '--prompts', trainPrompts, ...RECIPE.ppoRule, '-o', ppoRule, '--overwrite']);
   const dpo = join(dir, 'dpo');
   run('DPO', join(dpo, 'ckpt.safetensors'), ['dpo', '-m', sft, '--data', pairsTrain, ...RECIPE.dpo, '-o', dpo, '--overwrite']);
 
@@ -174,6 +180,7 @@ async function main(): Promise<void> {
   const rows: [string, Scores, string][] = [
     ['SFT (Alpaca Libre)', await score(sft), ''],
     ['PPO against the reward model', await score(ppo), 'PPO'],
+    ['PPO against the rule (JavaScript reward)', await score(ppoRule), 'PPO rule'],
     ['DPO on the pairs', await score(dpo), 'DPO'],
   ];
 
@@ -188,13 +195,16 @@ async function main(): Promise<void> {
   for (const [label, s, step] of rows) {
     console.log(`| ${label} | ${s.reward.mean.toFixed(3)} (${s.reward.std.toFixed(3)}) | ${pct(s.rule)} | ${pct(s.ruleSftSampling)} | ${s.kl.toFixed(3)} | ${s.perplexity.toFixed(2)} | ${s.length.toFixed(1)} | ${pct(s.ended)} | ${time(step)} | ${s.seconds.toFixed(0)} s |`);
   }
-  const [before, afterPpo, afterDpo] = rows.map((r) => r[1]);
-  const targetKl = Number(RECIPE.ppo[RECIPE.ppo.indexOf('--target-kl') + 1]);
+  const [before, afterPpo, afterRule, afterDpo] = rows.map((r) => r[1]);
+  const targetKl = (flags: string[]): number => Number(flags[flags.indexOf('--target-kl') + 1]);
+  const ruleStd = Math.sqrt(before.rule * (1 - before.rule));
   console.log('');
   console.log(`rule: ${RULE.text}; ${held.length} held-out prompts x ${RECIPE.score.samples} answers = ${n} per model, at most ${RECIPE.score.maxNewTokens} new tokens`);
   console.log(`pairs: ${pairCount(pairsTrain)} train, ${pairCount(pairsHeld)} held out${pairStats ? ` (${pairStats})` : ''}; reward model held-out pairwise accuracy ${rmAccuracy.toFixed(4)}`);
   console.log(`PPO: reward ${before.reward.mean.toFixed(3)} -> ${afterPpo.reward.mean.toFixed(3)}: +${((afterPpo.reward.mean - before.reward.mean) / before.reward.std).toFixed(2)} std of the SFT rewards (goal >= 1); ` +
-    `KL ${afterPpo.kl.toFixed(3)} (target ${targetKl}); perplexity under SFT x${(afterPpo.perplexity / before.perplexity).toFixed(2)} of the SFT answers' (goal <= 2)`);
+    `KL ${afterPpo.kl.toFixed(3)} (target ${targetKl(RECIPE.ppo)}); perplexity under SFT x${(afterPpo.perplexity / before.perplexity).toFixed(2)} of the SFT answers' (goal <= 2)`);
+  console.log(`PPO against the rule: reward (the rule's rate) ${pct(before.rule)} -> ${pct(afterRule.rule)}: +${((afterRule.rule - before.rule) / ruleStd).toFixed(2)} std of the SFT rewards (goal >= 1); ` +
+    `KL ${afterRule.kl.toFixed(3)} (target ${targetKl(RECIPE.ppoRule)}); perplexity under SFT x${(afterRule.perplexity / before.perplexity).toFixed(2)} (goal <= 2)`);
   console.log(`DPO: rule rate ${pct(before.ruleSftSampling)} -> ${pct(afterDpo.ruleSftSampling)} (${((afterDpo.ruleSftSampling - before.ruleSftSampling) * 100).toFixed(1)} points; goal >= 20) with the SFT recipe's sampling`);
   console.log('');
   console.log(`steps (threads ${threads}; ${describeBackend()}; ${availableParallelism()} cores; load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end):`);
@@ -234,12 +244,20 @@ function sampleAnswers(m: Loaded, prompts: readonly ChatMessage[][], S: number, 
   return { rollouts, text };
 }
 
-/** Pairs (chosen follows the rule, rejected does not) among ended answers sampled from the model, as JSONL. */
+/**
+ * Pairs among the ended answers sampled from the model, as JSONL: for each prompt, answers that
+ * follow the rule (chosen) against answers that do not (rejected), rejected answers that have
+ * "The" further on first (the hard negatives: a reward model that only looks for "The" anywhere
+ * gets them wrong), each chosen paired with the rejected answer closest to it in length (so length
+ * does not predict the preference); then, for one chosen answer per prompt, a minimal pair: the
+ * same answer with its first word swapped for a rejected answer's first word.
+ */
 function samplePairs(m: Loaded, prompts: readonly ChatMessage[][], seed: number, stopTokens: number[]) {
   const o = RECIPE.pairs;
   const { rollouts, text } = sampleAnswers(m, prompts, o.samples, o, seed, stopTokens);
   const lines: string[] = [];
-  let follows = 0, ended = 0;
+  let follows = 0, ended = 0, hard = 0, minimal = 0;
+  const laterThe = (t: string): boolean => /\bThe\b/.test(t);
   for (let p = 0; p < prompts.length; p++) {
     const yes: string[] = [], no: string[] = [];
     for (let i = p * o.samples; i < (p + 1) * o.samples; i++) {
@@ -252,12 +270,27 @@ function samplePairs(m: Loaded, prompts: readonly ChatMessage[][], seed: number,
         if (!yes.includes(t)) yes.push(t);
       } else if (!no.includes(t)) no.push(t);
     }
-    for (let k = 0; k < Math.min(yes.length, no.length, o.pairsPerPrompt); k++) {
-      lines.push(JSON.stringify({ prompt: prompts[p], chosen: yes[k], rejected: no[k] }) + '\n');
+    if (yes.length === 0 || no.length === 0) continue;
+    const pair = (chosen: string, rejected: string): void => void lines.push(JSON.stringify({ prompt: prompts[p], chosen, rejected }) + '\n');
+    const pool = [...no];
+    for (const chosen of yes.slice(0, o.pairsPerPrompt)) {
+      if (pool.length === 0) break;
+      const hardOnes = pool.filter(laterThe);
+      const from = hardOnes.length > 0 ? hardOnes : pool;
+      const rejected = from.reduce((best, r) => (Math.abs(r.length - chosen.length) < Math.abs(best.length - chosen.length) ? r : best));
+      pool.splice(pool.indexOf(rejected), 1);
+      if (laterThe(rejected)) hard++;
+      pair(chosen, rejected);
+    }
+    const firstWord = no[0].split(/\s+/)[0];
+    const swapped = yes[0].replace(/^The\b/, firstWord);
+    if (swapped !== yes[0] && !RULE.test(swapped)) {
+      minimal++;
+      pair(yes[0], swapped);
     }
   }
   const total = prompts.length * o.samples;
-  return { lines, stats: `${total} answers, ${ended} ended, ${follows} of those follow the rule (${(100 * follows / Math.max(1, ended)).toFixed(1)}%), ${lines.length} pairs` };
+  return { lines, stats: `${total} answers, ${ended} ended, ${follows} of those follow the rule (${(100 * follows / Math.max(1, ended)).toFixed(1)}%); ${lines.length} pairs (${hard} with "The" later in the rejected answer, ${minimal} minimal)` };
 }
 
 function scoreModel(m: Loaded, ref: Loaded, rm: ReturnType<typeof loadRewardModel>, prompts: readonly ChatMessage[][], stopTokens: number[]): Scores {
