@@ -70,12 +70,19 @@ export interface AnswerToScore {
   answer: string;
 }
 
-/** The reward of each answer, in micro-batches of `batchSize` (no autograd). */
-export function scoreAnswers(rm: RewardModel, items: readonly AnswerToScore[], batchSize = 8): Float32Array {
+/**
+ * The reward of each answer, in micro-batches of `batchSize` (no autograd). A rendering longer
+ * than the reward model's context is an error, or with `overLong: 'cut'` is cut to the context
+ * and scored at its last token (RL: an answer that ran to the end of the policy's context gets
+ * the template's end-of-turn tokens added and, re-tokenized, can exceed it).
+ */
+export function scoreAnswers(rm: RewardModel, items: readonly AnswerToScore[], batchSize = 8, opts: { overLong?: 'error' | 'cut' } = {}): Float32Array {
+  const context = rm.model.config.blockSize;
   const rendered: RenderedAnswer[] = items.map((it, i) => {
     const r = renderAnswer(rm.tokenizer, rm.template, { prompt: it.prompt, chosen: it.answer, rejected: '' }, it.answer);
-    if (r.ids.length > rm.model.config.blockSize) throw new LlmError(`answer ${i + 1}: ${r.ids.length} tokens with its prompt, longer than the reward model's context of ${rm.model.config.blockSize}`);
-    return r;
+    if (r.ids.length <= context) return r;
+    if (opts.overLong !== 'cut') throw new LlmError(`answer ${i + 1}: ${r.ids.length} tokens with its prompt, longer than the reward model's context of ${context}`);
+    return { ids: r.ids.subarray(0, context), answerMask: r.answerMask.subarray(0, context) };
   });
   const out = new Float32Array(items.length);
   noGrad(() => {

@@ -44,11 +44,14 @@ function checkFinite(name: string, scores: ArrayLike<number>, items: readonly Re
   return out;
 }
 
-/** A trained reward model's score of each completion. */
+/**
+ * A trained reward model's score of each completion. A completion whose rendering outgrows the
+ * reward model's context (one that ran to the end of the policy's context) is scored cut to it.
+ */
 export function rewardModelSource(name: string, rm: RewardModel, batchSize = 8): RewardSource {
   return {
     name,
-    score: (items) => checkFinite(name, scoreAnswers(rm, items.map((it) => ({ prompt: it.prompt, answer: it.completion })), batchSize), items),
+    score: (items) => checkFinite(name, scoreAnswers(rm, items.map((it) => ({ prompt: it.prompt, answer: it.completion })), batchSize, { overLong: 'cut' }), items),
   };
 }
 

@@ -237,10 +237,16 @@ async function ppoCommand(f: Flags): Promise<void> {
   log(`${options.algo}: ${options.samplesPerPrompt} sample(s) x ${options.promptsPerRollout} prompts per rollout, ${options.ppoEpochs} epoch(s) of -b ${options.minibatchSize}, ` +
     `beta ${options.klCoef}${options.targetKl ? ` (target KL ${options.targetKl})` : ''}; template: ${note}; backend: ${describeBackend()}; run dir: ${outDir}`);
   if (loop.step > 0) log(`resuming from step ${loop.step}`);
+  const latest = { score: NaN, kl: NaN };
   const result = await runLoopInTerminal<StepRecord, EvalRecord<RlEval>, TrainResult<EvalRecord<RlEval>>>({
     command: 'ppo', outDir, maxIters: options.maxIters, initialStep: loop.step, metricsPath: loop.metricsPath,
     run: (hooks) => loop.run(hooks),
-    stepFields: (r) => ({ loss: r.loss.toFixed(4), score: (r.metrics?.['objective/scores'] ?? NaN).toFixed(3), kl: r.metrics?.['objective/kl']?.toFixed(3) ?? '-', lr: r.lr.toExponential(2) }),
+    stepFields: (r) => {
+      // score and KL come with a rollout's first step: the steps between show the latest
+      latest.score = r.metrics?.['objective/scores'] ?? latest.score;
+      latest.kl = r.metrics?.['objective/kl'] ?? latest.kl;
+      return { loss: r.loss.toFixed(4), score: latest.score.toFixed(3), kl: Number.isNaN(latest.kl) ? '-' : latest.kl.toFixed(3), lr: r.lr.toExponential(2) };
+    },
     evalLine: (e) => `step ${e.step}: held-out reward ${e.reward.toFixed(4)}, KL to start ${e.kl.toFixed(3)}, length ${e.length.toFixed(1)}, ended ${(100 * e.ended).toFixed(0)}%`,
   });
   if (result.interrupted) return;
