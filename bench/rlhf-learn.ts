@@ -6,7 +6,7 @@
  *   npx tsc -p tsconfig.json && node dist/bench/rlhf-learn.js [--dir out/rlhf-learn] [--sft-dir out/sft-learn] [--threads 2] [--fresh]
  *
  * The known rule: an answer is preferred when its first word is "The" (/^\s*The\b/). The Alpaca
- * SFT model starts about one answer in six that way, as Alpaca Libre's answers do.
+ * SFT model starts about one answer in four or five that way (Alpaca Libre's answers: one in six).
  *
  * 0. the SFT model: `sft-alpaca` of the SFT recipe in --sft-dir (run with
  *    `node dist/bench/sft-learn.js --dir SFT_DIR` first when it is not there), with its Alpaca
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   };
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   const n = rows[0][1].answers;
-  console.log(`| model | reward, mean (std) | rule "${'The'}" first (T ${RECIPE.score.temperature}) | rule, top-k ${RECIPE.scoreSftSampling.topK} top-p ${RECIPE.scoreSftSampling.topP} | KL to SFT | perplexity under SFT | length (tokens) | ended | training time | scoring time |`);
+  console.log(`| model | reward, mean (std) | rule: "The" first (T ${RECIPE.score.temperature}) | rule, top-k ${RECIPE.scoreSftSampling.topK} top-p ${RECIPE.scoreSftSampling.topP} | KL to SFT | perplexity under SFT | length (tokens) | ended | training time | scoring time |`);
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const [label, s, step] of rows) {
     console.log(`| ${label} | ${s.reward.mean.toFixed(3)} (${s.reward.std.toFixed(3)}) | ${pct(s.rule)} | ${pct(s.ruleSftSampling)} | ${s.kl.toFixed(3)} | ${s.perplexity.toFixed(2)} | ${s.length.toFixed(1)} | ${pct(s.ended)} | ${time(step)} | ${s.seconds.toFixed(0)} s |`);
