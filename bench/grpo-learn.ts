@@ -150,8 +150,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`GRPO: ${(100 * (after.greedy.correct - before.greedy.correct) / before.greedy.total).toFixed(1)} points of greedy held-out exact match. ` +
     `Rollout of ${rollout.sequences} answers (${flagValue(RECIPE.grpo, '--rollout-prompts')} prompts x ${flagValue(RECIPE.grpo, '--samples')} samples, batched): ` +
-    `${rollout.seconds.toFixed(2)} s, ${rollout.tokens} new tokens, ${(rollout.tokens / rollout.seconds).toFixed(0)} new tokens/s ` +
-    `(${((rollout.tokens + rollout.promptTokens) / rollout.seconds).toFixed(0)} with the prompts' prefill); ` +
+    `${rollout.seconds.toFixed(2)} s, ${rollout.tokens} new tokens, ${(rollout.tokens / rollout.seconds).toFixed(0)} new tokens/s; ` +
     `a GRPO iteration (rollout, scoring, reference pass, update) ${iteration.median.toFixed(2)} s median over ${iteration.count} iterations.`);
   console.log(`steps (threads ${threads}; ${describeBackend()}; ${availableParallelism()} cores; load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end):`);
   for (const st of steps) console.log(`- ${st.name} (${st.reused ? 'reused' : `${st.seconds!.toFixed(1)} s`}): \`llmts ${st.command}\``);
@@ -177,12 +176,9 @@ async function timeRollout(path: string, train: readonly TaskItem[], template: R
   const t0 = performance.now();
   const rollouts = noGrad(() => sampleRollouts(model, picked, opts, picked.map((_, i) => i + 1)));
   const seconds = (performance.now() - t0) / 1000;
-  let tokens = 0, promptTokens = 0;
-  for (const r of rollouts) {
-    tokens += r.response.length;
-    promptTokens += r.prompt.length;
-  }
-  return { sequences: rollouts.length, tokens, promptTokens, seconds };
+  let tokens = 0;
+  for (const r of rollouts) tokens += r.response.length;
+  return { sequences: rollouts.length, tokens, seconds };
 }
 
 /**

@@ -197,6 +197,7 @@ async function ppoCommand(f: Flags): Promise<void> {
     const group = algo !== 'ppo';
     options = {
       ...trainLoopOptions(f, s.model.config.blockSize, outDir), objective: 'rl', model: s.path, prompts,
+      warmupIters: f.number('warmup-iters') ?? 0, // the flag table's default (trainLoopOptions would take pretraining's, 100 capped at max-iters/10)
       onBadRow: parseOnBadRow(f.string('on-bad-row')!), evalSplit: parseEvalSplit(f.string('eval-split')!),
       rewards: f.strings('reward'), combine: f.string('combine') as 'sum' | 'llama2', template: s.chosen.name, templateSource: s.chosen.source,
       algo, samplesPerPrompt: f.number('samples') ?? (group ? 4 : 1), promptsPerRollout: f.number('rollout-prompts')!,

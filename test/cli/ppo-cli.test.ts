@@ -52,6 +52,7 @@ describe('llmts ppo', () => {
       assert.equal(r.code, 0, r.stderr);
       const m = readMetrics(join(out, 'metrics.jsonl'));
       const first = m.find((x) => x.type === 'train' && x['objective/scores'] !== undefined)!['objective/scores'] as number;
+      assert.equal(m.find((x) => x.type === 'train')!.lr, 3e-3, 'no warmup unless --warmup-iters is given (the default the help shows)');
       const last = m.filter((x) => x.type === 'eval').at(-1)!.reward as number;
       t.diagnostic(`${algo}: first rollout score ${first.toFixed(3)} -> held-out reward ${last.toFixed(3)}`);
       // measured: ppo 0.13 -> 0.37, grpo 0.13 -> 0.95 (a random tiny model; 'a' is 1 of 15 characters)
