@@ -45,5 +45,5 @@ step "reward model on the training pairs"
 llmts reward train -m "$OUT/base" --data "$OUT/data/train.jsonl" --eval-split 0 --max-length 256 --truncate-prompt \
   -b 8 --lr 3e-4 --max-iters 200 --eval-interval 100 --eval-iters 5 --seed "$SEED" -o "$OUT/rm" --overwrite
 
-step "held-out pairwise accuracy (the shorter answer wins on 0.5635 of these pairs)"
+step "held-out pairwise accuracy (for scale: the shorter answer wins 111 of these 197 pairs, 0.5635)"
 llmts reward eval -m "$OUT/rm" --data "$OUT/data/heldout.jsonl" --max-length 512 --truncate-prompt

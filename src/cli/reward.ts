@@ -208,9 +208,12 @@ async function trainReward(f: Flags): Promise<void> {
 async function evalReward(f: Flags): Promise<void> {
   const rm = loadRewardModel(modelPath(f, 'llmts reward eval -m RM --data PAIRS'));
   const data = dataFile(f.string('data'), 'preference pairs');
+  const context = rm.model.config.blockSize;
+  const maxLength = f.number('max-length') ?? context;
+  if (maxLength > context) throw new LlmError(`${f.typed('max-length')} ${maxLength}: the reward model's context holds ${context} tokens; give at most that`);
   const pairData = loadPairData({
     data, format: parsePreferenceFormat(f.string('format')!), onBadRow: parseOnBadRow(f.string('on-bad-row')!),
-    maxLength: f.number('max-length') ?? rm.model.config.blockSize, evalSplit: 0, truncatePrompt: f.bool('truncate-prompt'),
+    maxLength, evalSplit: 0, truncatePrompt: f.bool('truncate-prompt'),
   }, rm.tokenizer, rm.template);
   for (const w of pairData.warnings) process.stderr.write(`llmts reward eval: ${w}\n`);
   if (pairData.train.length === 0) throw new LlmError(`${data}: no pairs to evaluate`);
