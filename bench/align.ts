@@ -86,6 +86,7 @@ const USAGE = `usage: node dist/bench/align.js [options]
   --trl-variants LIST   TRL settings to probe, THREADS:COMPILE[:precompute] each, comma-separated
                         (default: 2:off,1:off,2:off:precompute; :precompute only applies to DPO)
   --profile             ours only, one run per config and task at the first of --our-threads: time per kernel
+                        (matrix products by shape)
                         (bench/kernel-timer.ts) of the timed steps, to stderr; no table
   --python PATH         interpreter with torch, transformers and trl (default /tmp/venv-peft/bin/python)
   --no-trl              our side only
@@ -267,7 +268,7 @@ function loopOptions(maxIters: number): LoopOptions {
  */
 async function worker(job: WorkerJob): Promise<void> {
   const { task, cfg, o } = job;
-  const timer = o.profile ? timeKernels() : null;
+  const timer = o.profile ? timeKernels({ byShape: true }) : null;
   const model = new Transformer(cfg, new Rng(1337));
   const reference = (): Transformer => new Transformer(cfg, new Rng(1337), { reference: true });
   const tokenizer = standInTokenizer(cfg.vocabSize);

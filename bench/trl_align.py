@@ -33,15 +33,13 @@ default in TRL's configs) is off unless --gradient-checkpointing on; bf16 (GRPO'
 import argparse
 import copy
 import json
-import os
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 
-from trl_common import StepClock, llama_config, timing_fields, trainer_args
+from trl_common import StepClock, llama_config, quiet_start, timing_fields, trainer_args
 
 EOS_ID = 2
 
@@ -106,17 +104,11 @@ def main():
     ap.add_argument('--seed', type=int, default=1337)
     a = ap.parse_args()
 
-    warnings.filterwarnings('ignore')
-    os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-    os.environ.setdefault('TRL_EXPERIMENTAL_SILENCE', '1')
+    quiet_start(a)
     import transformers
     import trl
     from datasets import Dataset
 
-    transformers.logging.set_verbosity_error()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     cfg = json.loads(a.config)
     tokenizer = stand_in_tokenizer(cfg['vocabSize'])
     rl = a.task in ('grpo', 'rloo')

@@ -80,3 +80,20 @@ def timing_fields(wall, cpu, warmup):
         'cpu_step_ms': [round(t, 1) for t in cpu],
         'warmup': warmup,
     }
+
+
+def quiet_start(a):
+    """Warnings and transformers' logging off, torch threads (--threads; 0 leaves torch's default), seed."""
+    import os
+    import warnings
+
+    import torch
+    import transformers
+
+    warnings.filterwarnings('ignore')
+    os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+    os.environ.setdefault('TRL_EXPERIMENTAL_SILENCE', '1')
+    transformers.logging.set_verbosity_error()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)

@@ -22,15 +22,13 @@ is the median CPU time (process_time, all threads) of the same steps.
 """
 import argparse
 import json
-import os
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 
-from trl_common import StepClock, llama_config, timing_fields, trainer_args
+from trl_common import StepClock, llama_config, quiet_start, timing_fields, trainer_args
 
 
 def build_model(cfg, mode, lora_r, lora_alpha, lora_dropout):
@@ -97,17 +95,12 @@ def main():
     ap.add_argument('--seed', type=int, default=1337)
     a = ap.parse_args()
 
-    warnings.filterwarnings('ignore')
-    os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+    quiet_start(a)
     import transformers
     import trl
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    transformers.logging.set_verbosity_error()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     cfg = json.loads(a.config)
     ids, mask = read_rows(a.data, a.rows, a.length)
     dataset = Dataset.from_dict({'input_ids': ids, 'completion_mask': mask})

@@ -31,9 +31,10 @@ export function targetLogProbs(model: Transformer, h: Tensor, targets: Int32Arra
     picked[j] = targets[i];
     at[i] = j++;
   }
-  const logits = model.lmHead.forward(selectRows(h, rows)); // (n + 1, V)
-  const scaled = temperature > 0 && temperature !== 1 ? scale(logits, 1 / temperature) : logits;
-  return { logp: logSoftmaxGather(scaled, picked), at }; // (n + 1,)
+  let x = selectRows(h, rows); // (n + 1, C)
+  // logits / τ = (x / τ) · Wᵀ: the temperature scales the C-wide rows, not the V-wide logits
+  if (temperature > 0 && temperature !== 1) x = scale(x, 1 / temperature);
+  return { logp: logSoftmaxGather(model.lmHead.forward(x), picked), at }; // (n + 1, V) -> (n + 1,)
 }
 
 export function answerLogProbs(model: Transformer, batch: PairBatch): Tensor {
