@@ -27,22 +27,18 @@
  * from the same command on the same input files is reused (the time column says so); --fresh
  * redoes every step.
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadForScoring, runStep, type Step } from './recipe-steps.js';
 import { describeBackend } from '../src/backend/index.js';
 import { sampleRollouts } from '../src/align/rollout.js';
 import { chatStopTokens, chatTemplate, encodeChat, type ChatMessage } from '../src/chat/index.js';
 import { additionTask, alpacaJsonl, type TaskItem } from '../src/eval/tasks.js';
 import { answerPrompts, exactMatch } from '../src/eval/exact-match.js';
-import { loadAnyModel } from '../src/formats/load-model.js';
-import { Transformer } from '../src/model/transformer.js';
 import { noGrad } from '../src/tensor/index.js';
-import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { readMetrics } from '../src/train/metrics-log.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -69,13 +65,6 @@ const USAGE = `usage: node dist/bench/grpo-learn.js [--dir DIR] [--shared DIR] [
   --shared DIR   the shared data folder (default ../shared/data beside the repository)
   --threads N    threads for every step (default 2)
   --fresh        redo every step`;
-
-interface Step {
-  name: string;
-  seconds: number | null;
-  reused: boolean;
-  command: string;
-}
 
 interface Scores {
   greedy: { correct: number; total: number };
@@ -128,7 +117,7 @@ async function main(): Promise<void> {
   const score = async (what: string, path: string): Promise<Scores> => {
     process.stderr.write(`scoring ${what}...\n`);
     const t0 = performance.now();
-    const { model, tok } = await load(path);
+    const { model, tok } = await loadForScoring(path);
     const greedy = exactMatch(noGrad(() => answerPrompts(model, tok, chatml, questions, { maxTokens: RECIPE.sampled.maxTokens })), references);
     const sampled = exactMatch(noGrad(() => answerPrompts(model, tok, chatml, questions, RECIPE.sampled)), references);
     return { greedy, sampled, evalSeconds: (performance.now() - t0) / 1000 };
@@ -164,7 +153,7 @@ function flagValue(args: readonly string[], name: string): number {
 
 /** One rollout of the GRPO shape with the trained policy, as llmts ppo samples it (sampleRollouts: the batched decoder). */
 async function timeRollout(path: string, train: readonly TaskItem[], template: ReturnType<typeof chatTemplate>) {
-  const { model, tok } = await load(path);
+  const { model, tok } = await loadForScoring(path);
   const P = flagValue(RECIPE.grpo, '--rollout-prompts'), K = flagValue(RECIPE.grpo, '--samples');
   const picked: { index: number; ids: Int32Array }[] = [];
   for (let p = 0; p < P; p++) {
@@ -202,35 +191,7 @@ function iterationSeconds(metricsPath: string, batch: number, rolloutRows: numbe
   return { median: gaps.length > 0 ? gaps[Math.floor(gaps.length / 2)] : NaN, count: gaps.length };
 }
 
-/**
- * Run `llmts args` (its output to stderr), unless `output` exists from the same command on the
- * same inputs (the files named by --data, --tokenizer, --prompts, --reward and -m, by content).
- */
-function runStep(dir: string, name: string, output: string, args: string[], fresh: boolean): Step {
-  const command = args.map((a) => (/^[\w./=,:-]+$/.test(a) ? a : `'${a}'`)).join(' ');
-  const inputs = args.flatMap((a, i) => (['--data', '--tokenizer', '--prompts', '--reward', '-m'].includes(args[i - 1]) ? [a] : []))
-    .map((p) => (statSync(p).isDirectory() ? join(p, 'ckpt.safetensors') : p))
-    .map((p) => `${p} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
-  const record = [command, ...inputs].join('\n');
-  const recordPath = join(dir, `${name.replace(/\W+/g, '-')}.step`);
-  if (!fresh && existsSync(output) && existsSync(recordPath) && readFileSync(recordPath, 'utf8') === record) {
-    process.stderr.write(`${name}: reusing ${output}\n`);
-    return { name, seconds: null, reused: true, command };
-  }
-  process.stderr.write(`${name}: llmts ${command}\n`);
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, ...args], { stdio: ['ignore', 2, 2] });
-  if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): llmts ${command}`);
-  writeFileSync(recordPath, record);
-  return { name, seconds: (performance.now() - t0) / 1000, reused: false, command };
-}
 
-async function load(path: string): Promise<{ model: Transformer; tok: Tokenizer }> {
-  const l = await loadAnyModel(path);
-  const model = new Transformer(l.config, l.params);
-  model.eval();
-  return { model, tok: l.tokenizer! };
-}
 
 main().catch((err: unknown) => {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);

@@ -32,17 +32,16 @@
  * same command on the same inputs is reused (the time column says so); --fresh redoes them.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { hashFile, loadForScoring, runStep, type Step } from './recipe-steps.js';
 import { describeBackend } from '../src/backend/index.js';
 import { chatStopTokens, chatTemplate, encodeChat, type ChatMessage } from '../src/chat/index.js';
 import { loadPromptRows } from '../src/data/prompt-rows.js';
 import { chatContinuations, continuationNll, perplexity } from '../src/eval/perplexity.js';
-import { loadAnyModel } from '../src/formats/load-model.js';
 import { loadRewardModel, scoreAnswers } from '../src/align/reward-model.js';
 import { makeResponseBatch, responseOutputs, sampleRollouts, type Rollout } from '../src/align/rollout.js';
 import { Transformer } from '../src/model/transformer.js';
@@ -76,13 +75,6 @@ const USAGE = `usage: node dist/bench/rlhf-learn.js [--dir DIR] [--sft-dir DIR] 
   --sft-dir DIR   the SFT recipe's directory (default out/sft-learn); run there first if it lacks sft-alpaca
   --threads N     threads for every step (default 2)
   --fresh         redo every step`;
-
-interface Step {
-  name: string;
-  seconds: number | null;
-  reused: boolean;
-  command: string;
-}
 
 interface Scores {
   reward: { mean: number; std: number };
@@ -122,7 +114,7 @@ async function main(): Promise<void> {
   }
   const trainPrompts = join(sftDir, 'data', 'alpaca-train.jsonl');
   const heldPrompts = join(sftDir, 'data', 'alpaca-heldout.jsonl');
-  const sftModel = await load(sft);
+  const sftModel = await loadForScoring(sft);
   const chatml = chatTemplate('chatml');
   const stopTokens = chatStopTokens(sftModel.tok, chatml);
 
@@ -172,7 +164,7 @@ async function main(): Promise<void> {
   const score = async (path: string): Promise<Scores> => {
     process.stderr.write(`scoring ${path}...\n`);
     const t0 = performance.now();
-    const m = path === sft ? sftModel : await load(path);
+    const m = path === sft ? sftModel : await loadForScoring(path);
     const s = scoreModel(m, sftModel, reward, held, stopTokens);
     s.seconds = (performance.now() - t0) / 1000;
     return s;
@@ -216,16 +208,7 @@ interface Loaded {
   tok: Tokenizer;
 }
 
-async function load(path: string): Promise<Loaded> {
-  const l = await loadAnyModel(path);
-  const model = new Transformer(l.config, l.params);
-  model.eval();
-  return { model, tok: l.tokenizer! };
-}
 
-function hashFile(p: string): string {
-  return createHash('sha256').update(readFileSync(p)).digest('hex');
-}
 
 /** The user turns of a prompt file (Alpaca rows: instruction + input), as llmts ppo reads them. */
 function promptsOf(path: string): ChatMessage[][] {
@@ -331,28 +314,6 @@ function klPerAnswer(policy: Transformer, reference: Transformer, rollouts: read
   return out;
 }
 
-/**
- * Run `llmts args` (its output to stderr), unless `output` exists from the same command on the
- * same inputs (the files named by --data, --prompts, --reward and -m, by content).
- */
-function runStep(dir: string, name: string, output: string, args: string[], fresh: boolean): Step {
-  const command = args.map((a) => (/^[\w./=,:-]+$/.test(a) ? a : `'${a}'`)).join(' ');
-  const inputs = args.flatMap((a, i) => (['--data', '--prompts', '--reward', '-m'].includes(args[i - 1]) ? [a] : []))
-    .map((p) => (statSync(p).isDirectory() ? join(p, 'ckpt.safetensors') : p))
-    .map((p) => `${p} ${hashFile(p)}`);
-  const record = [command, ...inputs].join('\n');
-  const recordPath = join(dir, `${name.replace(/\W+/g, '-')}.step`);
-  if (!fresh && existsSync(output) && existsSync(recordPath) && readFileSync(recordPath, 'utf8') === record) {
-    process.stderr.write(`${name}: reusing ${output}\n`);
-    return { name, seconds: null, reused: true, command };
-  }
-  process.stderr.write(`${name}: llmts ${command}\n`);
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, ...args], { stdio: ['ignore', 2, 2] });
-  if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): llmts ${command}`);
-  writeFileSync(recordPath, record);
-  return { name, seconds: (performance.now() - t0) / 1000, reused: false, command };
-}
 
 main().catch((err: unknown) => {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);

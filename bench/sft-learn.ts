@@ -28,21 +28,18 @@
  * from the same command on the same input files is reused (the time column says so); --fresh
  * redoes every step.
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadForScoring, runStep, type Step } from './recipe-steps.js';
 import { describeBackend } from '../src/backend/index.js';
 import { chatTemplate, type ChatMessage } from '../src/chat/index.js';
 import { loadSftExamples, sftExamplesFromRow, type SftExample } from '../src/data/sft-examples.js';
 import { additionTask, alpacaJsonl } from '../src/eval/tasks.js';
 import { answerPrompts, endOfTurnRate, exactMatch } from '../src/eval/exact-match.js';
 import { meanLoss, renderSftExamples } from '../src/finetune/sft.js';
-import { loadAnyModel } from '../src/formats/load-model.js';
-import { Transformer } from '../src/model/transformer.js';
 import { noGrad } from '../src/tensor/index.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
@@ -70,13 +67,6 @@ const USAGE = `usage: node dist/bench/sft-learn.js [--dir DIR] [--shared DIR] [-
   --shared DIR   the shared data folder (default ../shared/data beside the repository)
   --threads N    threads for every step (default 2)
   --fresh        redo every step`;
-
-interface Step {
-  name: string;
-  seconds: number | null;
-  reused: boolean;
-  command: string;
-}
 
 interface Scores {
   exact?: { correct: number; total: number };
@@ -138,12 +128,12 @@ async function main(): Promise<void> {
   const arithHeldExamples = chatExamples(arithHeld);
   const alpacaHeldExamples = chatExamples(alpacaHeld);
   const scoreArith = async (path: string, s: Scores): Promise<void> => {
-    const { model, tok } = await load(path);
+    const { model, tok } = await loadForScoring(path);
     const answers = noGrad(() => answerPrompts(model, tok, chatml, arithHeldExamples.map(promptOf), { maxTokens: 8 }));
     s.exact = exactMatch(answers, arithHeldExamples.map(answerOf));
   };
   const scoreAlpaca = async (path: string, s: Scores): Promise<void> => {
-    const { model, tok } = await load(path);
+    const { model, tok } = await loadForScoring(path);
     const { rendered } = renderSftExamples(alpacaHeldExamples, alpacaHeldExamples.map((_, i) => i + 1), tok, chatml, { maxLength: model.config.blockSize });
     s.alpacaLoss = noGrad(() => meanLoss(model, rendered, 16, tok.eosId ?? 0));
     s.eot = endOfTurnRate(noGrad(() => answerPrompts(model, tok, chatml, alpacaHeldExamples.map(promptOf), RECIPE.eotSampling)));
@@ -178,35 +168,7 @@ async function main(): Promise<void> {
   for (const st of steps) console.log(`- ${st.name} (${st.reused ? 'reused' : `${st.seconds!.toFixed(1)} s`}): \`llmts ${st.command}\``);
 }
 
-/**
- * Run `llmts args` (its output to stderr), unless `output` exists from the same command on the
- * same inputs (the files named by --data, --tokenizer and -m, by content).
- */
-function runStep(dir: string, name: string, output: string, args: string[], fresh: boolean): Step {
-  const command = args.map((a) => (/^[\w./=,:-]+$/.test(a) ? a : `'${a}'`)).join(' ');
-  const inputs = args.flatMap((a, i) => (['--data', '--tokenizer', '-m'].includes(args[i - 1]) ? [a] : []))
-    .map((p) => (statSync(p).isDirectory() ? join(p, 'ckpt.safetensors') : p))
-    .map((p) => `${p} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
-  const record = [command, ...inputs].join('\n');
-  const recordPath = join(dir, `${name.replace(/\W+/g, '-')}.step`);
-  if (!fresh && existsSync(output) && existsSync(recordPath) && readFileSync(recordPath, 'utf8') === record) {
-    process.stderr.write(`${name}: reusing ${output}\n`);
-    return { name, seconds: null, reused: true, command };
-  }
-  process.stderr.write(`${name}: llmts ${command}\n`);
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, ...args], { stdio: ['ignore', 2, 2] });
-  if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): llmts ${command}`);
-  writeFileSync(recordPath, record);
-  return { name, seconds: (performance.now() - t0) / 1000, reused: false, command };
-}
 
-async function load(path: string): Promise<{ model: Transformer; tok: Tokenizer }> {
-  const l = await loadAnyModel(path);
-  const model = new Transformer(l.config, l.params);
-  model.eval();
-  return { model, tok: l.tokenizer! };
-}
 
 type Chat = Extract<SftExample, { kind: 'chat' }>;
 
