@@ -66,7 +66,10 @@ describe('Trainer', () => {
     const pooled: number[] = [];
     await trainer.run({ onStep: () => pooled.push(pooledBytes()) });
     assert.ok(pooled[2] > 0, 'steps run inside a buffer scope');
-    assert.deepEqual(pooled.slice(2), new Array(pooled.length - 2).fill(pooled[2]), `pool size per step: ${pooled.join(', ')}`);
+    // no step after the first ones allocates: the pool never grows (it may shrink when a buffer
+    // only the first steps used goes idle and is dropped)
+    for (let i = 3; i < pooled.length; i++) assert.ok(pooled[i] <= pooled[i - 1], `pool size per step: ${pooled.join(', ')}`);
+    assert.ok(pooled[pooled.length - 1] > 0.9 * pooled[2], `the steps' own buffers stay pooled: ${pooled.join(', ')}`);
   });
 
   it('rejects a training block size beyond the model context', () => {
