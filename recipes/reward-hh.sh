@@ -8,8 +8,12 @@
 # 1. split the pairs: 10% held out (OUT/data/heldout.jsonl), never seen by anything below;
 # 2. the training pairs' dialogues as text; a byte-level BPE tokenizer trained on it;
 # 3. a small Llama base pretrained on that text;
-# 4. the reward model: the base's trunk plus a scalar head, Bradley-Terry loss on the training pairs;
+# 4. the reward model: the base's trunk plus a scalar head, Bradley-Terry loss on the training pairs
+#    (about one epoch; --center-rewards 0.01 keeps the rewards near 0);
 # 5. its pairwise accuracy on the held-out pairs (llmts reward eval; last line).
+#
+# Held-out accuracy 53.8 / 57.4 / 57.4% over seeds 1337 / 1 / 2 (the shorter answer wins 56.3%): the
+# issue's 60% is not reached yet; see the README's section for what was tried.
 #
 # Run from a clone after `npm install` (which builds dist/); LLMTS_DATA overrides ../shared/data.
 set -euo pipefail
@@ -43,7 +47,7 @@ llmts train --preset llama-15m --data "$OUT/data/train.txt" --tokenizer "$OUT/to
 
 step "reward model on the training pairs"
 llmts reward train -m "$OUT/base" --data "$OUT/data/train.jsonl" --eval-split 0 --max-length 256 --truncate-prompt \
-  -b 8 --lr 3e-4 --max-iters 200 --eval-interval 100 --eval-iters 5 --seed "$SEED" -o "$OUT/rm" --overwrite
+  -b 8 --lr 3e-4 --max-iters 200 --center-rewards 0.01 --eval-interval 100 --eval-iters 5 --seed "$SEED" -o "$OUT/rm" --overwrite
 
 step "held-out pairwise accuracy (for scale: the shorter answer wins 111 of these 197 pairs, 0.5635)"
 llmts reward eval -m "$OUT/rm" --data "$OUT/data/heldout.jsonl" --max-length 512 --truncate-prompt

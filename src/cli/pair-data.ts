@@ -24,6 +24,9 @@ export interface PairDataOptions {
   truncatePrompt?: boolean;
 }
 
+/** Whom the banner is for: a training run (train / eval counts) or an evaluation (pairs evaluated). */
+export type PairDataUse = 'train' | 'evaluate';
+
 export function pairDataFlags(group: string, evalSplit: string): FlagDef[] {
   return [
     { name: 'data', kind: 'string', value: 'PATH', help: 'preference pairs: JSONL rows {prompt, chosen, rejected} or {chosen, rejected} dialogues (HH-RLHF text or messages) (required)', group },
@@ -45,7 +48,7 @@ export interface PairData {
   warnings: string[];
 }
 
-export function loadPairData(o: PairDataOptions, tokenizer: Tokenizer, template: ChatTemplate): PairData {
+export function loadPairData(o: PairDataOptions, tokenizer: Tokenizer, template: ChatTemplate, use: PairDataUse = 'train'): PairData {
   const loaded = loadPreferenceExamples(o.data, { format: o.format, onBadRow: o.onBadRow });
   const { pairs, tooLong, truncated } = renderPreferencePairs(loaded.examples, loaded.lines, tokenizer, template, { maxLength: o.maxLength, truncatePrompt: o.truncatePrompt === true });
   const split = splitTrainEval(pairs, { fraction: o.evalSplit, key: (p) => p.key });
@@ -56,8 +59,9 @@ export function loadPairData(o: PairDataOptions, tokenizer: Tokenizer, template:
     warnings.push(`left out ${tooLong.length} pair${tooLong.length === 1 ? '' : 's'} with ${o.truncatePrompt ? 'an answer alone' : 'an answer'} longer than --max-length ${o.maxLength} tokens ` +
       `(lines ${tooLong.slice(0, 5).join(', ')}${tooLong.length > 5 ? ', ...' : ''}); raise --max-length to keep them${o.truncatePrompt ? '' : ', or cut their prompts with --truncate-prompt'}`);
   }
-  const summary = `${o.data}: ${loaded.format}, ${loaded.rows} rows, ${loaded.bad.length} bad; ${pairs.length} pairs: ` +
-    `${split.train.length} train / ${split.eval.length} eval; ${tooLong.length} longer than ${o.maxLength} tokens left out` +
+  const counts = use === 'evaluate' ? `${pairs.length} pairs evaluated` : `${pairs.length} pairs: ${split.train.length} train / ${split.eval.length} eval`;
+  const summary = `${o.data}: ${loaded.format}, ${loaded.rows} rows, ${loaded.bad.length} bad; ${counts}; ` +
+    `${tooLong.length} longer than ${o.maxLength} tokens left out` +
     (o.truncatePrompt ? `, ${truncated.length} with the prompt cut to fit` : '');
   return { train: split.train, held: split.eval, summary, warnings };
 }

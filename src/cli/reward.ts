@@ -214,7 +214,7 @@ async function evalReward(f: Flags): Promise<void> {
   const pairData = loadPairData({
     data, format: parsePreferenceFormat(f.string('format')!), onBadRow: parseOnBadRow(f.string('on-bad-row')!),
     maxLength, evalSplit: 0, truncatePrompt: f.bool('truncate-prompt'),
-  }, rm.tokenizer, rm.template);
+  }, rm.tokenizer, rm.template, 'evaluate');
   for (const w of pairData.warnings) process.stderr.write(`llmts reward eval: ${w}\n`);
   if (pairData.train.length === 0) throw new LlmError(`${data}: no pairs to evaluate`);
   const r = evaluatePairs(rm.model, rm.head, pairData.train, f.number('batch-size')!, rm.tokenizer.eosId ?? 0);

@@ -77,6 +77,8 @@ describe('llmts reward', () => {
 
     const e = runCli(['reward', 'eval', '-m', out, '--data', data]);
     assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /300 pairs evaluated; \d+ longer than \d+ tokens left out/);
+    assert.doesNotMatch(e.stdout, /train \//);
     assert.match(e.stdout.trim().split('\n').at(-1)!, /^accuracy (0\.9\d{3}|1\.0000)$/);
 
     const s = runCli(['reward', 'score', '-m', out], '{"prompt": "say abc", "completion": "abca"}\n{"prompt": "say abc", "completion": "hgef"}\n');
