@@ -29,10 +29,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { loadForScoring, runStep, type Step } from './recipe-steps.js';
+import { loadForScoring, recipeOptions, runStep, type Step } from './recipe-steps.js';
 import { describeBackend } from '../src/backend/index.js';
 import { sampleRollouts } from '../src/align/rollout.js';
 import { chatStopTokens, chatTemplate, encodeChat, type ChatMessage } from '../src/chat/index.js';
@@ -41,7 +40,6 @@ import { answerPrompts, exactMatch } from '../src/eval/exact-match.js';
 import { noGrad } from '../src/tensor/index.js';
 import { readMetrics } from '../src/train/metrics-log.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const REWARD = fileURLToPath(new URL('../../recipes/rewards/exact-match.mjs', import.meta.url));
 
 /** Every setting of the recipe: change one here and the affected steps rerun. */
@@ -73,14 +71,13 @@ interface Scores {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { dir: { type: 'string' }, shared: { type: 'string' }, threads: { type: 'string' }, fresh: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const values = recipeOptions('out/grpo-learn');
   if (values.help) {
     console.log(USAGE);
     return;
   }
-  const dir = resolve(values.dir ?? 'out/grpo-learn');
-  const threads = values.threads ?? '2';
-  const SHARED = resolve(values.shared ?? fileURLToPath(new URL('../../../shared/data', import.meta.url)));
+  const { dir, threads } = values;
+  const SHARED = values.shared;
   const shakespeare = join(SHARED, 'tinyshakespeare', 'input.txt');
   const wikipedia = join(SHARED, 'minbpe', 'taylorswift.txt');
   for (const f of [shakespeare, wikipedia]) if (!existsSync(f)) throw new Error(`${f} is missing: this recipe reads ../shared/data (see README)`);

@@ -9,8 +9,9 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join as join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { loadAnyModel } from '../src/formats/load-model.js';
 import { Transformer } from '../src/model/transformer.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
@@ -68,4 +69,16 @@ export async function loadForScoring(path: string): Promise<{ model: Transformer
   const model = new Transformer(l.config, l.params);
   model.eval();
   return { model, tok: l.tokenizer! };
+}
+
+/** A recipe's command line: --dir (default `defaultDir`), --shared (../shared/data beside the repository), --threads, --fresh, --help. */
+export function recipeOptions(defaultDir: string): { dir: string; shared: string; threads: string; fresh: boolean; help: boolean } {
+  const { values } = parseArgs({ options: { dir: { type: 'string' }, shared: { type: 'string' }, threads: { type: 'string' }, fresh: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  return {
+    dir: resolve(values.dir ?? defaultDir),
+    shared: resolve(values.shared ?? fileURLToPath(new URL('../../../shared/data', import.meta.url))),
+    threads: values.threads ?? '2',
+    fresh: values.fresh ?? false,
+    help: values.help ?? false,
+  };
 }

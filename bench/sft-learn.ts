@@ -30,10 +30,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { loadForScoring, runStep, type Step } from './recipe-steps.js';
+import { join } from 'node:path';
+import { loadForScoring, recipeOptions, runStep, type Step } from './recipe-steps.js';
 import { describeBackend } from '../src/backend/index.js';
 import { chatTemplate, type ChatMessage } from '../src/chat/index.js';
 import { loadSftExamples, sftExamplesFromRow, type SftExample } from '../src/data/sft-examples.js';
@@ -45,7 +43,6 @@ import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { Rng } from '../src/util/rng.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 /** Every setting of the recipe: change one here and the affected steps rerun. */
 const RECIPE = {
@@ -76,14 +73,13 @@ interface Scores {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { dir: { type: 'string' }, shared: { type: 'string' }, threads: { type: 'string' }, fresh: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const values = recipeOptions('out/sft-learn');
   if (values.help) {
     console.log(USAGE);
     return;
   }
-  const dir = resolve(values.dir ?? 'out/sft-learn');
-  const threads = values.threads ?? '2';
-  const SHARED = resolve(values.shared ?? fileURLToPath(new URL('../../../shared/data', import.meta.url)));
+  const { dir, threads } = values;
+  const SHARED = values.shared;
   const shakespeare = join(SHARED, 'tinyshakespeare', 'input.txt');
   const wikipedia = join(SHARED, 'minbpe', 'taylorswift.txt');
   const alpacaFiles = ['alpaca_libre_tasks_v1.jsonl', 'alpaca_libre_tasks_v3.jsonl'].map((f) => join(SHARED, 'alpaca-libre', f));
