@@ -19,6 +19,13 @@
 #define MAX_THREADS 256
 /* spin iterations before an idle worker sleeps (a few tens of microseconds) */
 #define SPIN_LIMIT 20000
+/* while spinning, give the core away every YIELD_EVERY iterations: when another process keeps a
+ * core busy, our own threads can end up sharing one core, and a spinning thread must not hold
+ * it while the thread with real work waits for the scheduler */
+#define YIELD_EVERY 64
+/* spin iterations the calling thread waits for stragglers before it sleeps: a worker that was
+ * descheduled mid-task then gets this core (the scheduler pulls it over to an idle core) */
+#define WAIT_SPIN 4000
 
 static int n_threads = 0;
 static pthread_t workers[MAX_THREADS];
@@ -35,6 +42,10 @@ static int job_offset;
 static _Atomic uint64_t ticket;
 static atomic_int tasks_done;
 static atomic_uint generation;
+/* the calling thread sleeps here when stragglers take long; the worker that finishes a job's last
+ * task wakes it */
+static pthread_mutex_t done_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 
 #define FIELD_BITS 20
 #define FIELD_MASK ((1u << FIELD_BITS) - 1)
@@ -51,7 +62,13 @@ static void run_tasks(int thread) {
     int offset = job_offset;
     if (!atomic_compare_exchange_weak_explicit(&ticket, &t, t + 1, memory_order_acq_rel, memory_order_acquire)) continue;
     fn(ctx, offset + (int)next, thread);
-    atomic_fetch_add_explicit(&tasks_done, 1, memory_order_release);
+    int done = atomic_fetch_add_explicit(&tasks_done, 1, memory_order_acq_rel) + 1;
+    if (done == (int)n && thread != 0) {
+      /* the caller may be asleep waiting for this last task */
+      pthread_mutex_lock(&done_mutex);
+      pthread_cond_signal(&done_cond);
+      pthread_mutex_unlock(&done_mutex);
+    }
   }
 }
 
@@ -61,8 +78,8 @@ static void *worker_main(void *arg) {
   for (;;) {
     int spins = 0;
     while (atomic_load_explicit(&generation, memory_order_acquire) == seen && spins < SPIN_LIMIT) {
-      CPU_RELAX();
-      spins++;
+      if (++spins % YIELD_EVERY == 0) sched_yield();
+      else CPU_RELAX();
     }
     if (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
       pthread_mutex_lock(&mutex);
@@ -106,7 +123,18 @@ static void run_job(pool_task_fn fn, void *ctx, int offset, int ntasks) {
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&mutex);
   run_tasks(0);
-  while (atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks) CPU_RELAX();
+  /* every task is claimed: wait for the ones still running on other threads, spinning briefly
+   * (yielding now and then), then asleep */
+  for (int spins = 0; atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks; spins++) {
+    if (spins < WAIT_SPIN) {
+      if (spins % YIELD_EVERY == YIELD_EVERY - 1) sched_yield();
+      else CPU_RELAX();
+      continue;
+    }
+    pthread_mutex_lock(&done_mutex);
+    while (atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks) pthread_cond_wait(&done_cond, &done_mutex);
+    pthread_mutex_unlock(&done_mutex);
+  }
 }
 
 void pool_run(pool_task_fn fn, void *ctx, int ntasks) {
