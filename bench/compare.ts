@@ -58,8 +58,8 @@ export function runWorker<R>(script: string, job: unknown, threads: number): R |
 }
 
 /** The peer: `python args...` (its thread count set by the script itself); the last stdout line is its JSON. */
-export function runPython<R>(python: string, args: string[]): R | string {
-  const env = { ...process.env };
+export function runPython<R>(python: string, args: string[], baseEnv: NodeJS.ProcessEnv = process.env): R | string {
+  const env = { ...baseEnv };
   delete env.OMP_NUM_THREADS; // torch.set_num_threads decides
   delete env.MKL_NUM_THREADS;
   const r = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, timeout: 3_600_000 });
@@ -70,6 +70,32 @@ export function runPython<R>(python: string, args: string[]): R | string {
   } catch {
     return `unreadable output: ${line.slice(0, 200)}`;
   }
+}
+
+/**
+ * The interpreter with the newest PyTorch among `candidates` (an explicit --python first, then
+ * $VIRTUAL_ENV, the usual virtualenvs of this project's benches, python3 on PATH, Debian's), or
+ * null when none imports torch. PyTorch 2.x wheels bring MKL/oneDNN, Debian's 1.x the system BLAS.
+ */
+export function findTorchPython(explicit?: string): { python: string; version: string } | null {
+  const candidates = explicit ? [explicit] : [
+    process.env.VIRTUAL_ENV ? `${process.env.VIRTUAL_ENV}/bin/python` : '', '/tmp/venv-peft/bin/python', '/tmp/venv-torch/bin/python',
+    'python3', '/usr/bin/python3',
+  ].filter(Boolean);
+  let best: { python: string; version: string } | null = null;
+  const key = (v: string): number[] => v.split(/[.+]/).slice(0, 3).map((x) => Number.parseInt(x, 10) || 0);
+  const newer = (a: string, b: string): boolean => {
+    const [x, y] = [key(a), key(b)];
+    for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] > y[i];
+    return false;
+  };
+  for (const python of [...new Set(candidates)]) {
+    const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) continue;
+    const version = r.stdout.trim();
+    if (!best || newer(version, best.version)) best = { python, version };
+  }
+  return best;
 }
 
 /** TRL's and its dependencies' versions, or null when the interpreter cannot import them. */
@@ -125,12 +151,15 @@ export interface CompareOptions<V> {
   ourThreads: number[];
   variants: V[];
   variantLabel: (v: V) => string;
+  /** what the peer is called in progress lines and notes (default 'TRL') */
+  peerName?: string;
 }
 
 const say = (s: string): void => void process.stderr.write(s + '\n');
 
 /** Probe each side's settings, then alternate the sides for `rounds` rounds; see the file comment. */
 export function runMatchups<O, P, V>(matchups: Matchup<O, P, V>[], o: CompareOptions<V>): MatchupResult<O, P, V>[] {
+  const peerName = o.peerName ?? 'TRL';
   const results: MatchupResult<O, P, V>[] = matchups.map((m) => ({
     label: m.label, ours: [], oursCpu: [], peer: [], peerCpu: [], roundRatios: [], ourThreads: o.ourThreads[0],
     variant: m.peer ? (m.variants ?? o.variants)[0] ?? null : null, probe: [], oursRun: null, peerRun: null, notes: [],
@@ -153,14 +182,14 @@ export function runMatchups<O, P, V>(matchups: Matchup<O, P, V>[], o: CompareOpt
       let best = Infinity;
       c.variant = null;
       for (const v of variants) {
-        say(`${m.label}: probing TRL ${o.variantLabel(v)}`);
+        say(`${m.label}: probing ${peerName} ${o.variantLabel(v)}`);
         const r = m.peer(v, o.probeSteps);
         if (typeof r === 'string') {
-          c.probe.push(`TRL ${o.variantLabel(v)}: failed (${r})`);
+          c.probe.push(`${peerName} ${o.variantLabel(v)}: failed (${r})`);
           say(`  failed: ${r}`);
           continue;
         }
-        c.probe.push(`TRL ${o.variantLabel(v)}: ${fmt(r.ms)} ms`);
+        c.probe.push(`${peerName} ${o.variantLabel(v)}: ${fmt(r.ms)} ms`);
         say(`  ${fmt(r.ms)} ms/step (steps ${r.timed.map((t) => t.toFixed(0)).join(', ')})`);
         if (r.ms < best) [best, c.variant] = [r.ms, v];
       }
@@ -182,14 +211,14 @@ export function runMatchups<O, P, V>(matchups: Matchup<O, P, V>[], o: CompareOpt
           c.oursRun ??= r.run;
           oursMs = r.ms;
         } else if (m.peer && c.variant !== null) {
-          say(`${m.label} round ${round + 1}/${o.rounds}: TRL ${o.variantLabel(c.variant)}`);
+          say(`${m.label} round ${round + 1}/${o.rounds}: ${peerName} ${o.variantLabel(c.variant)}`);
           const r = m.peer(c.variant, o.steps);
           if (typeof r === 'string') {
-            c.notes.push(`${m.label} round ${round + 1}: TRL failed (${r})`);
+            c.notes.push(`${m.label} round ${round + 1}: ${peerName} failed (${r})`);
             say(`  failed: ${r}`);
             continue;
           }
-          say(`  TRL ${fmt(r.ms)} ms/step (steps ${r.timed.map((t) => t.toFixed(0)).join(', ')})`);
+          say(`  ${peerName} ${fmt(r.ms)} ms/step (steps ${r.timed.map((t) => t.toFixed(0)).join(', ')})`);
           c.peer.push(...r.timed);
           c.peerCpu.push(r.cpuMs);
           c.peerRun ??= r.run;
@@ -208,10 +237,10 @@ export function roundsNote(ratios: readonly number[]): string {
 }
 
 /** CPU time per step of both sides (medians of the rounds) and their ratio. */
-export function cpuNote(c: { oursCpu: number[]; peerCpu: number[] }): string {
+export function cpuNote(c: { oursCpu: number[]; peerCpu: number[] }, peerName = 'TRL'): string {
   if (c.peerCpu.length === 0) return `CPU ms/step ours ${fmt(median(c.oursCpu))}`;
   const ours = median(c.oursCpu), peer = median(c.peerCpu);
-  return `CPU ms/step (median of rounds) ours ${fmt(ours)}, TRL ${fmt(peer)}: ${(peer / ours).toFixed(2)}x`;
+  return `CPU ms/step (median of rounds) ours ${fmt(ours)}, ${peerName} ${fmt(peer)}: ${(peer / ours).toFixed(2)}x`;
 }
 
 /** The machine and its load: the last line of a bench's notes. */

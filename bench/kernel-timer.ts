@@ -9,18 +9,21 @@
  */
 import { backend, setBackend, type Backend } from '../src/backend/index.js';
 
-interface GemmArgs { M: number; N: number; K: number; transA?: boolean; transB?: boolean }
+interface GemmArgs { M: number; N: number; K: number; transA?: boolean; transB?: boolean; batch?: number }
 const gemmKey = (g: GemmArgs): string => `gemm ${g.M}x${g.N}x${g.K}${g.transA ? ' tA' : ''}${g.transB ? ' tB' : ''}`;
 
 export interface KernelTimer {
   clear(): void;
   /** markdown table of the kernels' ms per step (largest first) against `wall` ms per step over `steps` steps */
   table(wall: number, steps: number): string;
+  /** every gemm call since the last clear(): their total ms and floating-point operations (2·M·N·K per product) */
+  gemm(): { ms: number; flops: number };
 }
 
 /** byShape: gemm calls keyed by M x N x K and transposes. */
 export function timeKernels(opts: { byShape?: boolean } = {}): KernelTimer {
   const totals = new Map<string, { ms: number; calls: number }>();
+  const gemm = { ms: 0, flops: 0 };
   const inner = backend();
   const timed = Object.fromEntries(
     Object.entries(inner).map(([name, fn]) => {
@@ -30,16 +33,27 @@ export function timeKernels(opts: { byShape?: boolean } = {}): KernelTimer {
         const r = (fn as (...a: unknown[]) => unknown)(...args);
         const key = opts.byShape && name === 'gemm' ? gemmKey(args[0] as GemmArgs) : name;
         const entry = totals.get(key) ?? { ms: 0, calls: 0 };
-        entry.ms += performance.now() - t0;
+        const ms = performance.now() - t0;
+        entry.ms += ms;
         entry.calls++;
         totals.set(key, entry);
+        if (name === 'gemm') {
+          const g = args[0] as GemmArgs;
+          gemm.ms += ms;
+          gemm.flops += 2 * g.M * g.N * g.K * (g.batch ?? 1);
+        }
         return r;
       }];
     }),
   ) as unknown as Backend;
   setBackend(timed);
   return {
-    clear: () => totals.clear(),
+    clear: () => {
+      totals.clear();
+      gemm.ms = 0;
+      gemm.flops = 0;
+    },
+    gemm: () => ({ ...gemm }),
     table: (wall, steps) => {
       const out = ['| kernel | calls/step | ms/step | % |', '| --- | ---: | ---: | ---: |'];
       let kernels = 0;

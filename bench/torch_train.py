@@ -171,6 +171,16 @@ def blas_kind(libs):
     return 'unknown' if libs else 'none found'
 
 
+def torch_blas(libs):
+    """What runs torch's matrix products: the pip wheels link MKL (and oneDNN) statically, which no
+    mapped library shows; Debian's torch calls the system libblas."""
+    config = torch.__config__.show()
+    if 'BLAS_INFO=mkl' in config or torch.backends.mkl.is_available():
+        dnn = ' + oneDNN' if torch.backends.mkldnn.is_available() else ''
+        return f'MKL (built into torch){dnn}'
+    return blas_kind(libs)
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -188,6 +198,7 @@ def main():
     ap.add_argument('--weight-decay', type=float, default=0.1)
     ap.add_argument('--grad-clip', type=float, default=1.0)
     ap.add_argument('--seed', type=int, default=1337)
+    ap.add_argument('--bf16', action='store_true', help='torch.autocast("cpu", dtype=torch.bfloat16) around the forward pass')
     a = ap.parse_args()
 
     cfg = json.loads(a.config)
@@ -203,20 +214,31 @@ def main():
     params = [P[name] for name, _, _, _ in specs]
     decay = [P[name] for name, _, _, d in specs if d]
     no_decay = [P[name] for name, _, _, d in specs if not d]
-    opt = torch.optim.AdamW(
-        [{'params': decay, 'weight_decay': a.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}],
-        lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps,
-    )
+    groups = [{'params': decay, 'weight_decay': a.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+    # the fused CPU AdamW (torch >= 2.4) is PyTorch's fastest optimizer step; older versions use foreach
+    try:
+        opt = torch.optim.AdamW(groups, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps, fused=True)
+        optimizer = 'AdamW(fused=True)'
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(groups, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps)
+        optimizer = 'AdamW(foreach)'
+    if a.bf16:
+        autocast = lambda: torch.autocast('cpu', dtype=torch.bfloat16)  # noqa: E731
+    else:
+        import contextlib
+        autocast = contextlib.nullcontext
 
     V = cfg['vocabSize']
     n = a.warmup + a.steps
     batches = [(torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))) for _ in range(n)]
 
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for i, (x, y) in enumerate(batches):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         opt.zero_grad(set_to_none=True)
-        loss = model.forward(x, y)
+        with autocast():
+            loss = model.forward(x, y)
         value = loss.item()
         loss.backward()
         if a.grad_clip > 0:
@@ -226,11 +248,15 @@ def main():
         losses.append(value)
         if i >= a.warmup:
             times.append(dt)
+            cpu_times.append((time.process_time() - c0) * 1000)
 
     ms = statistics.median(times)
     libs = blas_libraries()
     print(json.dumps({
         'ms_per_step': ms,
+        'cpu_ms_per_step': statistics.median(cpu_times),
+        'optimizer': optimizer,
+        'dtype': 'bf16 autocast' if a.bf16 else 'float32',
         'tokens_per_sec': B * T * 1000 / ms,
         'threads': torch.get_num_threads(),
         'step_ms': [round(t, 3) for t in times],
@@ -243,7 +269,7 @@ def main():
         'last_loss': losses[-1],
         'torch_version': torch.__version__,
         'sdpa': HAS_SDPA,
-        'blas': blas_kind(libs),
+        'blas': torch_blas(libs),
         'blas_libraries': libs,
         'openblas_num_threads': os.environ.get('OPENBLAS_NUM_THREADS'),
         'openblas_coretype': os.environ.get('OPENBLAS_CORETYPE'),
