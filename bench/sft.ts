@@ -27,7 +27,7 @@ import { LORA_MODULES, loraLayers, trainableParameterCount } from '../src/model/
 import { Transformer } from '../src/model/transformer.js';
 import { SftObjective, type RenderedExample } from '../src/finetune/sft.js';
 import { withBufferScope } from '../src/tensor/index.js';
-import { AdamW, clipGradNorm } from '../src/train/adamw.js';
+import { AdamW, clipScale, gradNorm } from '../src/train/adamw.js';
 import { Rng } from '../src/util/rng.js';
 import {
   cpuNote, fmt, fmtParams, intOption, list, machineLine, median, roundsNote, runMatchups, runPython, runWorker, threadCounts, threadsLabel, trlVersions,
@@ -225,8 +225,7 @@ function worker(job: WorkerJob): void {
       const { loss } = objective.loss(model, batch);
       const v = loss.item();
       loss.backward();
-      clipGradNorm(tensors, HYPER.gradClip);
-      opt.step(HYPER.lr);
+      opt.step(HYPER.lr, clipScale(gradNorm(tensors), HYPER.gradClip));
       return v;
     });
     const ms = performance.now() - t0;

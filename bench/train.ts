@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { describeBackend, nativeBackendInfo, nativeFunction } from '../src/backend/index.js';
 import { resolveConfig, type ModelConfig } from '../src/model/config.js';
 import { Transformer } from '../src/model/transformer.js';
-import { AdamW, clipGradNorm } from '../src/train/adamw.js';
+import { AdamW, clipScale, gradNorm } from '../src/train/adamw.js';
 import { withBufferScope } from '../src/tensor/index.js';
 import { DEFAULT_TRAIN_OPTIONS } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
@@ -182,8 +182,7 @@ function worker(job: WorkerJob): void {
     const loss = model.forward(batches[i].x, B, T, batches[i].y).loss!;
     const v = loss.item();
     loss.backward();
-    clipGradNorm(params, HYPER.gradClip);
-    opt.step(HYPER.lr);
+    opt.step(HYPER.lr, clipScale(gradNorm(params), HYPER.gradClip));
     return v;
   });
   const stepMs: number[] = [];

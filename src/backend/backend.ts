@@ -258,10 +258,12 @@ export interface Backend {
   // ---- optimizer -----------------------------------------------------------------------
   /**
    * One AdamW update, PyTorch semantics: p -= lr*wd*p; m, v moments; bias-corrected step.
-   * `step` is the 1-based step number used for bias correction.
+   * `step` is the 1-based step number used for bias correction. `gradScale` multiplies the
+   * gradient as it is read (gradient clipping without a pass of its own; the gradient array is
+   * left as it was), rounded to float32 as a separate `scale` pass would.
    */
   adamw(
     param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale?: number,
   ): void;
 }

@@ -115,6 +115,8 @@ function makeBackend(addon: Addon): Backend {
         runBatch: (tokens, positions, slots, n, slotRows) => runBatch(handle, tokens, positions, slots, n, slotRows),
       };
     }),
-    adamw: pick('adamw'),
+    adamw: pick('adamw', (fn) => (param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale) => {
+      fn(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale ?? 1);
+    }),
   };
 }

@@ -75,15 +75,18 @@ export class AdamW {
     });
   }
 
-  /** One update with learning rate lr; parameters without a gradient are skipped. */
-  step(lr: number): void {
+  /**
+   * One update with learning rate lr; parameters without a gradient are skipped. The gradients
+   * are read times `gradScale` (see clipScale: clipping without a pass over the gradients).
+   */
+  step(lr: number, gradScale = 1): void {
     this.stepCount++;
     const be = backend();
     this.params.forEach((p, i) => {
       const g = p.tensor.grad;
       if (!g) return;
       const wd = p.decay ? this.weightDecay : 0;
-      be.adamw(p.tensor.data, g, this.mList[i], this.vList[i], p.tensor.size, lr, this.beta1, this.beta2, this.eps, wd, this.stepCount);
+      be.adamw(p.tensor.data, g, this.mList[i], this.vList[i], p.tensor.size, lr, this.beta1, this.beta2, this.eps, wd, this.stepCount, gradScale);
     });
   }
 
@@ -141,12 +144,22 @@ export function gradNorm(params: readonly Tensor[]): number {
 }
 
 /**
+ * The factor that brings a global gradient norm down to at most maxNorm, as
+ * torch.nn.utils.clip_grad_norm_ computes it: maxNorm / (norm + 1e-6) when below 1, else 1.
+ * `opt.step(lr, clipScale(gradNorm(params), maxNorm))` clips inside the update.
+ */
+export function clipScale(norm: number, maxNorm: number): number {
+  const coef = maxNorm / (norm + 1e-6);
+  return coef < 1 ? coef : 1;
+}
+
+/**
  * Scale all gradients so their global norm is at most maxNorm (as torch.nn.utils.clip_grad_norm_:
  * coefficient maxNorm / (norm + 1e-6), applied only when below 1). Returns the norm before clipping.
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
   const norm = gradNorm(params);
-  const coef = maxNorm / (norm + 1e-6);
+  const coef = clipScale(norm, maxNorm);
   if (coef < 1) {
     const be = backend();
     for (const p of params) if (p.grad) be.scale(coef, p.grad, p.grad, p.size);

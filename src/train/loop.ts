@@ -35,7 +35,7 @@ import { checkMappedFiles } from '../formats/file-source.js';
 import { saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
 import { LlmError } from '../util/errors.js';
 import { Rng, type RngState } from '../util/rng.js';
-import { AdamW, clipGradNorm } from './adamw.js';
+import { AdamW, clipScale, gradNorm as globalGradNorm } from './adamw.js';
 import { lrAt } from './schedule.js';
 import { MetricsLog, readMetrics } from './metrics-log.js';
 import { writeLossCurve } from './loss-curve.js';
@@ -341,9 +341,10 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
         }
       }
     }
-    const gradNorm = o.gradClip > 0 ? clipGradNorm(this.trainable, o.gradClip) : 0;
+    // clipping is folded into the update: the optimizer reads the gradients times the clip factor
+    const gradNorm = o.gradClip > 0 ? globalGradNorm(this.trainable) : 0;
     if (!Number.isFinite(gradNorm)) this.failNonFinite(gradNorm, 'gradient norm');
-    this.optimizer.step(lr);
+    this.optimizer.step(lr, o.gradClip > 0 ? clipScale(gradNorm, o.gradClip) : 1);
     return { loss, gradNorm, tokens, metrics };
   }
 

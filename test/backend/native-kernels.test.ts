@@ -329,9 +329,17 @@ function runChecks(native: Backend): CheckResult {
       const v = new Float32Array(n);
       for (let i = 0; i < n; i++) v[i] = rng.uniform() * 0.01;
       const [rp, rm, rv] = [copy(p), copy(m), copy(v)];
-      ref.adamw(rp, grad, rm, rv, n, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
-      native.adamw(p, grad, m, v, n, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+      // a gradient scale (clipping folded into the update) on the second step count
+      const gradScale = step === 1 ? 1 : 0.37;
+      const [sp, sm, sv] = [copy(p), copy(m), copy(v)];
+      ref.adamw(rp, grad, rm, rv, n, 1e-3, 0.9, 0.999, 1e-8, 0.1, step, gradScale);
+      native.adamw(p, grad, m, v, n, 1e-3, 0.9, 0.999, 1e-8, 0.1, step, gradScale);
       cmp('adamw', [[rp, p], [rm, m], [rv, v]]);
+      // the same as scaling the gradient in a pass of its own, bit for bit
+      const scaled = new Float32Array(n);
+      native.scale(gradScale, grad, scaled, n);
+      native.adamw(sp, scaled, sm, sv, n, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+      assert.deepEqual([sp, sm, sv], [p, m, v], `adamw n=${n}: gradScale differs from a separate scale pass`);
     }
   }
 
