@@ -1,7 +1,13 @@
 /* llmts_native: the N-API addon. Starts the thread pool and registers every kernel family's
  * exports (each kernel file lists its own in an export_t table). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
 #include <node_api.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cpu.h"
@@ -34,10 +40,36 @@ static const export_t *const all_exports[] = {
     quant_matmul_t_exports,
 };
 
+/* CPUs a cgroup v2 quota allows ("max" or absent: no limit, 0), rounded up: a container given
+ * 2 CPUs of a 64-core host should not start 64 threads that take turns on them */
+static int cgroup_cpus(void) {
+#if defined(__linux__)
+  FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+  if (!f) return 0;
+  char quota[32] = {0};
+  long period = 0;
+  int got = fscanf(f, "%31s %ld", quota, &period);
+  fclose(f);
+  if (got != 2 || period <= 0 || strcmp(quota, "max") == 0) return 0;
+  long q = atol(quota);
+  return q > 0 ? (int)((q + period - 1) / period) : 0;
+#else
+  return 0;
+#endif
+}
+
+/* LLMTS_THREADS, else the CPUs this process may run on (its affinity mask, so `taskset -c 0`
+ * means one thread), capped by a cgroup CPU quota */
 static int thread_count(void) {
   const char *env = getenv("LLMTS_THREADS");
   if (env && atoi(env) > 0) return atoi(env);
   long n = sysconf(_SC_NPROCESSORS_ONLN);
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+#endif
+  int quota = cgroup_cpus();
+  if (quota > 0 && quota < n) n = quota;
   return n > 0 ? (int)n : 1;
 }
 
