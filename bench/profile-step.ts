@@ -55,7 +55,7 @@ const examples: RenderedExample[] = Array.from({ length: 64 }, (_, i) => {
 const objective = new SftObjective(examples, [], { batchSize: B, seed: 1, padId: 0 });
 const lossOf = () => (sft
   ? objective.loss(model, objective.nextBatch(rng)).loss
-  : model.forward(batch(), B, T, batch()).loss!);
+  : model.loss(batch(), B, T, batch()));
 const step = (): void => withBufferScope(() => {
   opt.zeroGrad();
   const loss = lossOf();

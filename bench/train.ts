@@ -179,7 +179,7 @@ function worker(job: WorkerJob): void {
   const batches = Array.from({ length: total + 2 }, () => ({ x: batch(), y: batch() }));
   const step = (i: number): number => withBufferScope(() => {
     opt.zeroGrad();
-    const loss = model.forward(batches[i].x, B, T, batches[i].y).loss!;
+    const loss = model.loss(batches[i].x, B, T, batches[i].y);
     const v = loss.item();
     loss.backward();
     opt.step(HYPER.lr, clipScale(gradNorm(params), HYPER.gradClip));

@@ -222,6 +222,14 @@ export interface Backend {
     logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
     ignoreIndex: number, scale: number, rowScales?: Float32Array | null,
   ): void;
+  /**
+   * Forward and backward in one pass, the gradient written over the logits: losses[r] as
+   * crossEntropyForward, then logits_r = scale * (softmax(logits_r) - onehot(target_r)), and 0 on
+   * ignored rows. Returns the number of rows that counted. (The LM head's chunked loss.)
+   */
+  crossEntropyFused(
+    logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, vocab: number, ignoreIndex: number, scale: number,
+  ): number;
 
   // ---- dropout ------------------------------------------------------------------------
   /**

@@ -102,6 +102,7 @@ function makeBackend(addon: Addon): Backend {
     rope: pick('rope'),
     embeddingForward: pick('embeddingForward'), embeddingBackward: pick('embeddingBackward'),
     crossEntropyForward: pick('crossEntropyForward'), crossEntropyBackward: pick('crossEntropyBackward'),
+    crossEntropyFused: pick('crossEntropyFused'),
     argmax: pick('argmax'), logSumExp: pick('logSumExp'), topK: pick('topK'), sampleSoftmax: pick('sampleSoftmax'),
     dropoutMask: pick('dropoutMask'),
     compileDecode: pick('compileDecode', (fn) => (p) => {

@@ -43,7 +43,7 @@
  * examples in file order (at most `iters` batches of them), trainLoss the same over `iters`
  * batches of training examples picked by a generator seeded by (seed, step).
  */
-import { crossEntropy, IGNORE_INDEX, isGradEnabled, noGrad, selectRows, withBufferScope, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
+import { IGNORE_INDEX, isGradEnabled, noGrad, selectRows, withBufferScope, type CrossEntropyReduction, type Tensor } from '../tensor/index.js';
 import type { Transformer } from '../model/transformer.js';
 import { packedRows, type PackedRows } from '../model/packing.js';
 import { packBestFitDecreasing } from '../data/packing.js';
@@ -397,7 +397,7 @@ export function sftLoss(model: Transformer, batch: SftBatch, reduction: Exclude<
   const y = batch.y;
   let n = 0;
   for (let i = 0; i < y.length; i++) if (y[i] !== IGNORE_INDEX) n++;
-  if (n === y.length) return crossEntropy(model.lmHead.forward(h), y, { reduction }); // every position trained
+  if (n === y.length) return model.lmHead.loss(h, y, reduction); // every position trained
   const rows = new Int32Array(n);
   const targets = new Int32Array(n);
   for (let i = 0, j = 0; i < y.length; i++) {
@@ -406,7 +406,7 @@ export function sftLoss(model: Transformer, batch: SftBatch, reduction: Exclude<
     targets[j++] = y[i];
   }
   const picked = selectRows(h, rows); // (n, C)
-  return crossEntropy(model.lmHead.forward(picked), targets, { reduction }); // (n, V) -> scalar
+  return model.lmHead.loss(picked, targets, reduction); // (n, C) -> scalar
 }
 
 /** Token-weighted mean loss over the trained targets of `examples`, in batches of B (no autograd expected). */

@@ -10,7 +10,8 @@
  *   const value = addScalarHead(model, { init: 'zeros' }); // registers 'score.weight'
  *   const v = value.forward(h);                          // (B, T)
  */
-import { Tensor, linear, quantizedLinear, reshape } from '../tensor/index.js';
+import { Tensor, crossEntropy, linear, linearCrossEntropy, quantizedLinear, reshape } from '../tensor/index.js';
+import type { CrossEntropyReduction } from '../tensor/index.js';
 import { allocPersistentFloats } from '../tensor/storage.js';
 import { WeightType, weightTypeOf, type DecodeWeight } from '../backend/decode-program.js';
 import { LlmError } from '../util/errors.js';
@@ -43,6 +44,20 @@ export class LmHead {
   forward(hidden: Tensor): Tensor {
     return this.quantized ? quantizedLinear(hidden, this.quantized, null) : linear(hidden, this.weight!, null, 'out_in');
   }
+
+  /**
+   * Mean (or summed) cross-entropy of the logits against targets (IGNORE_INDEX rows masked),
+   * hidden (..., C) -> scalar. A float head over a vocabulary of LmHead.FUSED_MIN_VOCAB or more
+   * takes the chunked linearCrossEntropy and never holds the whole logits matrix; small
+   * vocabularies (and quantized heads) compute the logits and then the loss.
+   */
+  loss(hidden: Tensor, targets: Int32Array, reduction: Exclude<CrossEntropyReduction, 'none'> = 'mean'): Tensor {
+    if (this.weight && this.weight.shape[0] >= LmHead.FUSED_MIN_VOCAB) return linearCrossEntropy(hidden, this.weight, targets, { reduction });
+    return crossEntropy(this.forward(hidden), targets, { reduction });
+  }
+
+  /** vocabulary size from which loss() runs chunked (below it the logits are small anyway) */
+  static readonly FUSED_MIN_VOCAB = 1024;
 
   /** The weight as a decode-program operand. */
   decodeWeight(): DecodeWeight {

@@ -333,6 +333,15 @@ export class Transformer {
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss };
   }
+  /**
+   * The mean next-token cross-entropy alone (what training needs): forward(...).loss without the
+   * logits, through LmHead.loss, which takes the head in chunks of rows on large vocabularies.
+   */
+  loss(tokens: Int32Array, B: number, T: number, targets: Int32Array, opts: HiddenOptions = {}): Tensor {
+    if (this.reference && isGradEnabled()) return noGrad(() => this.loss(tokens, B, T, targets, opts));
+    return this.lmHead.loss(this.hidden(tokens, B, T, opts), targets); // (B, T, C) -> scalar
+  }
+
 
   /**
    * Inference on a KV cache, for one sequence: runs `tokens` (positions cache.pos..cache.pos+T-1)

@@ -23,6 +23,8 @@ export type { AttentionOptions } from './ops/attention.js';
 export { rope, ropeTables } from './ops/rope.js';
 export type { RopeTables } from './ops/rope.js';
 export { crossEntropy, IGNORE_INDEX } from './ops/cross-entropy.js';
+export { linearCrossEntropy } from './ops/linear-cross-entropy.js';
+export type { LinearCrossEntropyOptions } from './ops/linear-cross-entropy.js';
 export type { CrossEntropyOptions, CrossEntropyReduction } from './ops/cross-entropy.js';
 export { logSoftmax, logSoftmaxGather } from './ops/log-softmax.js';
 export type { LogSoftmaxGatherOptions } from './ops/log-softmax.js';

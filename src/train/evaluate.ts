@@ -17,7 +17,7 @@ export function estimateLoss(
   noGrad(() => {
     for (let i = 0; i < batches; i++) {
       const { x, y } = sampler.next();
-      total += withBufferScope(() => model.forward(x, batchSize, blockSize, y).loss!.item());
+      total += withBufferScope(() => model.loss(x, batchSize, blockSize, y).item());
     }
   });
   return total / batches;

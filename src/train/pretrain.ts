@@ -58,7 +58,7 @@ export class PretrainObjective implements Objective<TokenBatch, PretrainEval> {
 
   loss(model: Transformer, { x, y }: TokenBatch): ObjectiveLoss {
     const { batchSize: B, blockSize: T } = this.opts;
-    return { loss: model.forward(x, B, T, y).loss!, tokens: B * T };
+    return { loss: model.loss(x, B, T, y), tokens: B * T };
   }
 
   evaluate(model: Transformer, { step, iters }: EvalContext): PretrainEval {

@@ -25,6 +25,23 @@ export function crossEntropyForward(
   return count;
 }
 
+/** Forward, then the gradient scale · (softmax - onehot) written over each row's logits (0 on ignored rows). */
+export function crossEntropyFused(
+  logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, vocab: number, ignoreIndex: number, scale: number,
+): number {
+  const count = crossEntropyForward(logits, targets, losses, rows, vocab, ignoreIndex);
+  const grad = new (logits.constructor as Float32ArrayConstructor)(vocab); // float64 inside gradient checks
+  const one = new Int32Array(1);
+  for (let r = 0; r < rows; r++) {
+    const row = logits.subarray(r * vocab, (r + 1) * vocab);
+    grad.fill(0);
+    one[0] = targets[r];
+    crossEntropyBackward(row, one, grad, 1, vocab, ignoreIndex, scale);
+    row.set(grad);
+  }
+  return count;
+}
+
 export function crossEntropyBackward(
   logits: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number,
   ignoreIndex: number, scale: number, rowScales?: Float32Array | null,

@@ -14,7 +14,7 @@ import { attentionForward, attentionBackward } from './attention.js';
 import { attentionCached } from './attention-cached.js';
 import { rope } from './rope.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
-import { crossEntropyForward, crossEntropyBackward } from './cross-entropy.js';
+import { crossEntropyForward, crossEntropyBackward, crossEntropyFused } from './cross-entropy.js';
 import { adamw } from './adamw.js';
 import { dropoutMask } from './dropout.js';
 import { matmulQuantized, matmulQuantizedTransposed } from './quant-matmul.js';
@@ -33,7 +33,7 @@ export const referenceBackend: Backend = {
   attentionForward, attentionBackward, attentionCached,
   rope,
   embeddingForward, embeddingBackward,
-  crossEntropyForward, crossEntropyBackward,
+  crossEntropyForward, crossEntropyBackward, crossEntropyFused,
   argmax, logSumExp, topK, sampleSoftmax,
   dropoutMask,
   compileDecode,
