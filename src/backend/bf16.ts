@@ -38,11 +38,15 @@ const REQUESTS = ['auto', 'portable', 'avx512bf16', 'amx', 'emulate', 'emulate-a
 
 let choice: Bf16Choice | null = null;
 
-/** The bf16 path of this process (decided on first call; an 'off' decision is said once on stderr). */
+/**
+ * The bf16 path of this process, decided on the first call (only bf16 runs ask), which says on
+ * stderr, once, what bf16 runs on: e.g. 'llmts: bf16: avx512bf16 kernel', or 'llmts: bf16: this CPU
+ * has neither AVX512-BF16 nor AMX: training in float32 (...)'.
+ */
 export function bf16Choice(): Bf16Choice {
   if (choice === null) {
     choice = decide();
-    if (choice.path === 'off') process.stderr.write(`llmts: ${choice.reason}\n`);
+    process.stderr.write(`llmts: ${choice.reason}\n`);
   }
   return choice;
 }
@@ -74,7 +78,7 @@ function decide(request = process.env.LLMTS_BF16 ?? 'auto'): Bf16Choice {
   }
   const report = select(request);
   if (report.warning) process.stderr.write(`llmts: warning: ${report.warning}\n`);
-  if (report.kernel !== 'none') return { path: 'kernel', kernel: report.kernel, reason: `bf16: ${report.kernel} kernel` };
+  if (report.kernel !== 'none') return { path: 'kernel', kernel: report.kernel, reason: `bf16: ${report.kernel} kernel (bf16 products, float32 sums)` };
   const lacks = request === 'auto' ? 'neither AVX512-BF16 nor AMX' : `no usable ${request === 'amx' ? 'AMX-BF16' : 'AVX512-BF16'} (LLMTS_BF16=${request})`;
   const has = report.avx512bf16 || report.amx;
   const what = has && report.warning ? `its bf16 kernels failed their check` : `this CPU has ${lacks}`;
