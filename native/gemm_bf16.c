@@ -19,7 +19,8 @@
  * The two fast kernels are compiled with target attributes (the addon builds with default flags)
  * and are only taken when the CPU has the instructions (cpu.c) and a first run on a small problem
  * with edge tiles and several depth blocks agrees with a float64 product of the same bf16 inputs;
- * a kernel that disagrees or faults is disabled for the process with a warning. NOTE: neither fast
+ * a kernel that disagrees or faults (SIGILL, caught during that first run) is disabled for the
+ * process with a warning. NOTE: neither fast
  * kernel has run on real hardware yet (written on a machine without AVX512-BF16 or AMX). */
 #include <math.h>
 #include <setjmp.h>
@@ -64,9 +65,6 @@ typedef struct {
   int accumulate;
 } problem;
 
-static inline uint16_t element(const void *p, int is_bf16, long index) {
-  return is_bf16 ? ((const uint16_t *)p)[index] : bf16_from_float(((const float *)p)[index]);
-}
 
 /* kc_padded = depth rounded up to the kernel's step; c gets the MR x NR tile (+= when accumulate) */
 typedef void (*bf16_kernel_fn)(int kc_padded, const uint16_t *a, const uint16_t *b, float *c, long ldc, int accumulate);
@@ -83,34 +81,73 @@ typedef struct {
 
 /* ------------------------------------------------------------------ packing */
 
-/* A sliver as pairs: dst[(q * MR + r) * 2 + t] = op(A)(i0 + r, p0 + 2q + t), zero outside */
+/* n values of an operand, from start with the given stride, as bf16 patterns (float32 rounded) */
+static void load_line(const void *p, int is_bf16, long start, long stride, int n, uint16_t *out) {
+  if (is_bf16) {
+    const uint16_t *h = (const uint16_t *)p + start;
+    if (stride == 1) memcpy(out, h, (size_t)n * sizeof(uint16_t));
+    else
+      for (int i = 0; i < n; i++) out[i] = h[i * stride];
+    return;
+  }
+  const uint32_t *bits = (const uint32_t *)p + start; /* float32 patterns */
+  if (stride == 1)
+    for (int i = 0; i < n; i++) out[i] = bf16_from_bits(bits[i]); /* vectorised */
+  else
+    for (int i = 0; i < n; i++) out[i] = bf16_from_bits(bits[i * stride]);
+}
+
+/* A sliver of L lines (rows of op(A), or columns of op(B)) as pairs of k:
+ * dst[(q * L + l) * 2 + t] = value(line l, depth 2q + t), zero past `lines` and past kc.
+ * Line l, depth k is p[base + l * line_stride + k * k_stride]. */
+static void pack_pairs(const void *p, int is_bf16, long base, long line_stride, long k_stride, int lines, int L, int kc,
+                       int kc_padded, uint16_t *dst) {
+  uint16_t tmp[KC + MAX_NR];
+  if (lines < L || kc < kc_padded) memset(dst, 0, (size_t)kc_padded * L * sizeof(uint16_t));
+  if (k_stride == 1 || line_stride != 1) {
+    /* one line at a time, its pairs adjacent in the source */
+    for (int l = 0; l < lines; l++) {
+      load_line(p, is_bf16, base + l * line_stride, k_stride, kc, tmp);
+      for (int k = 0; k < kc; k++) dst[((k >> 1) * L + l) * 2 + (k & 1)] = tmp[k];
+    }
+  } else {
+    /* lines contiguous: one depth at a time */
+    for (int k = 0; k < kc; k++) {
+      load_line(p, is_bf16, base + k * k_stride, 1, lines, tmp);
+      uint16_t *d = dst + (size_t)(k >> 1) * L * 2 + (k & 1);
+      for (int l = 0; l < lines; l++) d[l * 2] = tmp[l];
+    }
+  }
+}
+
+/* A sliver as pairs: dst[(q * MR + r) * 2 + t] = op(A)(i0 + r, p0 + 2q + t) */
 static void pack_a_pairs(const problem *p, int i0, int p0, int kc, int kc_padded, int MR, uint16_t *dst) {
   int rows = p->M - i0 < MR ? p->M - i0 : MR;
-  memset(dst, 0, (size_t)kc_padded * MR * sizeof(uint16_t));
-  for (int r = 0; r < rows; r++) {
-    long base = (long)(i0 + r) * p->ars + (long)p0 * p->acs;
-    for (int k = 0; k < kc; k++) dst[((k >> 1) * MR + r) * 2 + (k & 1)] = element(p->A, p->a_bf16, base + k * p->acs);
-  }
+  pack_pairs(p->A, p->a_bf16, (long)i0 * p->ars + (long)p0 * p->acs, p->ars, p->acs, rows, MR, kc, kc_padded, dst);
+}
+
+/* B sliver as pairs: dst[(q * NR + c) * 2 + t] = op(B)(p0 + 2q + t, j0 + c) */
+static void pack_b_pairs(const problem *p, int j0, int p0, int kc, int kc_padded, int NR, uint16_t *dst) {
+  int cols = p->N - j0 < NR ? p->N - j0 : NR;
+  pack_pairs(p->B, p->b_bf16, (long)j0 * p->bcs + (long)p0 * p->brs, p->bcs, p->brs, cols, NR, kc, kc_padded, dst);
 }
 
 /* A sliver as rows of 32 k: dst[(q * MR + r) * 32 + t] = op(A)(i0 + r, p0 + 32q + t), zero outside */
 static void pack_a_rows32(const problem *p, int i0, int p0, int kc, int kc_padded, int MR, uint16_t *dst) {
   int rows = p->M - i0 < MR ? p->M - i0 : MR;
-  memset(dst, 0, (size_t)kc_padded * MR * sizeof(uint16_t));
-  for (int r = 0; r < rows; r++) {
-    long base = (long)(i0 + r) * p->ars + (long)p0 * p->acs;
-    for (int k = 0; k < kc; k++) dst[((k >> 5) * MR + r) * 32 + (k & 31)] = element(p->A, p->a_bf16, base + k * p->acs);
-  }
-}
-
-/* B sliver as pairs: dst[(q * NR + c) * 2 + t] = op(B)(p0 + 2q + t, j0 + c), zero outside */
-static void pack_b_pairs(const problem *p, int j0, int p0, int kc, int kc_padded, int NR, uint16_t *dst) {
-  int cols = p->N - j0 < NR ? p->N - j0 : NR;
-  memset(dst, 0, (size_t)kc_padded * NR * sizeof(uint16_t));
-  for (int k = 0; k < kc; k++) {
-    long base = (long)(p0 + k) * p->brs + (long)j0 * p->bcs;
-    uint16_t *d = dst + (size_t)(k >> 1) * NR * 2 + (k & 1);
-    for (int c = 0; c < cols; c++) d[c * 2] = element(p->B, p->b_bf16, base + c * p->bcs);
+  uint16_t tmp[KC + MAX_MR];
+  long base = (long)i0 * p->ars + (long)p0 * p->acs;
+  if (rows < MR || kc < kc_padded) memset(dst, 0, (size_t)kc_padded * MR * sizeof(uint16_t));
+  if (p->acs == 1 || p->ars != 1) {
+    for (int r = 0; r < rows; r++) {
+      load_line(p->A, p->a_bf16, base + r * p->ars, p->acs, kc, tmp);
+      for (int q = 0; q * 32 < kc; q++) memcpy(dst + ((size_t)q * MR + r) * 32, tmp + q * 32, (size_t)(kc - q * 32 < 32 ? kc - q * 32 : 32) * sizeof(uint16_t));
+    }
+  } else {
+    for (int k = 0; k < kc; k++) {
+      load_line(p->A, p->a_bf16, base + k * p->acs, 1, rows, tmp);
+      for (int r = 0; r < rows; r++) dst[((size_t)(k >> 5) * MR + r) * 32 + (k & 31)] = tmp[r];
+    }
   }
 }
 
@@ -376,7 +413,7 @@ static void on_fault(int sig) { siglongjmp(fault_jump, sig); }
 
 /* One product of random inputs (f32 A, bf16 B or the reverse) against float64 sums of the same
  * bf16 values: 0 when every element is within 1e-6 * K * sum|a b| (summation order only; a wrong
- * layout is off by O(1)), else 1 with *worst set; -1 on a fault (SIGILL/SIGSEGV/SIGBUS). */
+ * layout is off by O(1)), else 1 with *worst set; -1 when it raised SIGILL. */
 static int check_once(const kernel_desc *kd, int M, int N, int K, int transA, int transB, int accumulate, double *worst) {
   size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
   float *A = malloc(na * sizeof(float)), *C = malloc(nc * sizeof(float)), *C0 = malloc(nc * sizeof(float));
@@ -394,18 +431,16 @@ static int check_once(const kernel_desc *kd, int M, int N, int K, int transA, in
   for (size_t i = 0; i < nc; i++) C[i] = C0[i] = accumulate ? (float)(i % 7) - 3.0f : NAN;
   problem p = {M, N, K, A, 0, transA ? 1 : K, transA ? M : 1, B, 1, transB ? 1 : N, transB ? K : 1, C, N, accumulate};
 
-  struct sigaction act, old_ill, old_segv, old_bus;
+  /* an instruction the CPU lacks raises SIGILL on this thread: caught for the length of this run
+   * only (the serial driver runs every task here), then the previous handler is back */
+  struct sigaction act, old_ill;
   memset(&act, 0, sizeof act);
   act.sa_handler = on_fault;
   sigemptyset(&act.sa_mask);
   sigaction(SIGILL, &act, &old_ill);
-  sigaction(SIGSEGV, &act, &old_segv);
-  sigaction(SIGBUS, &act, &old_bus);
   int faulted = sigsetjmp(fault_jump, 1);
   if (!faulted) gemm_bf16_blocked(&p, kd, 1);
   sigaction(SIGILL, &old_ill, NULL);
-  sigaction(SIGSEGV, &old_segv, NULL);
-  sigaction(SIGBUS, &old_bus, NULL);
 
   int bad = 0;
   if (faulted) bad = -1;
@@ -441,7 +476,7 @@ static int self_check(const kernel_desc *kd, char *why, size_t why_len) {
     double worst = 0;
     int r = check_once(kd, k[0], k[1], k[2], k[3], k[4], k[5], &worst);
     if (r < 0) {
-      snprintf(why, why_len, "the %s kernel faulted on its first run", kd->name);
+      snprintf(why, why_len, "the %s kernel faulted (SIGILL) on its first run", kd->name);
       return 0;
     }
     if (r > 0) {
@@ -453,18 +488,22 @@ static int self_check(const kernel_desc *kd, char *why, size_t why_len) {
   return 1;
 }
 
-/* fast kernels the CPU has, best first */
+/* The kernel for a request: the emulations as asked; otherwise the fast kernels the CPU has, best
+ * first, that pass the self-check. 'force-amx' / 'force-avx512bf16' (tests) run the self-check
+ * whatever the CPU reports: where the instructions are missing it must catch the SIGILL. */
 static const kernel_desc *choose(const char *request) {
   warning[0] = '\0';
   if (strcmp(request, "emulate") == 0) return &EMULATE;
   if (strcmp(request, "emulate-amx") == 0) return &EMULATE_AMX;
 #if HAVE_BF16_TARGETS
+  int force = strncmp(request, "force-", 6) == 0;
+  const char *want = force ? request + 6 : request;
   const kernel_desc *candidates[2];
   int n = 0;
-  int want_amx = strcmp(request, "auto") == 0 || strcmp(request, "amx") == 0;
-  int want_avx = strcmp(request, "auto") == 0 || strcmp(request, "avx512bf16") == 0;
-  if (want_amx && cpu_has_amx_bf16()) candidates[n++] = &AMX;
-  if (want_avx && cpu_has_avx512bf16()) candidates[n++] = &AVX512BF16;
+  int want_amx = strcmp(want, "auto") == 0 || strcmp(want, "amx") == 0;
+  int want_avx = strcmp(want, "auto") == 0 || strcmp(want, "avx512bf16") == 0;
+  if (want_amx && (force || cpu_has_amx_bf16())) candidates[n++] = &AMX;
+  if (want_avx && (force || cpu_has_avx512bf16())) candidates[n++] = &AVX512BF16;
   for (int i = 0; i < n; i++) {
     char why[200];
     if (self_check(candidates[i], why, sizeof why)) return candidates[i];
@@ -477,7 +516,7 @@ static const kernel_desc *choose(const char *request) {
 
 /* ------------------------------------------------------------------ exports */
 
-/* bf16Kernel(request: 'auto' | 'avx512bf16' | 'amx' | 'emulate' | 'emulate-amx')
+/* bf16Kernel(request: 'auto' | 'avx512bf16' | 'amx' | 'emulate' | 'emulate-amx' | 'force-amx' | 'force-avx512bf16')
  *   -> { kernel: name or 'none', warning: string | null, avx512bf16: bool, amx: bool }
  * Sets the kernel gemmBf16 runs ('none' leaves the emulation in place). */
 static napi_value js_bf16Kernel(napi_env env, napi_callback_info info) {

@@ -184,7 +184,7 @@ function worstError(be: Backend, c: Case, seed: number): number {
 function cases(): Case[] {
   const out: Case[] = [];
   let n = 0;
-  for (const [M, N, K] of [[1, 1, 1], [1, 33, 17], [45, 1, 530], [13, 31, 7], [29, 45, 75], [37, 70, 300], [64, 64, 64], [3, 4100, 5], [2, 3, 0]]) {
+  for (const [M, N, K] of [[1, 1, 1], [1, 33, 17], [45, 1, 530], [13, 31, 7], [29, 45, 75], [37, 70, 300], [64, 64, 64], [300, 40, 33], [3, 4100, 5], [2, 3, 0]]) {
     for (const transA of [false, true]) for (const transB of [false, true]) {
       n++;
       out.push({ M, N, K, transA, transB, beta: (n % 2) as 0 | 1, aBits: n % 3 === 0, bBits: n % 3 !== 1 });
@@ -202,12 +202,15 @@ describe('gemmBf16', () => {
     }
   });
 
-  for (const kernel of ['emulate', 'emulate-amx']) {
+  // the emulations run everywhere; a fast kernel where the CPU has it (and its self-check passed)
+  for (const kernel of ['emulate', 'emulate-amx', 'avx512bf16', 'amx']) {
     it(`the native driver with the ${kernel} kernel agrees (summation order only: < 1e-6 K)`, (t) => {
       if (nativeSkipReason) return t.skip(nativeSkipReason);
-      const select = nativeFunction<(r: string) => { kernel: string }>('bf16Kernel')!;
+      const select = nativeFunction<(r: string) => { kernel: string; warning: string | null; avx512bf16: boolean; amx: boolean }>('bf16Kernel')!;
       try {
-        assert.equal(select(kernel).kernel, kernel);
+        const report = select(kernel);
+        if (!kernel.startsWith('emulate') && !(kernel === 'amx' ? report.amx : report.avx512bf16)) return t.skip(`this CPU has no ${kernel}`);
+        assert.equal(report.kernel, kernel, report.warning ?? '');
         let seed = 1;
         for (const c of cases()) {
           const err = worstError(native as Backend, c, seed++);
@@ -224,6 +227,27 @@ describe('gemmBf16', () => {
     const be = native as Backend;
     assert.throws(() => be.gemmBf16({ M: 2, N: 2, K: 2, a: new Float32Array(3), b: new Uint16Array(4), c: new Float32Array(4) }), /shorter/);
     assert.throws(() => be.gemmBf16({ M: 2, N: 2, K: 2, a: new Float32Array(4), b: new Uint16Array(4), c: new Float32Array(4), beta: 0.5 as 0 }), /beta/);
+  });
+
+  it('a fast kernel forced onto its first run is used only if it passes; a CPU without it raises SIGILL, caught', (t) => {
+    if (nativeSkipReason) return t.skip(nativeSkipReason);
+    const select = nativeFunction<(r: string) => { kernel: string; warning: string | null; avx512bf16: boolean; amx: boolean }>('bf16Kernel')!;
+    try {
+      for (const kernel of ['avx512bf16', 'amx']) {
+        const r = select(`force-${kernel}`);
+        const has = kernel === 'amx' ? r.amx : r.avx512bf16;
+        if (has) {
+          assert.equal(r.kernel, kernel, r.warning ?? '');
+          assert.equal(r.warning, null);
+        } else {
+          assert.equal(r.kernel, 'none');
+          // without the instructions (or, for AMX, the tile permission) the first tile or vdpbf16ps faults
+          assert.match(r.warning ?? '', new RegExp(`the ${kernel} kernel (faulted \\(SIGILL\\)|disagrees)`));
+        }
+      }
+    } finally {
+      select('auto');
+    }
   });
 
   it('bf16Kernel reports what this CPU has and never picks a kernel it lacks', (t) => {
