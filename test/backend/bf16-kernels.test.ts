@@ -7,6 +7,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { nativeFunction, referenceBackend, type Backend } from '../../src/backend/index.js';
 import { native, nativeSkipReason } from '../helpers/native-under-test.js';
 import { Rng } from '../../src/util/rng.js';
@@ -112,6 +114,19 @@ describe('roundBf16 / toBf16', () => {
       assert.deepEqual(bitsOf(inPlace), bitsOf(r1), `roundBf16 in place, n ${n}`);
     }
   });
+
+  for (const simd of ['portable', 'avx2']) {
+    it(`native on the ${simd} path equals the reference bit for bit (child process, threads as configured)`, (t) => {
+      if (nativeSkipReason) return t.skip(nativeSkipReason);
+      const script = fileURLToPath(new URL('../helpers/bf16-round-child.js', import.meta.url));
+      const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, LLMTS_SIMD: simd, LLMTS_BF16_ROUND_SIMD: simd } });
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { simd: string; native: string; reference: string };
+      if (simd === 'avx2' && out.simd !== 'avx2') return t.skip(`this CPU has no AVX2 (ran ${out.simd})`);
+      assert.equal(out.simd, simd);
+      assert.equal(out.native, out.reference);
+    });
+  }
 
   it('native rejects a short array or a wrong type instead of writing out of bounds', (t) => {
     if (nativeSkipReason) return t.skip(nativeSkipReason);
