@@ -8,7 +8,8 @@
         "native/softmax.c", "native/attention.c", "native/rope.c", "native/embedding.c",
         "native/cross_entropy.c", "native/adamw.c", "native/peak.c", "native/copy.c",
         "native/attention_cached.c", "native/quant_matmul.c", "native/quant_panel.c", "native/quant_matmul_t.c",
-        "native/sampling.c", "native/mmap.c", "native/decode.c"
+        "native/sampling.c", "native/mmap.c", "native/decode.c",
+        "native/bf16.c", "native/gemm_bf16.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-math-errno", "-fno-trapping-math", "-pthread"],

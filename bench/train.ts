@@ -22,7 +22,8 @@ import { describeBackend, nativeBackendInfo, nativeFunction } from '../src/backe
 import { resolveConfig, type ModelConfig } from '../src/model/config.js';
 import { Transformer } from '../src/model/transformer.js';
 import { AdamW, clipScale, gradNorm } from '../src/train/adamw.js';
-import { withBufferScope } from '../src/tensor/index.js';
+import { withBufferScope, withMatmulDtype } from '../src/tensor/index.js';
+import { bf16Choice } from '../src/backend/bf16.js';
 import { DEFAULT_TRAIN_OPTIONS } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import {
@@ -159,6 +160,8 @@ interface OursJson {
   first_loss: number;
   params: number;
   backend: string;
+  /** how the bf16 run computed (bf16Choice's reason), for dtype bf16 */
+  bf16?: string;
   /** GEMM GFLOP/s over the profiled steps, the FMA peak at this thread count, and the GEMMs' share of a step */
   gemm?: { gflops: number; peak: number; stepShare: number };
 }
@@ -166,7 +169,7 @@ interface OursJson {
 /** Our training step, exactly as TrainingLoop does it (gradient accumulation 1), in the child. */
 function worker(job: WorkerJob): void {
   const { cfg, B, T } = job;
-  if (job.dtype !== 'float32') throw new Error(`our side has no ${job.dtype} training path yet`);
+  if (job.dtype === 'bf16') process.env.LLMTS_BF16 ??= 'auto';
   const model = new Transformer(cfg, new Rng(1337));
   const params = model.parameters();
   const opt = new AdamW(params.map((tensor, i) => ({ tensor, decay: model.specs[i].decay })), {
@@ -179,7 +182,7 @@ function worker(job: WorkerJob): void {
   const batches = Array.from({ length: total + 2 }, () => ({ x: batch(), y: batch() }));
   const step = (i: number): number => withBufferScope(() => {
     opt.zeroGrad();
-    const loss = model.loss(batches[i].x, B, T, batches[i].y);
+    const loss = withMatmulDtype(job.dtype, () => model.loss(batches[i].x, B, T, batches[i].y));
     const v = loss.item();
     loss.backward();
     opt.step(HYPER.lr, clipScale(gradNorm(params), HYPER.gradClip));
@@ -204,6 +207,7 @@ function worker(job: WorkerJob): void {
   const out: OursJson = {
     ms_per_step: median(stepMs), step_ms: stepMs.map((t) => Math.round(t * 10) / 10), cpu_ms_per_step: median(cpuMs),
     first_loss: firstLoss, params: params.reduce((n, p) => n + p.size, 0), backend: describeBackend(),
+    ...(job.dtype === 'bf16' ? { bf16: bf16Choice().reason } : {}),
   };
   const fmaPeak = nativeFunction<(ms: number) => number>('fmaPeak');
   if (job.gemmShare && fmaPeak) {
@@ -391,7 +395,8 @@ function main(): void {
       notes.push(...r.notes);
     });
     const features = cpuBf16Features();
-    notes.push(`bf16: this CPU has ${features.length ? features.join(', ') : 'neither AVX512-BF16 nor AMX (PyTorch emulates bf16 products; the rows are not a speed claim)'}.`);
+    notes.push(`bf16: this CPU has ${features.length ? features.join(', ') : 'neither AVX512-BF16 nor AMX (PyTorch emulates bf16 products; the rows are not a speed claim)'}; ` +
+      `ours: ${bf16.find((r) => r.oursRun)?.oursRun?.bf16 ?? '-'}.`);
   }
   if (contention) {
     out.push('');

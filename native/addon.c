@@ -32,12 +32,15 @@ extern const export_t sampling_exports[];
 extern const export_t mmap_exports[];
 extern const export_t decode_exports[];
 extern const export_t quant_matmul_t_exports[];
+extern const export_t bf16_exports[];
+extern const export_t gemm_bf16_exports[];
 
 static const export_t *const all_exports[] = {
     gemm_exports,    elementwise_exports, activation_exports, norm_exports,          softmax_exports,
     attention_exports, rope_exports,      embedding_exports,  cross_entropy_exports, adamw_exports, peak_exports, copy_exports,
     attention_cached_exports, quant_matmul_exports, sampling_exports, mmap_exports, decode_exports,
     quant_matmul_t_exports,
+    bf16_exports, gemm_bf16_exports,
 };
 
 /* CPUs a cgroup v2 quota allows ("max" or absent: no limit, 0), rounded up: a container given

@@ -44,6 +44,25 @@ export interface GemmArgs {
   strideC?: number;
 }
 
+/**
+ * C (M, N) = op(A) · op(B) (+ C when beta is 1) with bfloat16 operands and float32 sums (bf16
+ * mixed precision). Each operand is float32, rounded to bfloat16 (round to nearest even) as it is
+ * read, or already bfloat16: a Uint16Array of bit patterns (the upper half of a float32). Contiguous
+ * row-major storage: A is M x K (K x M when transA), B is K x N (N x K when transB).
+ */
+export interface GemmBf16Args {
+  M: number;
+  N: number;
+  K: number;
+  a: Float32Array | Uint16Array;
+  b: Float32Array | Uint16Array;
+  c: Float32Array;
+  transA?: boolean;
+  transB?: boolean;
+  /** 0 overwrites C, 1 accumulates */
+  beta?: 0 | 1;
+}
+
 /** Shapes for fused causal self-attention with grouped-query heads. */
 export interface AttentionShape {
   B: number;
@@ -91,6 +110,13 @@ export interface Backend {
    * The native kernel quantizes x to int8 blocks (d = amax/127) and computes integer dot
    * products on the blocks; the reference dequantizes the blocks on the fly (float x).
    */
+  /**
+   * The product of GemmBf16Args: what two bf16 operands give with float32 accumulation. The
+   * reference widens both operands to float32 (every product of two bf16 values is exact in
+   * float32) and runs gemm; the native kernel is the one bf16Kernel() chose (AVX512-BF16, AMX, or
+   * a portable C emulation of vdpbf16ps): the same products, summed in another order.
+   */
+  gemmBf16(args: GemmBf16Args): void;
   matmulQuantized(x: Float32Array, w: Uint8Array, type: QuantType, out: Float32Array, M: number, N: number, K: number): void;
   /**
    * dx (M, K) += dy (M, N) · W (accumulated), W (N, K) given as in matmulQuantized: the input
@@ -121,6 +147,14 @@ export interface Backend {
     src: Float32Array, srcOffset: number, srcStride: number, dst: Float32Array, dstOffset: number, dstStride: number,
     rows: number, width: number, accumulate: boolean,
   ): void;
+  /**
+   * out[i] = x[i] rounded to bfloat16 and widened back to float32, for i < n: round to nearest,
+   * ties to even, on the bit pattern (overflow gives ±Inf, denormals round like any value, -0
+   * stays -0, NaN stays a quiet NaN of the same sign). out may be x.
+   */
+  roundBf16(x: Float32Array, out: Float32Array, n: number): void;
+  /** out[i] = the bfloat16 bit pattern of x[i] (the upper 16 bits of roundBf16(x[i])), for i < n */
+  toBf16(x: Float32Array, out: Uint16Array, n: number): void;
   /** sum of squares of x[0..n) in double precision */
   sumSquares(x: Float32Array, n: number): number;
 

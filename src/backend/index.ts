@@ -8,7 +8,7 @@ import { referenceBackend } from './reference/index.js';
 import { addonFunction, loadNativeBackend, type NativeInfo } from './native.js';
 import { LlmError } from '../util/errors.js';
 
-export type { Backend, GemmArgs, AttentionShape, CachedAttentionShape, QuantType } from './backend.js';
+export type { Backend, GemmArgs, GemmBf16Args, AttentionShape, CachedAttentionShape, QuantType } from './backend.js';
 export type { NativeInfo } from './native.js';
 export { referenceBackend };
 

@@ -76,6 +76,9 @@ function makeBackend(addon: Addon): Backend {
         g.strideA ?? (transA ? g.K * lda : g.M * lda), g.strideB ?? (transB ? g.N * ldb : g.K * ldb), g.strideC ?? g.M * ldc,
       );
     }),
+    gemmBf16: pick('gemmBf16', (fn) => (g) => {
+      fn(g.a, g.b, g.c, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.beta ?? 0);
+    }),
     matmulQuantized: pick('matmulQuantized', (fn) => (x, w, type, out, M, N, K) => {
       fn(x, w, type === 'q8_0' ? 8 : type === 'q4_0' ? 2 : -1, out, M, N, K);
     }),
@@ -84,6 +87,7 @@ function makeBackend(addon: Addon): Backend {
     }),
     add: pick('add'), mul: pick('mul'), axpy: pick('axpy'), scale: pick('scale'),
     addBias: pick('addBias'), sumRows: pick('sumRows'), copyRows: pick('copyRows'), sumSquares: pick('sumSquares'),
+    roundBf16: pick('roundBf16'), toBf16: pick('toBf16'),
     geluForward: pick('geluForward'), geluBackward: pick('geluBackward'),
     siluForward: pick('siluForward'), siluBackward: pick('siluBackward'),
     swigluForward: pick('swigluForward'), swigluBackward: pick('swigluBackward'),

@@ -41,7 +41,7 @@ export interface DpoOptions extends TrainOptions, PairDataOptions {
 const D = 'Data and output';
 const P = 'Preference optimisation';
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'dtype']);
 
 const DPO_SPEC: CommandSpec = {
   name: 'dpo',

@@ -23,6 +23,7 @@ import type { Tensor } from '../tensor/index.js';
 import { tokenizerFromJSON, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
 import type { FlagDef, Flags } from './flags.js';
+import { checkResumeDtype } from './train-flags.js';
 
 export type { RunLoraOptions };
 
@@ -108,7 +109,7 @@ export function checkResumeFlags(f: Flags, allowed: ReadonlySet<string>): void {
   if (f.bool('overwrite')) throw new LlmError('--resume continues the run in --out and --overwrite replaces it; give one of the two');
   for (const flag of f.given()) {
     if (allowed.has(flag)) continue;
-    const changeable = [...allowed].filter((name) => !['resume', 'out', 'threads', 'debug'].includes(name)).map((name) => `--${name}`);
+    const changeable = [...allowed].filter((name) => !['resume', 'out', 'threads', 'debug', 'dtype'].includes(name)).map((name) => `--${name}`);
     const only = changeable.length <= 1 ? `only ${changeable[0] ?? '--max-iters'} can` : `only ${changeable.slice(0, -1).join(', ')} and ${changeable[changeable.length - 1]} can`;
     throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (${only}; start a new run in another --out)`);
   }
@@ -217,6 +218,7 @@ export async function resumePolicyRun<O extends PolicyRunOptions>(
 ): Promise<PolicySetup & { options: O; checkpoint: SavedRun<O>['checkpoint'] }> {
   checkResumeFlags(f, allowed);
   const run = openRun<O>(outDir, command, valid);
+  checkResumeDtype(f, run.options as { dtype?: 'float32' | 'bf16' });
   const options: O = { ...run.options, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
   const model = buildRunModel(run.checkpoint.config, run.checkpoint.params, options.lora, options.seed);
   addHeads?.(model, options);

@@ -16,7 +16,9 @@ const ENVIRONMENT = `Environment:
   LLMTS_BACKEND=NAME     native (default when its addon loads) or reference (pure TypeScript, slow)
   LLMTS_SIMD=LEVEL       cap the native kernels' SIMD level: avx512, avx2 or portable
   LLMTS_CACHE=DIR        where downloaded datasets and tokenizers are kept (default ~/.cache/llmts)
-  LLMTS_MMAP=0           read model files into memory instead of mapping them`;
+  LLMTS_MMAP=0           read model files into memory instead of mapping them
+  LLMTS_BF16=PATH        --dtype bf16 products: auto (AMX or AVX512-BF16, else float32), portable
+                         (bf16 rounding on any CPU, slower), avx512bf16 or amx (only that kernel)`;
 
 const USAGE = `llmts — train and run language models in TypeScript
 

@@ -51,7 +51,7 @@ export interface PpoRunOptions extends TrainOptions, Omit<RlOptions, 'padId' | '
 const D = 'Data and output';
 const R = 'Reinforcement learning';
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'dtype']);
 const VALUE_HEAD = 'value_head.weight';
 
 const PPO_SPEC: CommandSpec = {

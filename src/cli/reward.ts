@@ -32,7 +32,7 @@ import { checkResumeFlags, checkRunDir, chooseTemplate, dataFile, loraFlagDefs, 
 import { runLoopInTerminal } from './loop-progress.js';
 import { loadPairData, pairDataFlags, type PairDataOptions } from './pair-data.js';
 import { modelPath, THREADS_FLAG } from './shared-flags.js';
-import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
+import { checkResumeDtype, trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
 /** Everything a reward run saves to resume and to be used as a reward model. */
 export interface RewardOptions extends TrainOptions, PairDataOptions, RewardRunSettings {
@@ -42,7 +42,7 @@ export interface RewardOptions extends TrainOptions, PairDataOptions, RewardRunS
 
 const D = 'Data and output';
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg'];
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'threads', 'debug', 'dtype']);
 
 const TRAIN_SPEC: CommandSpec = {
   name: 'reward train',
@@ -141,6 +141,7 @@ async function trainReward(f: Flags): Promise<void> {
   if (f.bool('resume')) {
     checkResumeFlags(f, RESUME_FLAGS);
     const run = openRun<RewardOptions>(outDir, 'reward train', isRewardRun);
+    checkResumeDtype(f, run.options);
     options = { ...run.options, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')! } : {}) };
     const model = buildRunModel(run.checkpoint.config, run.checkpoint.params, options.lora, options.seed);
     const head = addScalarHead(model, { init: 'zeros' });

@@ -36,7 +36,7 @@ import type { CommandModule } from './commands.js';
 import type { CommandSpec, Flags } from './flags.js';
 import { runLoopInTerminal } from './loop-progress.js';
 import { modelPath, THREADS_FLAG } from './shared-flags.js';
-import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
+import { checkResumeDtype, trainLoopFlags, trainLoopOptions } from './train-flags.js';
 import { checkResumeFlags, checkRunDir, chooseTemplate, dataFile, loraFlagDefs, loraOptions, savedTemplate, writeLoraOutputs } from './finetune-setup.js';
 import { buildRunModel, restoreRegistered, type RunLoraOptions } from '../finetune/lora-model.js';
 
@@ -121,7 +121,7 @@ of several examples instead, far less padding); the step's loss is the mean over
 const RUN_FILES = ['ckpt.safetensors', 'metrics.jsonl', 'loss.svg', 'adapter', 'merged'];
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'epochs', 'threads', 'debug', 'gradient-checkpointing']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'epochs', 'threads', 'debug', 'gradient-checkpointing', 'dtype']);
 
 interface Setup {
   model: Transformer;
@@ -318,6 +318,7 @@ async function resumeRun(f: Flags, outDir: string): Promise<Setup> {
   if (!saved || typeof saved.data !== 'string' || typeof saved.template !== 'string') {
     throw new LlmError(`--resume: ${path} holds no SFT run settings (it is not a checkpoint of llmts sft)`);
   }
+  checkResumeDtype(f, saved);
   const options: SftOptions = {
     ...saved, outDir, ...(f.has('max-iters') ? { maxIters: f.number('max-iters')!, epochs: undefined } : {}),
     ...(f.has('gradient-checkpointing') ? { gradientCheckpointing: f.string('gradient-checkpointing') as CheckpointingMode } : {}),

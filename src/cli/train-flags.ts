@@ -6,6 +6,8 @@
  *   trainLoopOptions(parseCommandLine(SPEC, ['--lr', '3e-4']), 64, 'out/run').lr;   // 0.0003
  */
 import { DEFAULT_TRAIN_OPTIONS as D, type TrainOptions } from '../train/trainer.js';
+import { MATMUL_DTYPES, type MatmulDtype } from '../tensor/index.js';
+import { LlmError } from '../util/errors.js';
 import type { FlagDef, Flags } from './flags.js';
 
 /** The optimisation-loop flags of every training command (pretraining now; SFT, reward, DPO, PPO next). */
@@ -26,6 +28,7 @@ export function trainLoopFlags(d: Partial<TrainOptions> = {}): FlagDef[] {
     { name: 'eval-interval', kind: 'integer', min: 1, default: o.evalInterval, help: 'evaluate and checkpoint every N steps', group },
     { name: 'eval-iters', kind: 'integer', min: 1, default: o.evalIters, help: 'batches per evaluation', group },
     { name: 'seed', kind: 'integer', min: 0, default: o.seed, help: 'seed for init, batches and dropout', group },
+    { name: 'dtype', kind: 'string', choices: [...MATMUL_DTYPES], default: 'float32', help: 'the linear layers\' products: bf16 multiplies bfloat16 operands with float32 sums (AVX512-BF16 or AMX CPUs; elsewhere it says so and trains in float32); weights, optimizer and loss stay float32', group },
   ];
 }
 
@@ -52,5 +55,19 @@ export function trainLoopOptions(f: Flags, blockSize: number, outDir: string, ma
     evalIters: f.number('eval-iters')!,
     seed: f.number('seed')!,
     outDir,
+    dtype: f.string('dtype') as MatmulDtype,
   };
+}
+
+/**
+ * --dtype with --resume: a resumed run keeps its dtype, so only the run's own is accepted (the
+ * training loop checks the checkpoint again, also for what this CPU computes).
+ */
+export function checkResumeDtype(f: Flags, saved: { dtype?: MatmulDtype } | undefined): void {
+  if (!f.has('dtype')) return;
+  const own = saved?.dtype ?? 'float32';
+  const asked = f.string('dtype');
+  if (asked !== own) {
+    throw new LlmError(`${f.typed('dtype')} ${asked}: this run was trained with --dtype ${own}, and a resumed run keeps its dtype; resume without --dtype, or start a new run in another --out`);
+  }
 }

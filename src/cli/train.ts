@@ -25,7 +25,7 @@ import type { CommandSpec, Flags } from './flags.js';
 import { runLoopInTerminal } from './loop-progress.js';
 import { printSample } from './sample.js';
 import { THREADS_FLAG } from './shared-flags.js';
-import { trainLoopFlags, trainLoopOptions } from './train-flags.js';
+import { checkResumeDtype, trainLoopFlags, trainLoopOptions } from './train-flags.js';
 
 const TRAIN_SPEC: CommandSpec = {
   name: 'train',
@@ -175,7 +175,7 @@ function shardDataset(path: string, vocabSize: number): RunSetup['data'] {
 }
 
 /** What a resumed run may be given: everything else is the saved run's. */
-const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'final-eval-iters', 'sample-tokens', 'threads', 'debug']);
+const RESUME_FLAGS = new Set(['resume', 'out', 'max-iters', 'final-eval-iters', 'sample-tokens', 'threads', 'debug', 'dtype']);
 
 async function resumeRun(f: Flags, outDir: string): Promise<RunSetup> {
   const path = join(outDir, 'ckpt.safetensors');
@@ -184,6 +184,7 @@ async function resumeRun(f: Flags, outDir: string): Promise<RunSetup> {
   const checkpoint = loadCheckpoint(path);
   const saved = (checkpoint.trainer as { options?: TrainOptions }).options;
   if (!saved) throw new LlmError(`--resume: ${path} holds no training options (it is not a training checkpoint)`);
+  checkResumeDtype(f, saved);
   for (const flag of f.given()) {
     if (RESUME_FLAGS.has(flag)) continue;
     throw new LlmError(`--resume continues the saved run with its saved settings; ${f.typed(flag)} cannot change (only --max-iters can; start a new run in another --out)`);

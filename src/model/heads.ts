@@ -10,7 +10,7 @@
  *   const value = addScalarHead(model, { init: 'zeros' }); // registers 'score.weight'
  *   const v = value.forward(h);                          // (B, T)
  */
-import { Tensor, crossEntropy, linear, linearCrossEntropy, quantizedLinear, reshape } from '../tensor/index.js';
+import { Tensor, crossEntropy, linear, linearCrossEntropy, matmulDtype, quantizedLinear, reshape } from '../tensor/index.js';
 import type { CrossEntropyReduction } from '../tensor/index.js';
 import { allocPersistentFloats } from '../tensor/storage.js';
 import { WeightType, weightTypeOf, type DecodeWeight } from '../backend/decode-program.js';
@@ -49,10 +49,13 @@ export class LmHead {
    * Mean (or summed) cross-entropy of the logits against targets (IGNORE_INDEX rows masked),
    * hidden (..., C) -> scalar. A float head over a vocabulary of LmHead.FUSED_MIN_VOCAB or more
    * takes the chunked linearCrossEntropy and never holds the whole logits matrix; small
-   * vocabularies (and quantized heads) compute the logits and then the loss.
+   * vocabularies, quantized heads and bf16 regions (whose products linear() rounds) compute the
+   * logits and then the loss.
    */
   loss(hidden: Tensor, targets: Int32Array, reduction: Exclude<CrossEntropyReduction, 'none'> = 'mean'): Tensor {
-    if (this.weight && this.weight.shape[0] >= LmHead.FUSED_MIN_VOCAB) return linearCrossEntropy(hidden, this.weight, targets, { reduction });
+    if (this.weight && this.weight.shape[0] >= LmHead.FUSED_MIN_VOCAB && matmulDtype() === 'float32') {
+      return linearCrossEntropy(hidden, this.weight, targets, { reduction });
+    }
     return crossEntropy(this.forward(hidden), targets, { reduction });
   }
 

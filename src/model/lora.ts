@@ -120,6 +120,7 @@ export class LoraLinear implements LinearLayer {
     const w = this.base.weight;
     if (!w) throw new LlmError(`LoRA layer '${this.name}' has a quantized base weight: merging in place needs a float one (mergedParameters widens it into a copy)`);
     this.addDeltaTo(w.data, sign);
+    w.version++; // its bf16 copy, if any, is stale
   }
 
   /** W ± scaling · B A for a float weight W of the base's shape and layout (the model's own or a copy). */

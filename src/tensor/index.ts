@@ -3,6 +3,8 @@ export { Tensor, noGrad, isGradEnabled, shapeSize, shapeToString } from './tenso
 export { matmul } from './ops/matmul.js';
 export type { MatmulOptions } from './ops/matmul.js';
 export { linear } from './ops/linear.js';
+export { withMatmulDtype, matmulDtype, MATMUL_DTYPES } from './precision.js';
+export type { MatmulDtype } from './precision.js';
 export { quantizedLinear } from './ops/quantized-linear.js';
 export { loraBranch } from './ops/lora-branch.js';
 export { checkpoint } from './ops/checkpoint.js';

@@ -54,6 +54,12 @@ export class Tensor {
   backwardFn: (() => void) | null = null;
   /** Optional name (parameter name for model weights). */
   name: string | undefined;
+  /**
+   * Counts in-place updates of data (AdamW.step, merging an adapter), so copies derived from it
+   * (the bf16 weight copy, ops/bf16-gemm.ts) know when to refresh. Code that changes a parameter's
+   * data in place while a model computes in bf16 bumps it.
+   */
+  version = 0;
 
   constructor(data: Float32Array, shape: readonly number[], requiresGrad = false) {
     const size = shapeSize(shape);

@@ -87,6 +87,7 @@ export class AdamW {
       if (!g) return;
       const wd = p.decay ? this.weightDecay : 0;
       be.adamw(p.tensor.data, g, this.mList[i], this.vList[i], p.tensor.size, lr, this.beta1, this.beta2, this.eps, wd, this.stepCount, gradScale);
+      p.tensor.version++; // derived copies (the bf16 weight) refresh once, at their next use
     });
   }
 

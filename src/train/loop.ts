@@ -29,7 +29,8 @@
 import type { NamedParameter } from '../model/parameters.js';
 import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
-import { noGrad, scale, withBufferScope, type Tensor } from '../tensor/index.js';
+import { MATMUL_DTYPES, noGrad, scale, withBufferScope, withMatmulDtype, type MatmulDtype, type Tensor } from '../tensor/index.js';
+import { bf16Available } from '../tensor/ops/bf16-gemm.js';
 import type { Transformer } from '../model/transformer.js';
 import { checkMappedFiles } from '../formats/file-source.js';
 import { saveCheckpoint, type CheckpointData } from '../formats/checkpoint.js';
@@ -128,6 +129,13 @@ export interface LoopOptions {
   seed: number;
   /** run directory: ckpt.safetensors, metrics.jsonl, loss.svg */
   outDir: string;
+  /**
+   * 'bf16': the linear layers multiply bf16 operands with float32 sums in training steps and
+   * evaluations (tensor/precision.ts); weights, optimizer state and loss stay float32. On a CPU
+   * without AVX512-BF16 or AMX (and without LLMTS_BF16=portable) the run is float32 (said once).
+   * Default 'float32'.
+   */
+  dtype?: MatmulDtype;
 }
 
 export interface StepRecord {
@@ -180,10 +188,12 @@ interface LoopState {
   /** absent in checkpoints written before objectives existed: those are 'pretrain' */
   objective?: string;
   objectiveState?: unknown;
+  /** the products' dtype the run computed in (absent: float32) */
+  dtype?: MatmulDtype;
 }
 
 /** Keys of a metrics line the loop writes itself. */
-const RESERVED_METRICS = new Set(['type', 'step', 'loss', 'lr', 'gradNorm', 'tokensPerSec', 'rss', 'time']);
+const RESERVED_METRICS = new Set(['type', 'step', 'loss', 'lr', 'gradNorm', 'tokensPerSec', 'dtype', 'rss', 'time']);
 
 export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Record<string, number> = Record<string, number>> {
   readonly optimizer: AdamW;
@@ -197,6 +207,8 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
   readonly trainable: Tensor[];
   readonly dataRng: Rng;
   readonly dropoutRng: Rng;
+  /** the dtype the products compute in: opts.dtype, or float32 where bf16 is asked for but this CPU lacks it */
+  readonly dtype: MatmulDtype;
   private readonly tokenizer: { toJSON(): unknown };
   private readonly curveTitle: string;
   private readonly chatTemplate: string | undefined;
@@ -218,6 +230,9 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
     );
     this.dataRng = new Rng(opts.seed);
     this.dropoutRng = new Rng(opts.seed + 1);
+    const asked = opts.dtype ?? 'float32';
+    if (!MATMUL_DTYPES.includes(asked)) throw new LlmError(`dtype '${String(asked)}' is not one of ${MATMUL_DTYPES.join(', ')}`);
+    this.dtype = asked === 'bf16' && bf16Available() ? 'bf16' : 'float32';
     if (setup.resume) this.restore(setup.resume);
   }
 
@@ -229,6 +244,14 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
     const saved = typeof state.objective === 'string' ? state.objective : 'pretrain';
     if (saved !== this.objective.name) {
       throw new LlmError(`the checkpoint is from a '${saved}' run and cannot resume as '${this.objective.name}'; start the '${this.objective.name}' run from its weights instead`);
+    }
+    const savedDtype = state.dtype ?? 'float32';
+    const savedAsked = (state.options as Partial<LoopOptions> | undefined)?.dtype ?? 'float32';
+    const asked = this.opts.dtype ?? 'float32';
+    if (savedAsked !== asked || savedDtype !== this.dtype) {
+      const here = asked === this.dtype ? asked : `${asked}, which computes in ${this.dtype} here`;
+      const there = savedAsked === savedDtype ? savedDtype : `${savedAsked}, computed in ${savedDtype}`;
+      throw new LlmError(`the checkpoint's run was trained with dtype ${there}; a resumed run keeps its dtype, and this one asks for ${here}. Resume with the run's own dtype (on a CPU that gives it), or start a new run from its weights`);
     }
     this.optimizer.setState(ck.optimizer, "the checkpoint's optimizer state");
     this.step = state.step;
@@ -261,7 +284,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
         }
         const lr = lrAt(this.step, { lr: o.lr, minLr: o.minLr, warmupIters: o.warmupIters, decayIters: o.decayIters });
         // one buffer scope per step: activations and intermediate gradients are recycled
-        const stepped = withBufferScope(() => this.trainStep(lr));
+        const stepped = withBufferScope(() => withMatmulDtype(this.dtype, () => this.trainStep(lr)));
         const { loss, gradNorm, tokens } = stepped;
         const metrics = prepared ? { ...prepared, ...stepped.metrics } : stepped.metrics;
         checkMappedFiles(); // weights loaded from a mapped checkpoint that was truncated meanwhile
@@ -275,7 +298,8 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
         losses.push(loss);
         const record: StepRecord = { step: this.step, loss, lr, gradNorm, tokensPerSec };
         if (metrics) record.metrics = metrics;
-        log.append({ type: 'train', step: this.step, loss, lr, gradNorm, tokensPerSec, ...metrics, rss: process.memoryUsage.rss(), time: Date.now() });
+        const dtype = this.dtype === 'bf16' ? { dtype: this.dtype } : {}; // float32 lines stay as they were
+        log.append({ type: 'train', step: this.step, loss, lr, gradNorm, tokensPerSec, ...dtype, ...metrics, rss: process.memoryUsage.rss(), time: Date.now() });
         hooks.onStep?.(record);
 
         const stop = hooks.shouldStop?.() ?? false;
@@ -352,7 +376,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
   evaluate(iters: number): EvalRecord<E> | null {
     if (!this.objective.evaluate) return null;
     this.model.eval();
-    const values = noGrad(() => this.objective.evaluate!(this.model, { step: this.step, iters }));
+    const values = noGrad(() => withMatmulDtype(this.dtype, () => this.objective.evaluate!(this.model, { step: this.step, iters })));
     for (const k of Object.keys(values)) {
       if (k === 'step' || k === 'type' || k === 'time') throw new LlmError(`objective '${this.objective.name}': evaluation metric name '${k}' is taken by the loop's own record; rename it`);
     }
@@ -368,6 +392,7 @@ export class TrainingLoop<B, O extends LoopOptions = LoopOptions, E extends Reco
       options: this.opts,
       objective: this.objective.name,
     };
+    if (this.dtype !== 'float32') state.dtype = this.dtype;
     if (this.objective.state) state.objectiveState = this.objective.state();
     const o = this.optimizer;
     saveCheckpoint(this.checkpointPath, {

@@ -11,6 +11,7 @@ import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { CheckpointData } from '../formats/checkpoint.js';
 import type { AdamW } from './adamw.js';
+import { withMatmulDtype } from '../tensor/index.js';
 import { TrainingLoop, type LoopOptions, type TrainHooks as LoopHooks, type TrainResult as LoopResult } from './loop.js';
 import { PretrainObjective, type PretrainData, type PretrainEval, type TokenBatch } from './pretrain.js';
 
@@ -74,14 +75,14 @@ export class Trainer {
     return this.loop.run(hooks);
   }
 
-  /** Mean train and val loss over `batches` random batches each (deterministic for a given step). */
+  /** Mean train and val loss over `batches` random batches each (deterministic for a given step), in the run's dtype. */
   evaluate(batches: number): EvalRecord {
-    return { step: this.step, ...this.objective.evaluate(this.model, { step: this.step, iters: batches }) };
+    return { step: this.step, ...withMatmulDtype(this.loop.dtype, () => this.objective.evaluate(this.model, { step: this.step, iters: batches })) };
   }
 
-  /** Mean validation loss over `batches` random batches (deterministic for a given step). */
+  /** Mean validation loss over `batches` random batches (deterministic for a given step), in the run's dtype. */
   validationLoss(batches: number): number {
-    return this.objective.validationLoss(this.model, this.step, batches);
+    return withMatmulDtype(this.loop.dtype, () => this.objective.validationLoss(this.model, this.step, batches));
   }
 
   saveCheckpoint(): void {

@@ -20,13 +20,16 @@ import { dropoutMask } from './dropout.js';
 import { matmulQuantized, matmulQuantizedTransposed } from './quant-matmul.js';
 import { argmax, logSumExp, topK, sampleSoftmax } from './sampling.js';
 import { compileDecode } from './decode-program.js';
+import { gemmBf16, roundBf16, toBf16 } from './bf16.js';
 
 export const referenceBackend: Backend = {
   name: 'reference',
   gemm,
+  gemmBf16,
   matmulQuantized,
   matmulQuantizedTransposed,
   add, mul, axpy, scale, addBias, sumRows, copyRows, sumSquares,
+  roundBf16, toBf16,
   geluForward, geluBackward, siluForward, siluBackward, swigluForward, swigluBackward,
   layerNormForward, layerNormBackward, rmsNormForward, rmsNormBackward,
   softmaxForward, softmaxBackward,

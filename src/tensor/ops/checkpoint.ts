@@ -18,6 +18,7 @@
  */
 import { noGrad, record, Tensor, isGradEnabled } from '../tensor.js';
 import { withBufferScope, withStageScope } from '../storage.js';
+import { matmulDtype, withMatmulDtype } from '../precision.js';
 
 /** State fn reads that must be the same when it runs again (e.g. an Rng's). */
 export interface Replay {
@@ -28,6 +29,7 @@ export interface Replay {
 export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonly Tensor[], replay?: Replay): Tensor {
   if (!isGradEnabled()) return fn(x);
   const state = replay?.save();
+  const dtype = matmulDtype(); // the recomputation multiplies as the forward pass did
   const y = noGrad(() => withStageScope(() => fn(x), (t) => t.data));
   return record(y, [x, ...params], () => {
     if (!isGradEnabled()) throw new Error('checkpoint: backward() ran without autograd, so the block cannot be recomputed');
@@ -39,7 +41,7 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
       try {
         const xr = new Tensor(x.data, x.shape, x.requiresGrad);
         if (gx) xr.grad = gx; // the recomputation adds straight into x's gradient
-        const yr = fn(xr);
+        const yr = withMatmulDtype(dtype, () => fn(xr));
         if (yr.requiresGrad) yr.backward(dy);
       } finally {
         if (replay) replay.restore(now);
