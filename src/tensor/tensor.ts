@@ -45,8 +45,27 @@ export class Tensor {
   readonly data: Float32Array;
   readonly shape: readonly number[];
   readonly size: number;
+  private gradBuffer: Float32Array | null = null;
+  /**
+   * Set by zeroGrad(): the buffer's old values count as zeros. The next read of .grad fills it
+   * with zeros; a kernel that asks gradToWrite() overwrites it instead (PyTorch's set_to_none
+   * without giving the memory back: no pass that writes zeros over every gradient each step).
+   */
+  private gradStale = false;
+
   /** d(loss)/d(this), same layout as data; allocated on first use by backward. */
-  grad: Float32Array | null = null;
+  get grad(): Float32Array | null {
+    if (this.gradStale) {
+      this.gradBuffer!.fill(0);
+      this.gradStale = false;
+    }
+    return this.gradBuffer;
+  }
+
+  set grad(g: Float32Array | null) {
+    this.gradBuffer = g;
+    this.gradStale = false;
+  }
   requiresGrad: boolean;
   /** The tensors the producing op read; empty for leaves. */
   inputs: Tensor[] = [];
@@ -126,8 +145,23 @@ export class Tensor {
     return (this.grad = allocPersistentFloats(this.size));
   }
 
+  /**
+   * The gradient buffer for a kernel that writes every element of it when the buffer is new (a
+   * product with beta 0 instead of 1): an intermediate's new gradient comes without the zero
+   * fill, and `fresh` says so; otherwise ensureGrad() (zeros when new) and fresh false.
+   */
+  gradToWrite(): { grad: Float32Array; fresh: boolean } {
+    if (this.gradStale) {
+      this.gradStale = false;
+      return { grad: this.gradBuffer!, fresh: true };
+    }
+    if (this.gradBuffer === null && this.backwardFn !== null) return { grad: (this.grad = allocFloatsUninit(this.size)), fresh: true };
+    return { grad: this.ensureGrad(), fresh: false };
+  }
+
+  /** The gradient becomes zeros (lazily: see gradStale). */
   zeroGrad(): void {
-    if (this.grad !== null) this.grad.fill(0);
+    if (this.gradBuffer !== null) this.gradStale = true;
   }
 
   /** A tensor sharing this one's data, cut off from the graph. */

@@ -14,7 +14,7 @@
  * Same values as crossEntropy(linear(h, W), targets): the logits are the same dot products and
  * the per-row losses the same kernel; only dW sums its chunks in another order.
  */
-import { allocFloats, allocFloatsUninit } from '../storage.js';
+import { allocFloatsUninit } from '../storage.js';
 import { backend } from '../../backend/index.js';
 import { Tensor, isGradEnabled, record, shapeError, shapeToString } from '../tensor.js';
 import { IGNORE_INDEX, type CrossEntropyReduction } from './cross-entropy.js';
@@ -54,7 +54,7 @@ export function linearCrossEntropy(h: Tensor, weight: Tensor, targets: Int32Arra
   const logits = allocFloatsUninit(R * V); // (R, V), one chunk
   const losses = allocFloatsUninit(R);
   const dh = wantGrad && h.requiresGrad ? allocFloatsUninit(rows * C) : null; // (rows, C)
-  const dw = wantGrad && weight.requiresGrad ? allocFloats(V * C) : null; // (V, C)
+  const dw = wantGrad && weight.requiresGrad ? allocFloatsUninit(V * C) : null; // (V, C), written by the first chunk
   let total = 0;
   for (let r0 = 0; r0 < rows; r0 += R) {
     const r = Math.min(R, rows - r0);
@@ -67,13 +67,21 @@ export function linearCrossEntropy(h: Tensor, weight: Tensor, targets: Int32Arra
     if (!wantGrad) continue;
     // dh (r, C) = G (r, V) · W (V, C);  dW (V, C) += Gᵀ (V, r) · h_c (r, C)
     if (dh) be.gemm({ M: r, N: C, K: V, a: logits, b: weight.data, c: dh, cOffset: r0 * C });
-    if (dw) be.gemm({ M: V, N: C, K: r, a: logits, b: h.data, bOffset: r0 * C, c: dw, transA: true, beta: 1 });
+    if (dw) be.gemm({ M: V, N: C, K: r, a: logits, b: h.data, bOffset: r0 * C, c: dw, transA: true, beta: r0 === 0 ? 0 : 1 });
   }
   const out = Tensor.fromArray([count > 0 ? total / divisor : 0], []);
   if (!wantGrad) return out;
   return record(out, [h, weight], () => {
     const upstream = out.grad![0];
-    if (dh) be.axpy(upstream, dh, h.ensureGrad(), rows * C);
-    if (dw) be.axpy(upstream, dw, weight.ensureGrad(), V * C);
+    if (dh) {
+      const g = h.gradToWrite();
+      if (g.fresh) be.scale(upstream, dh, g.grad, rows * C);
+      else be.axpy(upstream, dh, g.grad, rows * C);
+    }
+    if (dw) {
+      const g = weight.gradToWrite();
+      if (g.fresh) be.scale(upstream, dw, g.grad, V * C);
+      else be.axpy(upstream, dw, g.grad, V * C);
+    }
   });
 }

@@ -36,12 +36,16 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, layout: W
   return record(out, inputs, () => {
     const dy = out.grad!;
     if (x.requiresGrad) {
-      // dx (rows, in) += dy (rows, out) · op(W)^T
-      product({ M: rows, N: inDim, K: outDim, a: dy, b: weight, c: x.ensureGrad(), transB: !transB, beta: 1 });
+      // dx (rows, in) += dy (rows, out) · op(W)^T  (= when dx is new: no zero fill first)
+      const dx = x.gradToWrite();
+      product({ M: rows, N: inDim, K: outDim, a: dy, b: weight, c: dx.grad, transB: !transB, beta: dx.fresh ? 0 : 1 });
     }
     if (weight.requiresGrad) {
-      if (transB) product({ M: outDim, N: inDim, K: rows, a: dy, b: x.data, c: weight.ensureGrad(), transA: true, beta: 1 });
-      else product({ M: inDim, N: outDim, K: rows, a: x.data, b: dy, c: weight.ensureGrad(), transA: true, beta: 1 });
+      // dW += dyᵀ x (or xᵀ dy); = right after zeroGrad
+      const dw = weight.gradToWrite();
+      const beta = dw.fresh ? 0 : 1;
+      if (transB) product({ M: outDim, N: inDim, K: rows, a: dy, b: x.data, c: dw.grad, transA: true, beta });
+      else product({ M: inDim, N: outDim, K: rows, a: x.data, b: dy, c: dw.grad, transA: true, beta });
     }
     if (bias && bias.requiresGrad) be.sumRows(dy, bias.ensureGrad(), rows, outDim);
   });
