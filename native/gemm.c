@@ -220,6 +220,18 @@ static void pack_full_generic(const float *src, long rs, long cs, int n, int kc,
   pack_generic(src, rs, cs, n, n, kc, dst);
 }
 
+/* Full slivers [0, slivers) of n adjacent lines each (rs == 1; sliver s at dst + s * n * kc),
+ * depth step by depth step across all of them: each source row is read once, whole. Sliver by
+ * sliver, a row at a power-of-two-like stride (lda = 1536) maps every depth step to the same
+ * few cache sets, and the lines a sliver leaves for its neighbour are gone before it comes. */
+typedef void (*pack_across_fn)(const float *src, long cs, int slivers, int n, int kc, float *dst);
+
+static void pack_across_generic(const float *src, long cs, int slivers, int n, int kc, float *dst) {
+  for (int k = 0; k < kc; k++)
+    for (int s = 0; s < slivers; s++)
+      for (int r = 0; r < n; r++) dst[(size_t)s * n * kc + (size_t)k * n + r] = src[k * cs + s * n + r];
+}
+
 #if defined(__x86_64__)
 /* v[q] <- column q of the 8x8 matrix whose rows are v[0..8) */
 __attribute__((target("avx2,fma"))) static inline void transpose8x8(__m256 v[8]) {
@@ -286,22 +298,47 @@ __attribute__((target("avx2,fma"))) static void pack_full_avx2(const float *src,
   }
   pack_generic(src, rs, cs, n, n, kc, dst);
 }
+
+#define PACK_AHEAD 8 /* rows */
+__attribute__((target("avx2,fma"))) static void pack_across_avx2(const float *src, long cs, int slivers, int n, int kc,
+                                                                 float *dst) {
+  if (n != 6 && n % 8 != 0) {
+    pack_across_generic(src, cs, slivers, n, kc, dst);
+    return;
+  }
+  size_t sliver = (size_t)n * kc;
+  int width = slivers * n;
+  for (int k = 0; k < kc; k++) {
+    const float *row = src + k * cs;
+    if (k + PACK_AHEAD < kc) /* rows are far apart: no hardware prefetcher follows this walk */
+      for (int c = 0; c < width; c += 16) _mm_prefetch((const char *)(row + PACK_AHEAD * cs + c), _MM_HINT_T0);
+    float *d = dst + (size_t)k * n;
+    if (n == 6)
+      for (int s = 0; s < slivers; s++) store6(d + s * sliver, load6(row + s * 6));
+    else
+      for (int s = 0; s < slivers; s++)
+        for (int c = 0; c < n; c += 8) _mm256_storeu_ps(d + s * sliver + c, _mm256_loadu_ps(row + s * n + c));
+  }
+}
 #endif
 
 typedef struct {
   int mr, nr;
   ukernel_fn kernel;
-  pack_fn pack_full; /* packs one full sliver (mr rows of op(A) or nr columns of op(B)) */
+  pack_fn pack_full;       /* packs one full sliver (mr rows of op(A) or nr columns of op(B)) */
+  pack_across_fn pack_across; /* packs full slivers of adjacent lines, depth step by depth step */
 } kernel_desc;
 
 static kernel_desc pick_kernel(void) {
-  kernel_desc d = {PORT_MR, PORT_NR, ukernel_portable, pack_full_generic};
+  kernel_desc d = {PORT_MR, PORT_NR, ukernel_portable, pack_full_generic, pack_across_generic};
 #if defined(__x86_64__)
   simd_level level = cpu_simd();
   if (level == SIMD_AVX512) {
-    d.mr = AVX512_MR; d.nr = AVX512_NR; d.kernel = ukernel_avx512; d.pack_full = pack_full_avx2;
+    d.mr = AVX512_MR; d.nr = AVX512_NR; d.kernel = ukernel_avx512;
+    d.pack_full = pack_full_avx2; d.pack_across = pack_across_avx2;
   } else if (level == SIMD_AVX2) {
-    d.mr = AVX2_MR; d.nr = AVX2_NR; d.kernel = ukernel_avx2; d.pack_full = pack_full_avx2;
+    d.mr = AVX2_MR; d.nr = AVX2_NR; d.kernel = ukernel_avx2;
+    d.pack_full = pack_full_avx2; d.pack_across = pack_across_avx2;
   }
 #endif
   return d;
@@ -313,6 +350,19 @@ static void pack_a_sliver(const problem *p, const kernel_desc *kd, int i0, int p
   const float *src = p->A + (long)i0 * p->ars + (long)p0 * p->acs;
   if (rows == kd->mr) kd->pack_full(src, p->ars, p->acs, kd->mr, kc, dst);
   else pack_generic(src, p->ars, p->acs, rows, kd->mr, kc, dst);
+}
+
+/* A slivers [s_lo, s_hi) (the rows of one task), depth [p0, p0+kc) -> dst, sliver after sliver. */
+static void pack_a_block(const problem *p, const kernel_desc *kd, int s_lo, int s_hi, int p0, int kc, float *dst) {
+  int MR = kd->mr, s = s_lo;
+  if (p->ars == 1) {
+    int full = (p->M / MR < s_hi ? p->M / MR : s_hi) - s_lo;
+    if (full > 0) {
+      kd->pack_across(p->A + (long)s_lo * MR + (long)p0 * p->acs, p->acs, full, MR, kc, dst);
+      s += full;
+    }
+  }
+  for (; s < s_hi; s++) pack_a_sliver(p, kd, s * MR, p0, kc, dst + (size_t)(s - s_lo) * MR * kc);
 }
 
 /* Columns [j0, j0+NR) of op(B), depth [p0, p0+kc) -> dst[k * NR + c]. */
@@ -387,31 +437,44 @@ static const float *b_sliver(const panel_ctx *x, int q, int t, float *scratch) {
   return scratch;
 }
 
-/* Fetch part `part` of `parts` of the source lines of B sliver t in depth block q into the cache,
- * unless it is packed already, so that packing it later does not wait on memory: a sliver of a
- * row-major op(B) is one short run per depth step, each on its own page, which the hardware
- * prefetchers do not follow. */
+/* Fetch part `part` of `parts` of a strided source region into the cache: n lines (stride rs)
+ * by kc depth steps (stride cs), one of the strides 1. Packing reads such regions one short run
+ * per line or depth step, often each on its own page, which the hardware prefetchers do not
+ * follow; fetching the next region while the current one computes hides that latency. */
+static void prefetch_part(const float *src, long rs, long cs, int n, int kc, int part, int parts) {
+  long len, runs, step;
+  if (cs == 1) {
+    len = kc; runs = n; step = rs;
+  } else if (rs == 1) {
+    len = n; runs = kc; step = cs;
+  } else {
+    return;
+  }
+  long chunks = (len + 15) / 16, units = runs * chunks;
+  long lo = units * part / parts, hi = units * (part + 1) / parts;
+  for (long u = lo; u < hi; u++) {
+    const float *run = src + (u / chunks) * step;
+    long c = u % chunks;
+    __builtin_prefetch(run + c * 16);
+    if (c == chunks - 1) __builtin_prefetch(run + len - 1); /* a run that does not start on a line */
+  }
+}
+
+/* part of the source of B sliver t, depth block q, unless someone packed it already */
 static void prefetch_b_part(const panel_ctx *x, int q, int t, int part, int parts) {
   if (atomic_load_explicit(&x->state[(size_t)q * x->b_slivers + t], memory_order_relaxed) != SLIVER_EMPTY) return;
   const problem *p = x->p;
   int NR = x->kd.nr, p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
   int j = x->j0 + t * NR, cols = p->N - j < NR ? p->N - j : NR;
-  const float *src = p->B + (long)j * p->bcs + (long)p0 * p->brs;
-  if (p->bcs == 1) {
-    int lo = (int)((long)kc * part / parts), hi = (int)((long)kc * (part + 1) / parts);
-    for (int k = lo; k < hi; k++) {
-      __builtin_prefetch(src + (long)k * p->brs);
-      __builtin_prefetch(src + (long)k * p->brs + cols - 1);
-    }
-  } else if (p->brs == 1) {
-    int chunks = (kc + 15) / 16, units = cols * chunks;
-    int lo = (int)((long)units * part / parts), hi = (int)((long)units * (part + 1) / parts);
-    for (int u = lo; u < hi; u++) {
-      const float *line = src + (long)(u / chunks) * p->bcs + (u % chunks) * 16;
-      __builtin_prefetch(line);
-      if (u % chunks == chunks - 1) __builtin_prefetch(src + (long)(u / chunks) * p->bcs + kc - 1);
-    }
-  }
+  prefetch_part(p->B + (long)j * p->bcs + (long)p0 * p->brs, p->bcs, p->brs, cols, kc, part, parts);
+}
+
+/* part of the source of the A block (slivers [s_lo, s_hi)) of depth block q */
+static void prefetch_a_part(const panel_ctx *x, int q, int s_lo, int s_hi, int part, int parts) {
+  const problem *p = x->p;
+  int MR = x->kd.mr, p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
+  int i = s_lo * MR, rows = p->M - i < (s_hi - s_lo) * MR ? p->M - i : (s_hi - s_lo) * MR;
+  prefetch_part(p->A + (long)i * p->ars + (long)p0 * p->acs, p->ars, p->acs, rows, kc, part, parts);
 }
 
 static void panel_task(void *vctx, int task, int thread) {
@@ -429,7 +492,7 @@ static void panel_task(void *vctx, int task, int thread) {
   for (int q = 0; q < x->k_blocks; q++) {
     int p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
     float beta = q == 0 ? p->beta : 1.0f;
-    for (int s = s_lo; s < s_hi; s++) pack_a_sliver(p, &x->kd, s * MR, p0, kc, abuf + (size_t)(s - s_lo) * MR * kc);
+    pack_a_block(p, &x->kd, s_lo, s_hi, p0, kc, abuf);
     for (int u = 0; u < nt; u++) {
       int t = t_lo + (u + rot) % nt;
       int j = x->j0 + t * NR;
@@ -439,6 +502,8 @@ static void panel_task(void *vctx, int task, int thread) {
       int q_next = u + 1 < nt ? q : q + 1, t_next = t_lo + (u + 1 + rot) % nt;
       for (int s = s_lo; s < s_hi; s++) {
         if (q_next < x->k_blocks) prefetch_b_part(x, q_next, t_next, s - s_lo, s_hi - s_lo);
+        /* and the next depth block's A, spread over all of this block's kernel calls */
+        if (q + 1 < x->k_blocks) prefetch_a_part(x, q + 1, s_lo, s_hi, u * (s_hi - s_lo) + s - s_lo, nt * (s_hi - s_lo));
         int i = s * MR;
         int rows = p->M - i < MR ? p->M - i : MR;
         const float *ap = abuf + (size_t)(s - s_lo) * MR * kc;
