@@ -540,18 +540,6 @@ static void gemm_blocked(const problem *p) {
   /* depth blocks of equal size */
   int k_blocks = (p->K + KC_MAX - 1) / KC_MAX;
   int kc = (p->K + k_blocks - 1) / k_blocks;
-  /* row blocks: as many as the L2 budget needs, a multiple of the thread count, and at least
-   * 3 per thread when the rows allow (so a busy or late thread costs little at the end) */
-  int a_slivers = (p->M + MR - 1) / MR;
-  int mc_max = (int)(A_BLOCK_BYTES / ((size_t)kc * MR * sizeof(float)));
-  if (mc_max < 1) mc_max = 1;
-  int m_tasks = (a_slivers + mc_max - 1) / mc_max;
-  int want = threads > 1 ? 3 * threads : 1;
-  if (threads > 1) {
-    if (m_tasks < want) m_tasks = want;
-    m_tasks = ((m_tasks + threads - 1) / threads) * threads;
-  }
-  if (m_tasks > a_slivers) m_tasks = a_slivers;
   /* column panels: the packed op(B) over all of K within B_PANEL_BYTES */
   int nc_slivers = (int)(B_PANEL_BYTES / ((size_t)p->K * NR * sizeof(float)));
   if (nc_slivers < 1) nc_slivers = 1;
@@ -566,6 +554,33 @@ static void gemm_blocked(const problem *p) {
     if (!b_state) abort();
     b_state_cap = states;
   }
+  /* tasks: row blocks (as many as the L2 budget needs) times column groups of the panel. With
+   * threads, at least 3 tasks per thread (a busy or late thread then costs little at the end);
+   * when the rows alone do not give that many, split rows and columns so that the A blocks
+   * packed again per column group (weighted 2: packing reads strided sources) plus the panel
+   * read again per row block move the fewest floats. */
+  int a_slivers = (p->M + MR - 1) / MR;
+  int mc_max = (int)(A_BLOCK_BYTES / ((size_t)kc * MR * sizeof(float)));
+  if (mc_max < 1) mc_max = 1;
+  int m_tasks = (a_slivers + mc_max - 1) / mc_max, n_groups = 1;
+  int want = threads > 1 ? 3 * threads : 1;
+  if (m_tasks >= want) {
+    m_tasks = ((m_tasks + threads - 1) / threads) * threads; /* a multiple of the thread count */
+    if (m_tasks > a_slivers) m_tasks = a_slivers;
+  } else {
+    double best = -1;
+    int m_lo = m_tasks, m_hi = want < a_slivers ? want : a_slivers;
+    for (int m = m_lo; m <= m_hi; m++) {
+      int n = (want + m - 1) / m;
+      if (n > panel_slivers) n = panel_slivers;
+      double cost = 2.0 * n * p->M + (double)m * panel_slivers * NR;
+      if (best < 0 || cost < best) {
+        best = cost;
+        m_tasks = m;
+        n_groups = n;
+      }
+    }
+  }
   size_t a_need = (size_t)((a_slivers + m_tasks - 1) / m_tasks) * MR * kc;
   for (int t = 0; t < threads; t++) {
     if (!grow(&thread_a[t], &thread_a_cap[t], a_need)) abort();
@@ -574,12 +589,7 @@ static void gemm_blocked(const problem *p) {
   for (int t0 = 0; t0 < n_slivers; t0 += panel_slivers) {
     int nb = n_slivers - t0 < panel_slivers ? n_slivers - t0 : panel_slivers;
     for (size_t i = 0; i < (size_t)k_blocks * nb; i++) atomic_init(&b_state[i], SLIVER_EMPTY);
-    int n_groups = 1;
-    if (m_tasks < want) {
-      n_groups = (want + m_tasks - 1) / m_tasks;
-      if (n_groups > nb) n_groups = nb;
-    }
-    panel_ctx x = {p, kd, t0 * NR, nb, kc, k_blocks, a_slivers, m_tasks, n_groups, b_state};
+    panel_ctx x = {p, kd, t0 * NR, nb, kc, k_blocks, a_slivers, m_tasks, n_groups < nb ? n_groups : nb, b_state};
     pool_run(panel_task, &x, m_tasks * n_groups);
   }
 }
