@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "cpu.h"
 #include "napi_args.h"
@@ -386,8 +389,10 @@ static void pack_b_sliver(const problem *p, const kernel_desc *kd, int j0, int p
  * same order, whatever the thread count and task sizes. */
 #define KC_MAX 384
 #define A_BLOCK_BYTES (192 * 1024)
-#define B_PANEL_BYTES (8 << 20)
+#define B_PANEL_BYTES (32 << 20)
+#define B_GROUP 4 /* B slivers packed together: one claim, one pass over the source rows */
 #define GEMM_MAX_THREADS 256
+#define HUGE_PAGE ((size_t)2 << 20)
 
 static float *packed_b = NULL, *thread_a[GEMM_MAX_THREADS], *thread_b[GEMM_MAX_THREADS];
 static size_t packed_b_cap = 0, thread_a_cap[GEMM_MAX_THREADS], thread_b_cap[GEMM_MAX_THREADS];
@@ -397,43 +402,66 @@ static size_t b_state_cap = 0;
 static float *grow(float **buf, size_t *cap, size_t n) {
   if (n > *cap) {
     free(*buf);
-    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-    *buf = (float *)aligned_alloc(64, bytes);
+    /* buffers of megabytes (the op(B) panel) on 2 MiB pages where the kernel grants them: the
+     * panel's 4 KiB pages alone would fill the TLB that the strided packing reads need */
+    size_t align = n * sizeof(float) >= HUGE_PAGE ? HUGE_PAGE : 64;
+    size_t bytes = ((n * sizeof(float) + align - 1) / align) * align;
+    *buf = (float *)aligned_alloc(align, bytes);
+#if defined(MADV_HUGEPAGE)
+    if (*buf && align == HUGE_PAGE) madvise(*buf, bytes, MADV_HUGEPAGE);
+#endif
     *cap = *buf ? n : 0;
   }
   return *buf;
 }
 
-enum { SLIVER_EMPTY = 0, SLIVER_PACKING = 1, SLIVER_READY = 2 };
+enum { GROUP_EMPTY = 0, GROUP_PACKING = 1, GROUP_READY = 2 };
+
 
 typedef struct {
   const problem *p;
   kernel_desc kd;
-  int j0, b_slivers;        /* the panel: B slivers from column j0 */
-  int kc, k_blocks;         /* depth blocks of kc (the last one may be shorter) */
-  int a_slivers, m_tasks;   /* row blocks: balanced split of the A slivers */
-  int n_groups;             /* column groups: balanced split of the panel's slivers */
-  atomic_int *state;        /* per (depth block, B sliver): SLIVER_* */
+  int j0, b_slivers, b_groups; /* the panel: B slivers from column j0, in groups of B_GROUP */
+  int kc, k_blocks;            /* depth blocks of kc (the last one may be shorter) */
+  int a_slivers, m_tasks;      /* row blocks: balanced split of the A slivers */
+  int n_groups;                /* column ranges: balanced split of the panel's B groups */
+  atomic_int *state;           /* per (depth block, B group): GROUP_* */
 } panel_ctx;
 
-/* The packed B sliver t of depth block q: packs it into the shared panel if nobody has; if another
+static int depth_of(const panel_ctx *x, int q) { return x->p->K - q * x->kc < x->kc ? x->p->K - q * x->kc : x->kc; }
+
+/* B group grp of depth block q -> dst (its slivers one after another) */
+static void pack_b_group(const panel_ctx *x, int q, int grp, float *dst) {
+  const problem *p = x->p;
+  int NR = x->kd.nr, p0 = q * x->kc, kc = depth_of(x, q);
+  int t0 = grp * B_GROUP, t1 = t0 + B_GROUP < x->b_slivers ? t0 + B_GROUP : x->b_slivers;
+  int inside = (p->N - x->j0) / NR; /* slivers with all NR columns inside op(B) */
+  int t = t0;
+  if (p->bcs == 1 && (inside < t1 ? inside : t1) > t0) {
+    int full = (inside < t1 ? inside : t1) - t0;
+    x->kd.pack_across(p->B + x->j0 + (long)t0 * NR + (long)p0 * p->brs, p->brs, full, NR, kc, dst);
+    t += full;
+  }
+  for (; t < t1; t++) pack_b_sliver(p, &x->kd, x->j0 + t * NR, p0, kc, dst + (size_t)(t - t0) * NR * kc);
+}
+
+/* The packed B group grp of depth block q: packs it into the shared panel if nobody has; if another
  * thread is packing it right now, packs a private copy instead of waiting (that thread may be
  * descheduled by a busy neighbour). Packing only copies, so every copy is the same. */
-static const float *b_sliver(const panel_ctx *x, int q, int t, float *scratch) {
-  const problem *p = x->p;
-  int NR = x->kd.nr, p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
-  float *dst = packed_b + (size_t)p0 * x->b_slivers * NR + (size_t)t * NR * kc;
-  atomic_int *st = &x->state[(size_t)q * x->b_slivers + t];
+static const float *b_group(const panel_ctx *x, int q, int grp, float *scratch) {
+  int NR = x->kd.nr, kc = depth_of(x, q);
+  float *dst = packed_b + (size_t)q * x->kc * x->b_slivers * NR + (size_t)grp * B_GROUP * NR * kc;
+  atomic_int *st = &x->state[(size_t)q * x->b_groups + grp];
   int s = atomic_load_explicit(st, memory_order_acquire);
-  if (s == SLIVER_READY) return dst;
-  if (s == SLIVER_EMPTY &&
-      atomic_compare_exchange_strong_explicit(st, &s, SLIVER_PACKING, memory_order_acq_rel, memory_order_acquire)) {
-    pack_b_sliver(p, &x->kd, x->j0 + t * NR, p0, kc, dst);
-    atomic_store_explicit(st, SLIVER_READY, memory_order_release);
+  if (s == GROUP_READY) return dst;
+  if (s == GROUP_EMPTY &&
+      atomic_compare_exchange_strong_explicit(st, &s, GROUP_PACKING, memory_order_acq_rel, memory_order_acquire)) {
+    pack_b_group(x, q, grp, dst);
+    atomic_store_explicit(st, GROUP_READY, memory_order_release);
     return dst;
   }
-  if (s == SLIVER_READY) return dst;
-  pack_b_sliver(p, &x->kd, x->j0 + t * NR, p0, kc, scratch);
+  if (s == GROUP_READY) return dst;
+  pack_b_group(x, q, grp, scratch);
   return scratch;
 }
 
@@ -460,12 +488,12 @@ static void prefetch_part(const float *src, long rs, long cs, int n, int kc, int
   }
 }
 
-/* part of the source of B sliver t, depth block q, unless someone packed it already */
-static void prefetch_b_part(const panel_ctx *x, int q, int t, int part, int parts) {
-  if (atomic_load_explicit(&x->state[(size_t)q * x->b_slivers + t], memory_order_relaxed) != SLIVER_EMPTY) return;
+/* part of the source of B group grp, depth block q, unless someone packed it already */
+static void prefetch_b_part(const panel_ctx *x, int q, int grp, int part, int parts) {
+  if (atomic_load_explicit(&x->state[(size_t)q * x->b_groups + grp], memory_order_relaxed) != GROUP_EMPTY) return;
   const problem *p = x->p;
-  int NR = x->kd.nr, p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
-  int j = x->j0 + t * NR, cols = p->N - j < NR ? p->N - j : NR;
+  int NR = x->kd.nr, p0 = q * x->kc, kc = depth_of(x, q);
+  int j = x->j0 + grp * B_GROUP * NR, cols = p->N - j < B_GROUP * NR ? p->N - j : B_GROUP * NR;
   prefetch_part(p->B + (long)j * p->bcs + (long)p0 * p->brs, p->bcs, p->brs, cols, kc, part, parts);
 }
 
@@ -481,42 +509,49 @@ static void panel_task(void *vctx, int task, int thread) {
   const panel_ctx *x = (const panel_ctx *)vctx;
   const problem *p = x->p;
   int MR = x->kd.mr, NR = x->kd.nr;
-  int mt = task % x->m_tasks, g = task / x->m_tasks;
+  int mt = task % x->m_tasks, ng = task / x->m_tasks;
   int s_lo = (int)((long)mt * x->a_slivers / x->m_tasks), s_hi = (int)((long)(mt + 1) * x->a_slivers / x->m_tasks);
-  int t_lo = (int)((long)g * x->b_slivers / x->n_groups), t_hi = (int)((long)(g + 1) * x->b_slivers / x->n_groups);
-  int nt = t_hi - t_lo;
-  /* threads start at different slivers, so they pack different ones when a panel is new */
-  int rot = (int)((long)(thread % pool_size()) * nt / pool_size());
+  int g_lo = (int)((long)ng * x->b_groups / x->n_groups), g_hi = (int)((long)(ng + 1) * x->b_groups / x->n_groups);
+  int groups = g_hi - g_lo, rows_slivers = s_hi - s_lo;
+  int slivers = (g_hi * B_GROUP < x->b_slivers ? g_hi * B_GROUP : x->b_slivers) - g_lo * B_GROUP;
+  /* threads start at different groups, so they pack different ones when a panel is new */
+  int rot = (int)((long)(thread % pool_size()) * groups / pool_size());
   float *abuf = thread_a[thread], *scratch = thread_b[thread];
   float tile[8 * 32] __attribute__((aligned(64))); /* the largest tile (AVX-512's 8x32) */
   for (int q = 0; q < x->k_blocks; q++) {
-    int p0 = q * x->kc, kc = p->K - p0 < x->kc ? p->K - p0 : x->kc;
+    int kc = depth_of(x, q);
     float beta = q == 0 ? p->beta : 1.0f;
-    pack_a_block(p, &x->kd, s_lo, s_hi, p0, kc, abuf);
-    for (int u = 0; u < nt; u++) {
-      int t = t_lo + (u + rot) % nt;
-      int j = x->j0 + t * NR;
-      int cols = p->N - j < NR ? p->N - j : NR;
-      const float *bp = b_sliver(x, q, t, scratch);
-      /* the sliver this task packs next, if any: fetched while this one computes */
-      int q_next = u + 1 < nt ? q : q + 1, t_next = t_lo + (u + 1 + rot) % nt;
-      for (int s = s_lo; s < s_hi; s++) {
-        if (q_next < x->k_blocks) prefetch_b_part(x, q_next, t_next, s - s_lo, s_hi - s_lo);
-        /* and the next depth block's A, spread over all of this block's kernel calls */
-        if (q + 1 < x->k_blocks) prefetch_a_part(x, q + 1, s_lo, s_hi, u * (s_hi - s_lo) + s - s_lo, nt * (s_hi - s_lo));
-        int i = s * MR;
-        int rows = p->M - i < MR ? p->M - i : MR;
-        const float *ap = abuf + (size_t)(s - s_lo) * MR * kc;
-        float *c = p->C + (long)i * p->ldc + j;
-        if (rows == MR && cols == NR) {
-          x->kd.kernel(kc, ap, bp, c, p->ldc, p->alpha, beta);
-        } else {
-          x->kd.kernel(kc, ap, bp, tile, NR, 1.0f, 0.0f);
-          for (int r = 0; r < rows; r++)
-            for (int q2 = 0; q2 < cols; q2++) {
-              float v = p->alpha * tile[r * NR + q2];
-              c[r * p->ldc + q2] = beta == 0.0f ? v : v + beta * c[r * p->ldc + q2];
-            }
+    pack_a_block(p, &x->kd, s_lo, s_hi, q * x->kc, kc, abuf);
+    int done = 0; /* slivers of this depth block computed so far */
+    for (int u = 0; u < groups; u++) {
+      int grp = g_lo + (u + rot) % groups;
+      const float *bp = b_group(x, q, grp, scratch);
+      /* the group this task packs next, if any: fetched while this one computes */
+      int q_next = u + 1 < groups ? q : q + 1, grp_next = g_lo + (u + 1 + rot) % groups;
+      int t0 = grp * B_GROUP, t1 = t0 + B_GROUP < x->b_slivers ? t0 + B_GROUP : x->b_slivers;
+      for (int t = t0; t < t1; t++, done++) {
+        int j = x->j0 + t * NR;
+        int cols = p->N - j < NR ? p->N - j : NR;
+        const float *bs = bp + (size_t)(t - t0) * NR * kc;
+        for (int s = s_lo; s < s_hi; s++) {
+          if (q_next < x->k_blocks)
+            prefetch_b_part(x, q_next, grp_next, (t - t0) * rows_slivers + s - s_lo, (t1 - t0) * rows_slivers);
+          /* and the next depth block's A, spread over all of this block's kernel calls */
+          if (q + 1 < x->k_blocks) prefetch_a_part(x, q + 1, s_lo, s_hi, done * rows_slivers + s - s_lo, slivers * rows_slivers);
+          int i = s * MR;
+          int rows = p->M - i < MR ? p->M - i : MR;
+          const float *ap = abuf + (size_t)(s - s_lo) * MR * kc;
+          float *c = p->C + (long)i * p->ldc + j;
+          if (rows == MR && cols == NR) {
+            x->kd.kernel(kc, ap, bs, c, p->ldc, p->alpha, beta);
+          } else {
+            x->kd.kernel(kc, ap, bs, tile, NR, 1.0f, 0.0f);
+            for (int r = 0; r < rows; r++)
+              for (int q2 = 0; q2 < cols; q2++) {
+                float v = p->alpha * tile[r * NR + q2];
+                c[r * p->ldc + q2] = beta == 0.0f ? v : v + beta * c[r * p->ldc + q2];
+              }
+          }
         }
       }
     }
@@ -547,7 +582,8 @@ static void gemm_blocked(const problem *p) {
   int panels = (n_slivers + nc_slivers - 1) / nc_slivers;
   int panel_slivers = (n_slivers + panels - 1) / panels;
   if (!grow(&packed_b, &packed_b_cap, (size_t)panel_slivers * NR * p->K)) abort();
-  size_t states = (size_t)k_blocks * panel_slivers;
+  int panel_groups = (panel_slivers + B_GROUP - 1) / B_GROUP;
+  size_t states = (size_t)k_blocks * panel_groups;
   if (states > b_state_cap) {
     free(b_state);
     b_state = (atomic_int *)malloc(states * sizeof(atomic_int));
@@ -572,7 +608,7 @@ static void gemm_blocked(const problem *p) {
     int m_lo = m_tasks, m_hi = want < a_slivers ? want : a_slivers;
     for (int m = m_lo; m <= m_hi; m++) {
       int n = (want + m - 1) / m;
-      if (n > panel_slivers) n = panel_slivers;
+      if (n > panel_groups) n = panel_groups;
       double cost = 2.0 * n * p->M + (double)m * panel_slivers * NR;
       if (best < 0 || cost < best) {
         best = cost;
@@ -584,12 +620,13 @@ static void gemm_blocked(const problem *p) {
   size_t a_need = (size_t)((a_slivers + m_tasks - 1) / m_tasks) * MR * kc;
   for (int t = 0; t < threads; t++) {
     if (!grow(&thread_a[t], &thread_a_cap[t], a_need)) abort();
-    if (!grow(&thread_b[t], &thread_b_cap[t], (size_t)NR * kc)) abort();
+    if (!grow(&thread_b[t], &thread_b_cap[t], (size_t)B_GROUP * NR * kc)) abort();
   }
   for (int t0 = 0; t0 < n_slivers; t0 += panel_slivers) {
     int nb = n_slivers - t0 < panel_slivers ? n_slivers - t0 : panel_slivers;
-    for (size_t i = 0; i < (size_t)k_blocks * nb; i++) atomic_init(&b_state[i], SLIVER_EMPTY);
-    panel_ctx x = {p, kd, t0 * NR, nb, kc, k_blocks, a_slivers, m_tasks, n_groups < nb ? n_groups : nb, b_state};
+    int groups = (nb + B_GROUP - 1) / B_GROUP;
+    for (size_t i = 0; i < (size_t)k_blocks * groups; i++) atomic_init(&b_state[i], GROUP_EMPTY);
+    panel_ctx x = {p, kd, t0 * NR, nb, groups, kc, k_blocks, a_slivers, m_tasks, n_groups < groups ? n_groups : groups, b_state};
     pool_run(panel_task, &x, m_tasks * n_groups);
   }
 }
