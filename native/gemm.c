@@ -388,8 +388,10 @@ static void pack_b_sliver(const problem *p, const kernel_desc *kd, int j0, int p
  * barrier between depth blocks and no pack phase; C(i, j) always adds the depth blocks in the
  * same order, whatever the thread count and task sizes. */
 #define KC_MAX 384
+#define KC_SMALL 256
 #define A_BLOCK_BYTES (192 * 1024)
 #define B_PANEL_BYTES (32 << 20)
+#define L3_KEEP_BYTES (8 << 20) /* what stays in L3 between passes (32 MiB, shared) */
 #define B_GROUP 4 /* B slivers packed together: one claim, one pass over the source rows */
 #define GEMM_MAX_THREADS 256
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -568,54 +570,76 @@ static void scale_c(const problem *p) {
   }
 }
 
+/* How a product is cut: depth blocks, row blocks (tasks' A blocks), column groups of each panel. */
+typedef struct {
+  int kc, k_blocks, m_tasks, n_groups;
+  double cost;
+} plan;
+
+/* The cut for depth blocks of at most kc_max, and the floats it moves (the cost to minimise):
+ * C read and written once per depth block; op(A) packed once per panel and column group
+ * (weighted 2: packing reads strided sources); the panel read once per row block. Data larger
+ * than L3_KEEP_BYTES comes from memory rather than L3 and weighs 3. With threads there are at
+ * least 3 tasks per thread (a busy or late thread then costs little at the end); when the rows
+ * alone do not give that many, rows and columns are both split, whichever way moves least. */
+static plan plan_for(const problem *p, int MR, int threads, int kc_max, int panels, int panel_cols, int panel_groups) {
+  plan best = {0, 0, 0, 0, -1};
+  int k_blocks = (p->K + kc_max - 1) / kc_max, kc = (p->K + k_blocks - 1) / k_blocks;
+  int a_slivers = (p->M + MR - 1) / MR;
+  int mc_max = (int)(A_BLOCK_BYTES / ((size_t)kc * MR * sizeof(float)));
+  if (mc_max < 1) mc_max = 1;
+  int m_min = (a_slivers + mc_max - 1) / mc_max;
+  int want = threads > 1 ? 3 * threads : 1;
+  double M = p->M, N = p->N, K = p->K;
+  double w_panel = K * panel_cols * sizeof(float) > L3_KEEP_BYTES ? 3 : 1;
+  double w_c = M * N * sizeof(float) > L3_KEEP_BYTES ? 3 : 1;
+  double c_cost = w_c * 2.0 * k_blocks * M * N;
+  int m_lo = m_min, m_hi = m_min;
+  if (m_min >= want) m_lo = m_hi = ((m_min + threads - 1) / threads) * threads; /* a multiple of the thread count */
+  else m_hi = want;
+  if (m_hi > a_slivers) m_hi = a_slivers;
+  if (m_lo > m_hi) m_lo = m_hi;
+  for (int m = m_lo; m <= m_hi; m++) {
+    int n = m >= want ? 1 : (want + m - 1) / m;
+    if (n > panel_groups) n = panel_groups;
+    double cost = c_cost + 2.0 * n * panels * M * K + w_panel * m * K * N;
+    if (best.cost < 0 || cost < best.cost) {
+      plan pl = {kc, k_blocks, m, n, cost};
+      best = pl;
+    }
+  }
+  return best;
+}
+
 static void gemm_blocked(const problem *p) {
   kernel_desc kd = pick_kernel();
   int MR = kd.mr, NR = kd.nr;
   int threads = pool_size() < GEMM_MAX_THREADS ? pool_size() : GEMM_MAX_THREADS;
-  /* depth blocks of equal size */
-  int k_blocks = (p->K + KC_MAX - 1) / KC_MAX;
-  int kc = (p->K + k_blocks - 1) / k_blocks;
   /* column panels: the packed op(B) over all of K within B_PANEL_BYTES */
   int nc_slivers = (int)(B_PANEL_BYTES / ((size_t)p->K * NR * sizeof(float)));
   if (nc_slivers < 1) nc_slivers = 1;
   int n_slivers = (p->N + NR - 1) / NR;
   int panels = (n_slivers + nc_slivers - 1) / nc_slivers;
   int panel_slivers = (n_slivers + panels - 1) / panels;
-  if (!grow(&packed_b, &packed_b_cap, (size_t)panel_slivers * NR * p->K)) abort();
   int panel_groups = (panel_slivers + B_GROUP - 1) / B_GROUP;
+  /* depth blocks of equal size, at most KC_MAX deep; or at most KC_SMALL deep when that moves
+   * clearly less data (it lets one A block hold more rows: fewer passes over a big panel). The
+   * depth blocks decide the order of the sums, so they are chosen as for one thread, whatever
+   * the thread count: results stay bit-identical across thread counts. */
+  int kc_max = KC_MAX;
+  if (plan_for(p, MR, 1, KC_SMALL, panels, panel_slivers * NR, panel_groups).cost <
+      0.9 * plan_for(p, MR, 1, KC_MAX, panels, panel_slivers * NR, panel_groups).cost)
+    kc_max = KC_SMALL;
+  plan pl = plan_for(p, MR, threads, kc_max, panels, panel_slivers * NR, panel_groups);
+  int kc = pl.kc, k_blocks = pl.k_blocks, m_tasks = pl.m_tasks, n_groups = pl.n_groups;
+  int a_slivers = (p->M + MR - 1) / MR;
+  if (!grow(&packed_b, &packed_b_cap, (size_t)panel_slivers * NR * p->K)) abort();
   size_t states = (size_t)k_blocks * panel_groups;
   if (states > b_state_cap) {
     free(b_state);
     b_state = (atomic_int *)malloc(states * sizeof(atomic_int));
     if (!b_state) abort();
     b_state_cap = states;
-  }
-  /* tasks: row blocks (as many as the L2 budget needs) times column groups of the panel. With
-   * threads, at least 3 tasks per thread (a busy or late thread then costs little at the end);
-   * when the rows alone do not give that many, split rows and columns so that the A blocks
-   * packed again per column group (weighted 2: packing reads strided sources) plus the panel
-   * read again per row block move the fewest floats. */
-  int a_slivers = (p->M + MR - 1) / MR;
-  int mc_max = (int)(A_BLOCK_BYTES / ((size_t)kc * MR * sizeof(float)));
-  if (mc_max < 1) mc_max = 1;
-  int m_tasks = (a_slivers + mc_max - 1) / mc_max, n_groups = 1;
-  int want = threads > 1 ? 3 * threads : 1;
-  if (m_tasks >= want) {
-    m_tasks = ((m_tasks + threads - 1) / threads) * threads; /* a multiple of the thread count */
-    if (m_tasks > a_slivers) m_tasks = a_slivers;
-  } else {
-    double best = -1;
-    int m_lo = m_tasks, m_hi = want < a_slivers ? want : a_slivers;
-    for (int m = m_lo; m <= m_hi; m++) {
-      int n = (want + m - 1) / m;
-      if (n > panel_groups) n = panel_groups;
-      double cost = 2.0 * n * p->M + (double)m * panel_slivers * NR;
-      if (best < 0 || cost < best) {
-        best = cost;
-        m_tasks = m;
-        n_groups = n;
-      }
-    }
   }
   size_t a_need = (size_t)((a_slivers + m_tasks - 1) / m_tasks) * MR * kc;
   for (int t = 0; t < threads; t++) {
@@ -627,7 +651,7 @@ static void gemm_blocked(const problem *p) {
     int groups = (nb + B_GROUP - 1) / B_GROUP;
     for (size_t i = 0; i < (size_t)k_blocks * groups; i++) atomic_init(&b_state[i], GROUP_EMPTY);
     panel_ctx x = {p, kd, t0 * NR, nb, groups, kc, k_blocks, a_slivers, m_tasks, n_groups < groups ? n_groups : groups, b_state};
-    pool_run(panel_task, &x, m_tasks * n_groups);
+    pool_run(panel_task, &x, m_tasks * x.n_groups);
   }
 }
 
