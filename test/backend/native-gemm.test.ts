@@ -1,7 +1,8 @@
 /**
  * The native sgemm against the reference on awkward shapes: every transpose combination,
  * alpha/beta, offsets, leading dimensions, batches with shared operands, matrix-vector
- * shapes, and each SIMD path (portable, AVX2, AVX-512) in child processes.
+ * shapes, and each SIMD path (portable, AVX2, AVX-512) in child processes; bit-identical results
+ * with 1 and 3 threads.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,6 +35,20 @@ describe('native gemm', () => {
       assert.ok(worst[1] < 1e-5, `${simd}: ${worst[0]}: rel err ${worst[1]}`);
     });
   }
+
+  it('gives bit-identical results with 1 and 3 threads (no reduction depends on the thread count)', (t) => {
+    if (!native) return t.skip('native backend not available');
+    const script = fileURLToPath(new URL('../helpers/gemm-threads-child.js', import.meta.url));
+    const run = (threads: string): { threads: number; digest: string } => {
+      const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, LLMTS_THREADS: threads, LLMTS_GEMM_THREADS_CHILD: '1' } });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { threads: number; digest: string };
+    };
+    const one = run('1'), three = run('3');
+    assert.equal(one.threads, 1);
+    assert.equal(three.threads, 3);
+    assert.equal(three.digest, one.digest);
+  });
 
   it('survives 20,000 back-to-back threaded calls (thread-pool hand-over)', (t) => {
     if (!native) return t.skip('native backend not available');

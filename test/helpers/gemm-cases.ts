@@ -1,4 +1,4 @@
-/** Shared gemm comparison cases (native vs reference) for native-gemm.test and its SIMD child processes. */
+/** Shared gemm comparison cases (native vs reference) for native-gemm.test and its SIMD and thread-count child processes. */
 import { referenceBackend, type Backend, type GemmArgs } from '../../src/backend/index.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -44,6 +44,16 @@ export function gemmCases(native: Backend): [string, number][] {
     for (const transA of [false, true]) for (const transB of [false, true]) {
       out.push([`big M${M} N${N} K${K} tA${+transA} tB${+transB}`,
         gemmError(native, { M, N, K, transA, transB, beta: 1 }, [M * K, K * N, M * N], seed++)]);
+    }
+  }
+  // the blocked driver's edges: depth cut into equal blocks (K 385 and 769: 2 and 3 blocks of
+  // 193/192 and 257/256), several op(B) panels (K 4100: 11 depth blocks, panels of 31 slivers for
+  // AVX2), few rows split into column groups, rows and columns that are not tile multiples; beta 0 and 1
+  for (const [M, N, K] of [[13, 37, 385], [70, 1100, 769], [7, 600, 4100], [20, 300, 200]]) {
+    for (const transA of [false, true]) for (const transB of [false, true]) {
+      const beta = transA === transB ? 1 : 0;
+      out.push([`blocks M${M} N${N} K${K} tA${+transA} tB${+transB} beta${beta}`,
+        gemmError(native, { M, N, K, transA, transB, alpha: 0.75, beta }, [M * K, K * N, M * N], seed++)]);
     }
   }
   // offsets, leading dimensions, batches (one shared operand), matrix-vector with big K
