@@ -52,6 +52,8 @@ export interface BatchSequenceOptions extends SamplingOptions, PenaltyOptions {
   stopTokens?: number[];
   /** start from the longest prefix a free slot still holds (default true) */
   reusePrefix?: boolean;
+  /** report the k most likely tokens at each step with their log-probabilities (BatchToken.top; default 0: none) */
+  topLogprobs?: number;
 }
 
 /** Why a sequence ended: generate.ts's reasons, or 'abort' when it was removed. */
@@ -63,6 +65,8 @@ export interface BatchToken {
   logprob: number;
   /** log-softmax(logits / temperature) at id (the sampling policy; TRL's PPO log-probabilities) */
   policyLogprob: number;
+  /** with opts.topLogprobs k > 0: the k most likely tokens of the model's distribution, most likely first (ties: lower id) */
+  top?: { id: number; logprob: number }[];
 }
 
 export interface StepEvent {
@@ -382,7 +386,8 @@ export class BatchDecoder {
       x = this.work;
     }
     const id = sampleToken(x, seq.opts, seq.rng);
-    const logprob = logits[id] - be.logSumExp(logits, V);
+    const lse = be.logSumExp(logits, V);
+    const logprob = logits[id] - lse;
     const T = seq.opts.temperature;
     let policyLogprob = logprob;
     if (T > 0 && T !== 1) {
@@ -391,6 +396,10 @@ export class BatchDecoder {
       for (let i = 0; i < V; i++) s[i] = logits[i] * inv;
       policyLogprob = s[id] - be.logSumExp(s, V);
     }
-    return { id, logprob, policyLogprob };
+    const k = Math.min(seq.opts.topLogprobs ?? 0, V);
+    if (k <= 0) return { id, logprob, policyLogprob };
+    const ids = new Int32Array(k);
+    be.topK(logits, V, k, ids);
+    return { id, logprob, policyLogprob, top: Array.from(ids, (t) => ({ id: t, logprob: logits[t] - lse })) };
   }
 }
