@@ -4,6 +4,7 @@
  *   llmts serve out/shakespeare --port 8080
  *   llmts serve base.gguf --model tuned=out/sft --slots 8 --api-key secret
  */
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CHAT_TEMPLATE_NAMES } from '../chat/index.js';
 import type { ModelSpec } from '../serve/protocol.js';
@@ -42,8 +43,8 @@ together in --slots sequences per model (continuous batching) in a worker thread
 ("ready"; requests get 503 until then), one per request. Ctrl-C stops the server.
 
   llmts serve out/shakespeare-char --port 8080
-  curl -s localhost:8080/v1/completions -d '{"prompt": "ROMEO:", "max_tokens": 50, "temperature": 0}'
-  llmts serve base.gguf --model tuned=out/sft/merged --slots 8 --api-key secret`,
+  llmts serve base.gguf --model tuned=out/sft/merged --slots 8 --api-key secret
+The README's Serving section has examples with curl and the openai client.`,
 };
 
 /** A model's name from its path: the file or directory name without a model extension. */
@@ -68,6 +69,7 @@ function modelSpecs(f: Flags): ModelSpec[] {
     specs.push({ name, path });
   }
   if (specs.length === 0) throw new LlmError('give the model: llmts serve MODEL (or --model NAME=PATH)');
+  for (const s of specs) if (!existsSync(s.path)) throw new LlmError(`model not found: ${s.path}`);
   const seen = new Set<string>();
   for (const s of specs) {
     if (seen.has(s.name)) throw new LlmError(`two models are named '${s.name}': name them with --model NAME=PATH`);

@@ -24,6 +24,9 @@ export interface ApiErrorBody {
   error: { message: string; type: ApiErrorType; param: string | null; code: string | null; [extra: string]: unknown };
 }
 
+/** Longest error message (a value quoted from a hostile body must not make a huge answer). */
+const MAX_MESSAGE = 1000;
+
 export class ApiError extends Error {
   override name = 'ApiError';
 
@@ -36,7 +39,7 @@ export class ApiError extends Error {
     /** further fields of the error object (n_prompt_tokens, n_ctx) */
     readonly extra: Readonly<Record<string, unknown>> = {},
   ) {
-    super(message);
+    super(message.length <= MAX_MESSAGE ? message : `${message.slice(0, MAX_MESSAGE - 100)} [...] ${message.slice(-80)}`);
   }
 
   body(): ApiErrorBody {

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from './api-error.js';
+import { ApiError, shown } from './api-error.js';
 import type { ModelHost } from './model-host.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ChoiceEvent, ChoiceFinish, TokenLogprob } from './protocol.js';
@@ -34,6 +34,8 @@ export interface CompletionOutcome {
   status: number;
   promptTokens: number;
   completionTokens: number;
+  /** prompt tokens reused from a slot's cache (first sample of each prompt) */
+  cachedTokens: number;
   ttftMs: number | null;
   finish: (ChoiceFinish | null)[];
   error?: string;
@@ -68,7 +70,7 @@ export async function runCompletion(
   const { job } = parsed;
   const t0 = performance.now();
   if (!host.models.some((m) => m.name === job.model)) {
-    throw new ApiError(404, `The model '${job.model}' does not exist (models: ${host.models.map((m) => m.name).join(', ')})`, 'not_found_error', 'model', 'model_not_found');
+    throw new ApiError(404, `The model ${shown(job.model)} does not exist (models: ${host.models.map((m) => m.name).join(', ')})`, 'not_found_error', 'model', 'model_not_found');
   }
   const sequences = job.prompts.length * job.n;
   const capacity = ctx.slots + ctx.maxQueue;
@@ -87,7 +89,7 @@ export async function runCompletion(
   const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
   const choices: ChoiceState[] = Array.from({ length: sequences }, () => ({ text: '', echo: '', tokens: [], finish: null, started: false, offset: 0 }));
   const wantLogprobs = job.logprobs !== null;
-  const outcome: CompletionOutcome = { status: 200, promptTokens: 0, completionTokens: 0, ttftMs: null, finish: [], texts: [], aborted: false };
+  const outcome: CompletionOutcome = { status: 200, promptTokens: 0, completionTokens: 0, cachedTokens: 0, ttftMs: null, finish: [], texts: [], aborted: false };
   let streaming = false;
   let timedOut = false;
   let jobId = 0;
@@ -97,8 +99,9 @@ export async function runCompletion(
   const send = (chunk: unknown): void => {
     if (!raw.destroyed) raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
   };
-  const usage = (): Record<string, number> => ({
+  const usage = (): Record<string, unknown> => ({
     prompt_tokens: outcome.promptTokens, completion_tokens: outcome.completionTokens, total_tokens: outcome.promptTokens + outcome.completionTokens,
+    prompt_tokens_details: { cached_tokens: outcome.cachedTokens },
   });
   const chatLogprobs = (tokens: TokenLogprob[]): unknown => ({
     content: tokens.map((t) => ({
@@ -136,6 +139,7 @@ export async function runCompletion(
       outcome.completionTokens += generated;
       metrics.generated(generated);
     }
+    if (e.cached !== undefined && e.index % job.n === 0) outcome.cachedTokens += e.cached;
     if (e.echo) c.echo = e.echo.text;
     c.text += e.text;
     if (e.finish) c.finish = e.finish;

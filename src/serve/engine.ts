@@ -23,7 +23,7 @@ import { countParameters } from '../model/parameters.js';
 import type { Transformer } from '../model/transformer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LlmError } from '../util/errors.js';
-import { ApiError, contextExceeded } from './api-error.js';
+import { ApiError, contextExceeded, shown } from './api-error.js';
 import type { ChoiceEvent, ChoiceFinish, FromWorker, GenerateJob, JobMessage, ModelInfo, TokenizeResult, TokenLogprob, ToWorker, WorkerConfig } from './protocol.js';
 import { promptLogprobs, type PositionLogprob } from './prompt-logprobs.js';
 import { TextStream } from './text-stream.js';
@@ -160,7 +160,7 @@ export class Engine {
 
   private hosted(name: string): Hosted {
     const h = this.models.get(name);
-    if (!h) throw new ApiError(404, `The model '${name}' does not exist`, 'not_found_error', 'model', 'model_not_found');
+    if (!h) throw new ApiError(404, `The model ${shown(name)} does not exist`, 'not_found_error', 'model', 'model_not_found');
     return h;
   }
 
@@ -178,7 +178,7 @@ export class Engine {
         const bad = ids.findIndex((t) => t >= V);
         if (bad >= 0) throw new ApiError(400, `token ${bad} of '${where}' is ${ids[bad]}, outside the vocabulary [0, ${V})`, 'invalid_request_error', job.promptParam, 'invalid_value');
       } else if (p.kind === 'text') {
-        ids = h.tokenizer.encode(p.text, { addBos: job.addSpecial });
+        ids = encodeText(h, p.text, job.addSpecial, job.promptParam);
       } else {
         ids = this.chatIds(h, p.messages);
       }
@@ -299,12 +299,12 @@ export class Engine {
         text += rest.text;
         finish = rest.stopped || e.finishReason === 'eos' ? 'stop' : 'length';
       }
-      this.event(c, text, token, finish);
+      this.event(c, text, token, finish, e.sequence.tokens.length === 1 ? e.sequence.reusedTokens : undefined);
     }
   }
 
-  private event(c: Choice, text: string, tokens: TokenLogprob[], finish: ChoiceFinish | null): void {
-    this.outbox.push({ id: c.job.id, index: c.index, text, tokens, finish });
+  private event(c: Choice, text: string, tokens: TokenLogprob[], finish: ChoiceFinish | null, cached?: number): void {
+    this.outbox.push({ id: c.job.id, index: c.index, text, tokens, finish, ...(cached !== undefined ? { cached } : {}) });
     if (finish === null) return;
     c.done = true;
     if (c.seq) this.bySequence.delete(c.seq);
@@ -370,7 +370,7 @@ export class Engine {
 
   private tokenize(model: string, text: string | undefined, messages: JobMessage[] | undefined, addSpecial: boolean, withPieces: boolean): TokenizeResult {
     const h = this.hosted(model);
-    const tokens = messages !== undefined ? this.chatIds(h, messages) : h.tokenizer.encode(text ?? '', { addBos: addSpecial });
+    const tokens = messages !== undefined ? this.chatIds(h, messages) : encodeText(h, text ?? '', addSpecial, 'prompt');
     const result: TokenizeResult = { tokens, contextSize: h.info.contextSize };
     if (withPieces) result.pieces = tokens.map((id) => this.piece(h, id).token);
     return result;
@@ -382,6 +382,16 @@ export class Engine {
     const bad = tokens.findIndex((t) => t >= V);
     if (bad >= 0) throw new ApiError(400, `token ${bad} of 'tokens' is ${tokens[bad]}, outside the vocabulary [0, ${V})`, 'invalid_request_error', 'tokens', 'invalid_value');
     return h.tokenizer.decode(tokens);
+  }
+}
+
+/** Text to ids as llmts run encodes a prompt; text the tokenizer cannot encode is a 400 on the field. */
+function encodeText(h: Hosted, text: string, addBos: boolean, param: string): number[] {
+  try {
+    return h.tokenizer.encode(text, { addBos });
+  } catch (err) {
+    if (err instanceof LlmError) throw new ApiError(400, `'${param}': ${err.message}`, 'invalid_request_error', param, 'invalid_value');
+    throw err;
   }
 }
 

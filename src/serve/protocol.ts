@@ -114,6 +114,8 @@ export interface ChoiceEvent {
   tokens: TokenLogprob[];
   /** with echo, in the choice's first event: the prompt's text and tokens */
   echo?: { text: string; tokens: TokenLogprob[] };
+  /** in the choice's first generated token's event: prompt tokens taken from a slot's cache instead of recomputed */
+  cached?: number;
   finish: ChoiceFinish | null;
 }
 

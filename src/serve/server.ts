@@ -18,7 +18,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ApiError } from './api-error.js';
+import { ApiError, shown } from './api-error.js';
 import { runCompletion, type CompletionContext, type CompletionOutcome } from './completions.js';
 import { ServerMetrics } from './metrics.js';
 import { ModelHost } from './model-host.js';
@@ -164,7 +164,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   app.get<{ Params: { model: string } }>('/v1/models/:model', async (request) => {
     ready();
     const m = host.models.find((x) => x.name === request.params.model);
-    if (!m) throw new ApiError(404, `The model '${request.params.model}' does not exist`, 'not_found_error', 'model', 'model_not_found');
+    if (!m) throw new ApiError(404, `The model ${shown(request.params.model)} does not exist`, 'not_found_error', 'model', 'model_not_found');
     return modelEntry(m);
   });
 
@@ -198,7 +198,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         Object.assign(line, { model: parsed.job.model, stream: parsed.stream, n: parsed.job.n, prompts: parsed.job.prompts.length, max_tokens: parsed.job.maxTokens, seed: parsed.job.sampling.seed });
       }
       if (outcome) {
-        Object.assign(line, { prompt_tokens: outcome.promptTokens, completion_tokens: outcome.completionTokens, ttft_ms: outcome.ttftMs === null ? null : round(outcome.ttftMs), finish: outcome.finish });
+        Object.assign(line, { prompt_tokens: outcome.promptTokens, cached_tokens: outcome.cachedTokens, completion_tokens: outcome.completionTokens, ttft_ms: outcome.ttftMs === null ? null : round(outcome.ttftMs), finish: outcome.finish });
         if (outcome.aborted) line.aborted = true;
       }
       if (error !== undefined) line.error = error;
@@ -229,7 +229,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   });
 
   const requireModel = (name: string): void => {
-    if (!host.models.some((m) => m.name === name)) throw new ApiError(404, `The model '${name}' does not exist`, 'not_found_error', 'model', 'model_not_found');
+    if (!host.models.some((m) => m.name === name)) throw new ApiError(404, `The model ${shown(name)} does not exist`, 'not_found_error', 'model', 'model_not_found');
   };
 
   const running: RunningServer = {
