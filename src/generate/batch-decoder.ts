@@ -52,6 +52,11 @@ export interface BatchSequenceOptions extends SamplingOptions, PenaltyOptions {
   stopTokens?: number[];
   /** start from the longest prefix a free slot still holds (default true) */
   reusePrefix?: boolean;
+  /**
+   * compute policyLogprob (default true); false leaves it NaN and saves a pass over the
+   * vocabulary per token at temperatures other than 0 and 1 (a server does not need it)
+   */
+  policyLogprobs?: boolean;
   /** report the k most likely tokens at each step with their log-probabilities (BatchToken.top; default 0: none) */
   topLogprobs?: number;
 }
@@ -390,7 +395,8 @@ export class BatchDecoder {
     const logprob = logits[id] - lse;
     const T = seq.opts.temperature;
     let policyLogprob = logprob;
-    if (T > 0 && T !== 1) {
+    if (seq.opts.policyLogprobs === false) policyLogprob = NaN;
+    else if (T > 0 && T !== 1) {
       const inv = 1 / T;
       const s = this.scaled;
       for (let i = 0; i < V; i++) s[i] = logits[i] * inv;

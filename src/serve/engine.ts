@@ -200,7 +200,7 @@ export class Engine {
             maxTokens: job.maxTokens, temperature: s.temperature, topK: s.topK, topP: s.topP, minP: s.minP,
             repetitionPenalty: s.repetitionPenalty, presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty,
             penaltyLastN: s.penaltyLastN, seed: s.seed + j, stopTokens, reusePrefix: this.config.promptCache,
-            topLogprobs: job.logprobs ?? 0,
+            topLogprobs: job.logprobs ?? 0, policyLogprobs: false,
           },
         });
       }

@@ -139,7 +139,7 @@ describe(`batched generation (${backend().name} backend)`, () => {
     }
   });
 
-  it('top log-probabilities (topLogprobs k): the k most likely tokens of a full forward pass, the sampled tokens unchanged', () => {
+  it('top log-probabilities (topLogprobs k): the k most likely tokens of a full forward pass, the sampled tokens unchanged; policyLogprobs: false skips the policy ones', () => {
     const m = makeModel(LLAMA, 6);
     const V = LLAMA.vocabSize;
     const prompt = ids(9, 30, V);
@@ -153,6 +153,12 @@ describe(`batched generation (${backend().name} backend)`, () => {
       withTop.runToEnd();
       assert.deepEqual(b.ids, a.ids, 'asking for top log-probabilities changes no token');
       assert.equal(a.tokens[0].top, undefined);
+      const noPolicy = new BatchDecoder(m, { slots: 1 });
+      const c = noPolicy.add(prompt, { ...opts, policyLogprobs: false });
+      noPolicy.runToEnd();
+      assert.deepEqual(c.ids, a.ids, 'policyLogprobs: false changes no token');
+      assert.deepEqual(c.tokens.map((t) => t.logprob), a.tokens.map((t) => t.logprob));
+      assert.ok(c.tokens.every((t) => Number.isNaN(t.policyLogprob)));
       const seq = Int32Array.from([...prompt, ...b.ids]);
       const T = seq.length - 1;
       const logits = noGrad(() => m.forward(seq.subarray(0, T), 1, T)).logits.data; // (1, T, V)
