@@ -14,7 +14,7 @@
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-math-errno", "-fno-trapping-math", "-pthread"],
       "cflags_c": ["-std=gnu11"],
-      "ldflags": ["-pthread"],
+      "ldflags": ["-pthread", "-Wl,-z,nodelete"],
       "xcode_settings": {
         "OTHER_CFLAGS": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math"]
       }

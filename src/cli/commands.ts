@@ -36,5 +36,6 @@ export const COMMANDS: Record<string, () => Promise<Loaded>> = {
   dpo: async () => import('./dpo.js').then((m) => m.DPO),
   ppo: async () => import('./ppo.js').then((m) => m.PPO),
   data: async () => import('./data.js').then((m) => m.DATA),
+  serve: async () => import('./serve.js').then((m) => m.SERVE),
 };
 

@@ -38,6 +38,7 @@ Commands:
   dpo       direct preference optimisation on preference pairs against a frozen reference
   ppo       reinforcement learning against a reward model or a JS reward (PPO, GRPO, RLOO)
   data      split a JSONL file into train and held-out files; write the text of its rows
+  serve     serve models over HTTP with OpenAI's API (chat, completions, streaming, batching)
 
 Run 'llmts <command> --help' for the flags of a command. Every command takes --debug (stack
 traces on errors); those that compute take -t N (threads). 'llmts --version' prints the version.

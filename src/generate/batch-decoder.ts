@@ -52,6 +52,13 @@ export interface BatchSequenceOptions extends SamplingOptions, PenaltyOptions {
   stopTokens?: number[];
   /** start from the longest prefix a free slot still holds (default true) */
   reusePrefix?: boolean;
+  /**
+   * compute policyLogprob (default true); false leaves it NaN and saves a pass over the
+   * vocabulary per token at temperatures other than 0 and 1 (a server does not need it)
+   */
+  policyLogprobs?: boolean;
+  /** report the k most likely tokens at each step with their log-probabilities (BatchToken.top; default 0: none) */
+  topLogprobs?: number;
 }
 
 /** Why a sequence ended: generate.ts's reasons, or 'abort' when it was removed. */
@@ -63,6 +70,8 @@ export interface BatchToken {
   logprob: number;
   /** log-softmax(logits / temperature) at id (the sampling policy; TRL's PPO log-probabilities) */
   policyLogprob: number;
+  /** with opts.topLogprobs k > 0: the k most likely tokens of the model's distribution, most likely first (ties: lower id) */
+  top?: { id: number; logprob: number }[];
 }
 
 export interface StepEvent {
@@ -382,15 +391,21 @@ export class BatchDecoder {
       x = this.work;
     }
     const id = sampleToken(x, seq.opts, seq.rng);
-    const logprob = logits[id] - be.logSumExp(logits, V);
+    const lse = be.logSumExp(logits, V);
+    const logprob = logits[id] - lse;
     const T = seq.opts.temperature;
     let policyLogprob = logprob;
-    if (T > 0 && T !== 1) {
+    if (seq.opts.policyLogprobs === false) policyLogprob = NaN;
+    else if (T > 0 && T !== 1) {
       const inv = 1 / T;
       const s = this.scaled;
       for (let i = 0; i < V; i++) s[i] = logits[i] * inv;
       policyLogprob = s[id] - be.logSumExp(s, V);
     }
-    return { id, logprob, policyLogprob };
+    const k = Math.min(seq.opts.topLogprobs ?? 0, V);
+    if (k <= 0) return { id, logprob, policyLogprob };
+    const ids = new Int32Array(k);
+    be.topK(logits, V, k, ids);
+    return { id, logprob, policyLogprob, top: Array.from(ids, (t) => ({ id: t, logprob: logits[t] - lse })) };
   }
 }

@@ -274,7 +274,7 @@ export function generate(
 }
 
 /** Index of the earliest occurrence of any stop string in text, or -1. */
-function firstStop(text: string, stops: string[]): number {
+export function firstStop(text: string, stops: readonly string[]): number {
   let best = -1;
   for (const s of stops) {
     const i = text.indexOf(s);
@@ -284,7 +284,7 @@ function firstStop(text: string, stops: string[]): number {
 }
 
 /** Length of the longest suffix of text that is a proper prefix of some stop string. */
-function heldSuffix(text: string, stops: string[]): number {
+export function heldSuffix(text: string, stops: readonly string[]): number {
   let best = 0;
   for (const s of stops) {
     for (let n = Math.min(s.length - 1, text.length); n > best; n--) {

@@ -26,7 +26,7 @@ describe('llmts CLI', () => {
     for (const name of ['nope', 'toString', 'constructor']) {
       const r = llmts(name);
       assert.equal(r.code, 2);
-      assert.equal(r.stderr, `llmts: unknown command '${name}' (commands: train, sample, run, chat, tokenizer, convert, info, sft, merge, reward, dpo, ppo, data)\n`);
+      assert.equal(r.stderr, `llmts: unknown command '${name}' (commands: train, sample, run, chat, tokenizer, convert, info, sft, merge, reward, dpo, ppo, data, serve)\n`);
     }
   });
 

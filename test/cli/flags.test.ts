@@ -34,7 +34,7 @@ const FLAG_IN_TEXT = /(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])(?![\w-])/g;
 describe('flag tables', () => {
   it('every command: each flag of the table is in --help, and each flag --help names parses', async () => {
     const commands = await everyCommand();
-    assert.deepEqual(commands.map((c) => c.label), ['train', 'sample', 'run', 'chat', 'tokenizer train', 'tokenizer encode', 'tokenizer decode', 'convert', 'info', 'sft', 'merge', 'reward train', 'reward eval', 'reward score', 'reward export', 'dpo', 'ppo', 'data split', 'data text']);
+    assert.deepEqual(commands.map((c) => c.label), ['train', 'sample', 'run', 'chat', 'tokenizer train', 'tokenizer encode', 'tokenizer decode', 'convert', 'info', 'sft', 'merge', 'reward train', 'reward eval', 'reward score', 'reward export', 'dpo', 'ppo', 'data split', 'data text', 'serve']);
     for (const { label, cmd } of commands) {
       const spec = cmd.spec;
       assert.equal(spec.name, label);

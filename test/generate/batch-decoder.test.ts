@@ -139,6 +139,46 @@ describe(`batched generation (${backend().name} backend)`, () => {
     }
   });
 
+  it('top log-probabilities (topLogprobs k): the k most likely tokens of a full forward pass, the sampled tokens unchanged; policyLogprobs: false skips the policy ones', () => {
+    const m = makeModel(LLAMA, 6);
+    const V = LLAMA.vocabSize;
+    const prompt = ids(9, 30, V);
+    for (const temperature of [0, 1.2]) {
+      const opts: BatchSequenceOptions = { maxTokens: 10, temperature, topK: 0, seed: 11 };
+      const plain = new BatchDecoder(m, { slots: 1 });
+      const a = plain.add(prompt, opts);
+      plain.runToEnd();
+      const withTop = new BatchDecoder(m, { slots: 1 });
+      const b = withTop.add(prompt, { ...opts, topLogprobs: 5 });
+      withTop.runToEnd();
+      assert.deepEqual(b.ids, a.ids, 'asking for top log-probabilities changes no token');
+      assert.equal(a.tokens[0].top, undefined);
+      const noPolicy = new BatchDecoder(m, { slots: 1 });
+      const c = noPolicy.add(prompt, { ...opts, policyLogprobs: false });
+      noPolicy.runToEnd();
+      assert.deepEqual(c.ids, a.ids, 'policyLogprobs: false changes no token');
+      assert.deepEqual(c.tokens.map((t) => t.logprob), a.tokens.map((t) => t.logprob));
+      assert.ok(c.tokens.every((t) => Number.isNaN(t.policyLogprob)));
+      const seq = Int32Array.from([...prompt, ...b.ids]);
+      const T = seq.length - 1;
+      const logits = noGrad(() => m.forward(seq.subarray(0, T), 1, T)).logits.data; // (1, T, V)
+      b.tokens.forEach((tok, k) => {
+        const row = logits.subarray((prompt.length - 1 + k) * V, (prompt.length + k) * V);
+        let max = -Infinity;
+        for (const x of row) max = Math.max(max, x);
+        let sum = 0;
+        for (const x of row) sum += Math.exp(x - max);
+        const order = Array.from({ length: V }, (_, i) => i).sort((x, y) => row[y] - row[x] || x - y);
+        assert.equal(tok.top!.length, 5);
+        tok.top!.forEach((t, r) => {
+          assert.equal(t.id, order[r], `T=${temperature} token ${k} rank ${r}`);
+          assert.ok(Math.abs(t.logprob - (row[t.id] - max - Math.log(sum))) < 2e-4);
+        });
+        if (temperature === 0) assert.deepEqual(tok.top![0], { id: tok.id, logprob: tok.logprob });
+      });
+    }
+  });
+
   it('continuous batching: sequences join mid-answer, leave early (abort) and a freed slot takes the next prompt', () => {
     const m = makeModel(GPT2, 5);
     const V = GPT2.vocabSize;
