@@ -105,6 +105,16 @@ export function trlVersions(python: string): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
+/** What every our-side worker prints (one JSON line), benches adding their own fields. */
+export interface WorkerTimes {
+  /** median of the timed steps */
+  ms_per_step: number;
+  step_ms: number[];
+  cpu_ms_per_step: number;
+  first_loss: number;
+  params: number;
+}
+
 /** One run of a side: its raw output, the median and every timed step (warm-up excluded), CPU ms per step. */
 export interface Timed<R> {
   run: R;

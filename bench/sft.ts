@@ -31,7 +31,7 @@ import { AdamW, clipScale, gradNorm } from '../src/train/adamw.js';
 import { Rng } from '../src/util/rng.js';
 import {
   cpuNote, fmt, fmtParams, intOption, list, machineLine, median, roundsNote, runMatchups, runPython, runWorker, threadCounts, threadsLabel, trlVersions,
-  type Timed,
+  type Timed, type WorkerTimes,
 } from './compare.js';
 
 type Mode = 'full' | 'lora';
@@ -173,12 +173,7 @@ interface WorkerJob {
 }
 
 /** What it prints (one JSON line). */
-interface OursJson {
-  ms_per_step: number;
-  step_ms: number[];
-  cpu_ms_per_step: number;
-  first_loss: number;
-  params: number;
+interface OursJson extends WorkerTimes {
   trainable: number;
   threads: string;
 }

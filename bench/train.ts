@@ -28,7 +28,7 @@ import { DEFAULT_TRAIN_OPTIONS } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import {
   cpuNote, findTorchPython, fmt, fmtParams, intOption, list, machineLine, median, roundsNote, runMatchups, runPython, runWorker,
-  threadsLabel, type MatchupResult, type Timed,
+  threadsLabel, type MatchupResult, type Timed, type WorkerTimes,
 } from './compare.js';
 import { timeKernels } from './kernel-timer.js';
 
@@ -153,12 +153,7 @@ interface WorkerJob {
 }
 
 /** What it prints (one JSON line). */
-interface OursJson {
-  ms_per_step: number;
-  step_ms: number[];
-  cpu_ms_per_step: number;
-  first_loss: number;
-  params: number;
+interface OursJson extends WorkerTimes {
   backend: string;
   /** how the bf16 run computed (bf16Choice's reason), for dtype bf16 */
   bf16?: string;
