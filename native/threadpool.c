@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sched.h>
-#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -52,20 +51,17 @@ static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 #define FIELD_MASK ((1u << FIELD_BITS) - 1)
 #define MAX_JOB_TASKS ((int)FIELD_MASK)
 
-/* Runs tasks of the current job until none is left to claim; returns how many it ran. */
-static int run_tasks(int thread) {
-  int ran = 0;
+static void run_tasks(int thread) {
   for (;;) {
     uint64_t t = atomic_load_explicit(&ticket, memory_order_acquire);
     unsigned n = (unsigned)(t >> FIELD_BITS) & FIELD_MASK;
     unsigned next = (unsigned)t & FIELD_MASK;
-    if (next >= n) return ran;
+    if (next >= n) return;
     pool_task_fn fn = job_fn;
     void *ctx = job_ctx;
     int offset = job_offset;
     if (!atomic_compare_exchange_weak_explicit(&ticket, &t, t + 1, memory_order_acq_rel, memory_order_acquire)) continue;
     fn(ctx, offset + (int)next, thread);
-    ran++;
     int done = atomic_fetch_add_explicit(&tasks_done, 1, memory_order_acq_rel) + 1;
     if (done == (int)n && thread != 0) {
       /* the caller may be asleep waiting for this last task */
@@ -112,39 +108,8 @@ void pool_init(int nthreads) {
 
 int pool_size(void) { return n_threads > 0 ? n_threads : 1; }
 
-/* ---- a busy neighbour: when the workers cost more than they bring, the caller works alone ----
- * A worker that shares its core with another process is descheduled now and then while it holds
- * a task, and the caller then waits for it (a scheduler time slice, milliseconds) with the rest of
- * the job done. Each job weighs what the workers brought (their tasks, at the caller's own time
- * per task) against what waiting for them cost; when over a window of jobs the cost is larger,
- * jobs run on the calling thread alone for a while, then the workers are tried again. Which
- * thread runs a task never changes a result (kernels split their work independently of it). */
-#define WINDOW_JOBS 32
-#define ALONE_NS 250000000ull /* 250 ms */
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double window_gain_ns, window_cost_ns;
-static int window_jobs;
-static uint64_t alone_until_ns;
-
-static void weigh_job(int ntasks, int mine, uint64_t t0, uint64_t t_mine, uint64_t t_end) {
-  double per_task = mine > 0 ? (double)(t_mine - t0) / mine : 0.0;
-  window_gain_ns += per_task * (ntasks - mine);
-  window_cost_ns += (double)(t_end - t_mine);
-  if (++window_jobs < WINDOW_JOBS) return;
-  if (window_cost_ns > window_gain_ns) alone_until_ns = t_end + ALONE_NS;
-  window_gain_ns = window_cost_ns = 0.0;
-  window_jobs = 0;
-}
-
 /* One job of at most MAX_JOB_TASKS tasks: publish, work along, wait for the stragglers. */
 static void run_job(pool_task_fn fn, void *ctx, int offset, int ntasks) {
-  uint64_t t0 = now_ns();
   static uint64_t job_number = 0;
   job_fn = fn;
   job_ctx = ctx;
@@ -157,8 +122,7 @@ static void run_job(pool_task_fn fn, void *ctx, int offset, int ntasks) {
   atomic_fetch_add_explicit(&generation, 1, memory_order_release);
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&mutex);
-  int mine = run_tasks(0);
-  uint64_t t_mine = now_ns();
+  run_tasks(0);
   /* every task is claimed: wait for the ones still running on other threads, spinning briefly
    * (yielding now and then), then asleep */
   for (int spins = 0; atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks; spins++) {
@@ -171,12 +135,11 @@ static void run_job(pool_task_fn fn, void *ctx, int offset, int ntasks) {
     while (atomic_load_explicit(&tasks_done, memory_order_acquire) < ntasks) pthread_cond_wait(&done_cond, &done_mutex);
     pthread_mutex_unlock(&done_mutex);
   }
-  weigh_job(ntasks, mine, t0, t_mine, now_ns());
 }
 
 void pool_run(pool_task_fn fn, void *ctx, int ntasks) {
   if (ntasks <= 0) return;
-  if (ntasks == 1 || n_threads <= 1 || (alone_until_ns != 0 && now_ns() < alone_until_ns)) {
+  if (ntasks == 1 || n_threads <= 1) {
     for (int i = 0; i < ntasks; i++) fn(ctx, i, 0);
     return;
   }
