@@ -81,17 +81,25 @@ static void ukernel_portable(int kc, const float *a, const float *b, float *c, l
 #if defined(__x86_64__)
 #define AVX2_MR 6
 #define AVX2_NR 16
-/* one depth step of the 6x16 tile: two B vectors, six broadcasts of A from memory, twelve FMAs */
-#define AVX2_STEP(ao, bo)                                                                                         \
-  do {                                                                                                            \
-    __m256 b0 = _mm256_loadu_ps(b + (bo)), b1 = _mm256_loadu_ps(b + (bo) + 8), av;                                \
-    av = _mm256_broadcast_ss(a + (ao) + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
-    av = _mm256_broadcast_ss(a + (ao) + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
-    av = _mm256_broadcast_ss(a + (ao) + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
-    av = _mm256_broadcast_ss(a + (ao) + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
-    av = _mm256_broadcast_ss(a + (ao) + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
-    av = _mm256_broadcast_ss(a + (ao) + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
-  } while (0)
+/* One depth step of the 6x16 tile: two B vectors, six broadcasts of A from memory, twelve FMAs
+ * into the accumulators c00..c51. In assembly with ymm13-15 as its only temporaries: from
+ * intrinsics GCC's register allocation of the unrolled loop depends on unrelated flags (with
+ * -fPIC -fno-omit-frame-pointer, as node-gyp builds, it kept one accumulator on the stack,
+ * ~7% slower). AOFF and BOFF are byte offsets from a and b. */
+#define AVX2_FMA2(R, C0, C1)                                                                                      \
+  "vbroadcastss " R "(%[a]), %%ymm13\n\t"                                                                         \
+  "vfmadd231ps %%ymm14, %%ymm13, %[" C0 "]\n\t"                                                                   \
+  "vfmadd231ps %%ymm15, %%ymm13, %[" C1 "]\n\t"
+#define AVX2_STEP(AOFF, BOFF)                                                                                     \
+  __asm__("vmovups " #BOFF "(%[b]), %%ymm14\n\t"                                                                  \
+          "vmovups " #BOFF "+32(%[b]), %%ymm15\n\t"                                                               \
+          AVX2_FMA2(#AOFF "+0", "c00", "c01") AVX2_FMA2(#AOFF "+4", "c10", "c11")                                 \
+          AVX2_FMA2(#AOFF "+8", "c20", "c21") AVX2_FMA2(#AOFF "+12", "c30", "c31")                                \
+          AVX2_FMA2(#AOFF "+16", "c40", "c41") AVX2_FMA2(#AOFF "+20", "c50", "c51")                               \
+          : [c00] "+x"(c00), [c01] "+x"(c01), [c10] "+x"(c10), [c11] "+x"(c11), [c20] "+x"(c20), [c21] "+x"(c21), \
+            [c30] "+x"(c30), [c31] "+x"(c31), [c40] "+x"(c40), [c41] "+x"(c41), [c50] "+x"(c50), [c51] "+x"(c51)  \
+          : [a] "r"(a), [b] "r"(b)                                                                                \
+          : "xmm13", "xmm14", "xmm15", "memory")
 
 __attribute__((target("avx2,fma"))) static void ukernel_avx2(int kc, const float *a, const float *b, float *c, long ldc,
                                                              float alpha, float beta) {
@@ -107,9 +115,9 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2(int kc, const float
   /* unrolled by 4: GCC does not unroll this loop itself, and the unrolled one runs ~10% faster on Zen 3 */
   for (; k + 4 <= kc; k += 4) {
     AVX2_STEP(0, 0);
-    AVX2_STEP(AVX2_MR, AVX2_NR);
-    AVX2_STEP(2 * AVX2_MR, 2 * AVX2_NR);
-    AVX2_STEP(3 * AVX2_MR, 3 * AVX2_NR);
+    AVX2_STEP(24, 64); /* (MR floats, NR floats) * 4 bytes */
+    AVX2_STEP(48, 128);
+    AVX2_STEP(72, 192);
     a += 4 * AVX2_MR;
     b += 4 * AVX2_NR;
   }
@@ -224,9 +232,8 @@ static void pack_full_generic(const float *src, long rs, long cs, int n, int kc,
 }
 
 /* Full slivers [0, slivers) of n adjacent lines each (rs == 1; sliver s at dst + s * n * kc),
- * depth step by depth step across all of them: each source row is read once, whole. Sliver by
- * sliver, a row at a power-of-two-like stride (lda = 1536) maps every depth step to the same
- * few cache sets, and the lines a sliver leaves for its neighbour are gone before it comes. */
+ * depth step by depth step across all of them: each source row is read once, a whole run of
+ * slivers * n floats, rather than one short run per sliver and page (B groups of a row-major op(B)). */
 typedef void (*pack_across_fn)(const float *src, long cs, int slivers, int n, int kc, float *dst);
 
 static void pack_across_generic(const float *src, long cs, int slivers, int n, int kc, float *dst) {
@@ -355,17 +362,12 @@ static void pack_a_sliver(const problem *p, const kernel_desc *kd, int i0, int p
   else pack_generic(src, p->ars, p->acs, rows, kd->mr, kc, dst);
 }
 
-/* A slivers [s_lo, s_hi) (the rows of one task), depth [p0, p0+kc) -> dst, sliver after sliver. */
+/* A slivers [s_lo, s_hi) (the rows of one task), depth [p0, p0+kc) -> dst, sliver after sliver.
+ * (Sliver by sliver even for a transposed op(A), whose rows are then far apart: the hardware's
+ * stride prefetcher follows one sliver's walk down the rows, and was measured faster than
+ * packing all slivers depth step by depth step with software prefetch.) */
 static void pack_a_block(const problem *p, const kernel_desc *kd, int s_lo, int s_hi, int p0, int kc, float *dst) {
-  int MR = kd->mr, s = s_lo;
-  if (p->ars == 1) {
-    int full = (p->M / MR < s_hi ? p->M / MR : s_hi) - s_lo;
-    if (full > 0) {
-      kd->pack_across(p->A + (long)s_lo * MR + (long)p0 * p->acs, p->acs, full, MR, kc, dst);
-      s += full;
-    }
-  }
-  for (; s < s_hi; s++) pack_a_sliver(p, kd, s * MR, p0, kc, dst + (size_t)(s - s_lo) * MR * kc);
+  for (int s = s_lo; s < s_hi; s++) pack_a_sliver(p, kd, s * kd->mr, p0, kc, dst + (size_t)(s - s_lo) * kd->mr * kc);
 }
 
 /* Columns [j0, j0+NR) of op(B), depth [p0, p0+kc) -> dst[k * NR + c]. */
@@ -627,7 +629,9 @@ static void gemm_blocked(const problem *p) {
    * depth blocks decide the order of the sums, so they are chosen as for one thread, whatever
    * the thread count: results stay bit-identical across thread counts. */
   int kc_max = KC_MAX;
-  if (plan_for(p, MR, 1, KC_SMALL, panels, panel_slivers * NR, panel_groups).cost <
+  if (p->ars == 1 && p->K > KC_MAX)
+    kc_max = KC_SMALL; /* a transposed op(A) packs faster in shallower slivers (measured: up to 10%) */
+  else if (plan_for(p, MR, 1, KC_SMALL, panels, panel_slivers * NR, panel_groups).cost <
       0.9 * plan_for(p, MR, 1, KC_MAX, panels, panel_slivers * NR, panel_groups).cost)
     kc_max = KC_SMALL;
   plan pl = plan_for(p, MR, threads, kc_max, panels, panel_slivers * NR, panel_groups);
