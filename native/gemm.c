@@ -580,7 +580,8 @@ typedef struct {
 
 /* The cut for depth blocks of at most kc_max, and the floats it moves (the cost to minimise):
  * C read and written once per depth block; op(A) packed once per panel and column group
- * (weighted 2: packing reads strided sources); the panel read once per row block. Data larger
+ * (weighted 4: packing reads strided sources, several times slower than streaming the packed
+ * panel); the panel read once per row block. Data larger
  * than L3_KEEP_BYTES comes from memory rather than L3 and weighs 3. With threads there are at
  * least 3 tasks per thread (a busy or late thread then costs little at the end); when the rows
  * alone do not give that many, rows and columns are both split, whichever way moves least. */
@@ -604,7 +605,7 @@ static plan plan_for(const problem *p, int MR, int threads, int kc_max, int pane
   for (int m = m_lo; m <= m_hi; m++) {
     int n = m >= want ? 1 : (want + m - 1) / m;
     if (n > panel_groups) n = panel_groups;
-    double cost = c_cost + 2.0 * n * panels * M * K + w_panel * m * K * N;
+    double cost = c_cost + 4.0 * n * panels * M * K + w_panel * m * K * N;
     if (best.cost < 0 || cost < best.cost) {
       plan pl = {kc, k_blocks, m, n, cost};
       best = pl;
